@@ -1,2 +1,11 @@
 //! Everything between the spec and the disk image: lock resolution, the
 //! content-addressed store, host checks, the build stages and the disk.
+//!
+//! Architecture invariant: only `fetch`-side code (`debian::release`,
+//! `npm`, `store::fetch`) touches the network; build stages run offline
+//! from the store.
+
+pub mod debian;
+pub mod disk;
+pub mod npm;
+pub mod tools;

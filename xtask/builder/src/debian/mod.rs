@@ -1,0 +1,1 @@
+//! Debian archive access: mirrors, signed release files, package indexes and closure resolution.

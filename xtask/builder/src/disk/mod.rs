@@ -1,0 +1,1 @@
+//! Disk assembly: GPT, ext4 root from a tarball, ESP, GRUB for BIOS and UEFI.

@@ -1,0 +1,1 @@
+//! The npm side: the Node runtime package and the OpenClaw dependency tree.

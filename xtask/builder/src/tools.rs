@@ -1,0 +1,1 @@
+//! The tools tree: a locked Debian rootfs whose binaries build the disk.
