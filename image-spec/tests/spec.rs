@@ -1,0 +1,138 @@
+//! Spec parsing and validation: the real image.toml parses, and every kind
+//! of bad input gives one error naming file, line/column, field and fix.
+
+use image_spec::Spec;
+
+const SPEC: &str = include_str!("../../image.toml");
+
+/// Replaces `from` (which must occur exactly once) with `to` in the real spec
+/// and returns the rendered error.
+#[track_caller]
+fn error_after(from: &str, to: &str) -> String {
+    assert_eq!(SPEC.matches(from).count(), 1, "`{from}` must occur once in image.toml");
+    let text = SPEC.replace(from, to);
+    match Spec::parse("image.toml", &text) {
+        Ok(_) => panic!("`{to}` was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_real_spec_parses() {
+    let spec = Spec::parse("image.toml", SPEC).unwrap();
+    assert_eq!(spec.openclaw.version, "2026.9.6");
+    assert_eq!(spec.node.version.to_string(), "24.21.0");
+    assert_eq!(spec.tailscale.version, "1.102.4");
+    assert_eq!(spec.gateway.port, 18789);
+    assert_eq!(spec.gateway_user().uid, 1000);
+    assert!(!spec.features.openssh && !spec.features.node_exec && !spec.features.elevated_tools);
+    assert_eq!(spec.debian.suites, ["trixie", "trixie-updates", "trixie-security"]);
+    insta::assert_json_snapshot!("resolved_spec", spec);
+}
+
+#[test]
+fn typo_in_a_key() {
+    insta::assert_snapshot!(error_after("hostname = \"openclaw\"", "hostnme = \"openclaw\""));
+}
+
+#[test]
+fn unknown_table() {
+    insta::assert_snapshot!(error_after("[features]", "[feature]"));
+}
+
+#[test]
+fn missing_key() {
+    insta::assert_snapshot!(error_after("disk-size-mib = 4096\n", ""));
+}
+
+#[test]
+fn wrong_type() {
+    insta::assert_snapshot!(error_after("disk-size-mib = 4096", "disk-size-mib = \"4G\""));
+}
+
+#[test]
+fn node_version_range() {
+    insta::assert_snapshot!(error_after("version = \"24.21.0\"", "version = \"24.x\""));
+}
+
+#[test]
+fn openclaw_version_tag() {
+    insta::assert_snapshot!(error_after("version = \"2026.9.6\"", "version = \"latest\""));
+}
+
+#[test]
+fn bad_architecture() {
+    insta::assert_snapshot!(error_after("architecture = \"amd64\"", "architecture = \"x86_64\""));
+}
+
+#[test]
+fn bad_sha256() {
+    insta::assert_snapshot!(error_after(
+        "sha256 = \"50748df1045e60b5b695f19f4c56b0da36c019948b440fb456b6584a50f0d8b9\"",
+        "sha256 = \"50748DF1\""
+    ));
+}
+
+#[test]
+fn tailscale_url_for_other_version() {
+    insta::assert_snapshot!(error_after(
+        "tailscale_1.102.4_amd64.tgz",
+        "tailscale_1.100.0_amd64.tgz"
+    ));
+}
+
+#[test]
+fn package_with_version() {
+    insta::assert_snapshot!(error_after("  \"jq\",\n", "  \"jq=1.7\",\n"));
+}
+
+#[test]
+fn duplicate_package() {
+    insta::assert_snapshot!(error_after("  \"tree\",\n", "  \"tree\",\n  \"tree\",\n"));
+}
+
+#[test]
+fn host_network_sandbox() {
+    insta::assert_snapshot!(error_after("network = \"bridge\"", "network = \"host\""));
+}
+
+#[test]
+fn bad_hostname() {
+    insta::assert_snapshot!(error_after("hostname = \"openclaw\"", "hostname = \"Open_Claw\""));
+}
+
+#[test]
+fn bad_bind() {
+    insta::assert_snapshot!(error_after("bind = \"loopback\"", "bind = \"0.0.0.0\""));
+}
+
+#[test]
+fn epoch_in_milliseconds() {
+    insta::assert_snapshot!(error_after("1763942400", "1763942400000"));
+}
+
+#[test]
+fn suites_out_of_order() {
+    insta::assert_snapshot!(error_after(
+        "suites = [\"trixie\", \"trixie-updates\", \"trixie-security\"]",
+        "suites = [\"trixie-updates\", \"trixie\"]"
+    ));
+}
+
+#[test]
+fn bad_trusted_proxy() {
+    insta::assert_snapshot!(error_after("\"100.64.0.0/10\"", "\"100.64.0.0/99\""));
+}
+
+#[test]
+fn unpinned_plugin() {
+    insta::assert_snapshot!(error_after("plugins = []", "plugins = [\"@openclaw/voice\"]"));
+}
+
+#[test]
+fn mirror_not_a_url() {
+    insta::assert_snapshot!(error_after(
+        "# mirror = \"http://mirror.example/debian\"",
+        "mirror = \"mirror.example/debian\""
+    ));
+}
