@@ -1,1 +1,7 @@
-//! The appliance itself: the files baked into the image and the first-boot agent.
+//! The appliance itself: the files baked into the image (rendered from the
+//! spec, pure functions, snapshot-tested) and, later, the first-boot agent.
+
+pub mod files;
+pub mod tree;
+
+pub use tree::{Entry, Tree};

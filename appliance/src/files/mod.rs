@@ -1,0 +1,106 @@
+//! Every file the appliance layer lays over the Debian root filesystem,
+//! rendered from the spec. Pure: same spec and context, same bytes.
+
+mod firewall;
+mod network;
+mod openclaw_config;
+mod system;
+mod units;
+
+use image_spec::Spec;
+
+use crate::tree::Tree;
+
+pub use openclaw_config::openclaw_json;
+
+/// Facts about the build that the rendered files depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    /// Whether the Tailscale tarball is in this image (NET-6, NET-8, TS-1).
+    pub tailscale: bool,
+    /// ext4 UUID of the root filesystem (fstab, GRUB).
+    pub root_fs_uuid: String,
+    /// FAT volume id of the ESP, as `XXXX-XXXX` (fstab).
+    pub esp_volume_id: String,
+    /// Image ID (`sha256:…`) of the sandbox image, checked after `docker load` (AGT-2).
+    pub sandbox_image_id: String,
+}
+
+/// Where the appliance keeps its own data inside the image.
+pub const SHARE_DIR: &str = "usr/share/openclaw-appliance";
+/// The sandbox image archive, loaded at first boot (AGT-2).
+pub const SANDBOX_ARCHIVE: &str = "usr/share/openclaw-appliance/sandbox-image.tar";
+/// The build manifest inside the image (SUP-3).
+pub const MANIFEST: &str = "usr/share/openclaw-appliance/manifest.json";
+
+/// Renders the whole appliance layer.
+pub fn render(spec: &Spec, ctx: &Context) -> Tree {
+    let mut tree = Tree::default();
+    system::render(&mut tree, spec, ctx);
+    network::render(&mut tree, spec);
+    firewall::render(&mut tree, spec);
+    units::render(&mut tree, spec, ctx);
+    openclaw_config::render(&mut tree, spec, ctx);
+    tree
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn spec() -> Spec {
+        Spec::parse("image.toml", include_str!("../../../image.toml")).unwrap()
+    }
+
+    pub(crate) fn ctx(tailscale: bool) -> Context {
+        Context {
+            tailscale,
+            root_fs_uuid: "11111111-2222-4333-8444-555555555555".into(),
+            esp_volume_id: "ABCD-1234".into(),
+            sandbox_image_id: format!("sha256:{}", "e".repeat(64)),
+        }
+    }
+
+    #[test]
+    fn every_rendered_file() {
+        let tree = render(&spec(), &ctx(false));
+        let mut listing = String::new();
+        for (path, entry) in tree.entries() {
+            match entry {
+                crate::Entry::File {
+                    mode,
+                    uid,
+                    gid,
+                    data,
+                } => {
+                    listing.push_str(&format!(
+                        "/{path} file {mode:o} {uid}:{gid} {} bytes\n",
+                        data.len()
+                    ));
+                }
+                crate::Entry::Dir { mode, uid, gid } => {
+                    listing.push_str(&format!("/{path} dir {mode:o} {uid}:{gid}\n"));
+                }
+                crate::Entry::Symlink { target } => {
+                    listing.push_str(&format!("/{path} -> {target}\n"))
+                }
+            }
+        }
+        insta::assert_snapshot!("listing", listing);
+        for (path, entry) in tree.entries() {
+            if let crate::Entry::File { data, .. } = entry {
+                let name = path.replace('/', "__");
+                insta::assert_snapshot!(name, String::from_utf8_lossy(data));
+            }
+        }
+    }
+
+    #[test]
+    fn no_secret_shaped_values() {
+        // SEC-1: the image carries no token; openclaw.json has no auth token.
+        let tree = render(&spec(), &ctx(true));
+        let cfg = tree.text("home/openclaw/.openclaw/openclaw.json").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+        assert!(v["gateway"]["auth"].get("token").is_none());
+    }
+}
