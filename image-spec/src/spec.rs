@@ -396,7 +396,9 @@ fn field_at(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> 
                 .map(str::to_string);
             match (h.split_once('.'), missing) {
                 (_, Some(m)) => (Some(h), Some(m)),
-                (Some((parent, child)), None) => (Some(parent.to_string()), Some(child.to_string())),
+                (Some((parent, child)), None) => {
+                    (Some(parent.to_string()), Some(child.to_string()))
+                }
                 (None, None) => (None, Some(h)),
             }
         }
@@ -746,7 +748,8 @@ impl Ctx<'_> {
                 Ok(std::net::IpAddr::V6(_)) => Some(128),
                 Err(_) => None,
             };
-            let ok = max.is_some_and(|max| len.is_empty() || len.parse::<u8>().is_ok_and(|l| l <= max));
+            let ok =
+                max.is_some_and(|max| len.is_empty() || len.parse::<u8>().is_ok_and(|l| l <= max));
             if !ok {
                 return Err(self.err(
                     &raw.trusted_proxies,

@@ -1,7 +1,9 @@
 //! Lock rendering, parsing and `--check`.
 
-use image_spec::lock::{Deb, DiskIds, FORMAT, Inputs, Lock, NodeLock, OpenClawLock, Release, TailscaleLock};
 use image_spec::Spec;
+use image_spec::lock::{
+    Deb, DiskIds, FORMAT, Inputs, Lock, NodeLock, OpenClawLock, Release, TailscaleLock,
+};
 
 const SPEC: &str = include_str!("../../image.toml");
 
@@ -72,10 +74,18 @@ fn render_is_stable_and_round_trips() {
     let text = lock.render();
     let mut shuffled = lock.clone();
     shuffled.debs.reverse();
-    assert_eq!(shuffled.render(), text, "rendering must not depend on input order");
+    assert_eq!(
+        shuffled.render(),
+        text,
+        "rendering must not depend on input order"
+    );
     let back = Lock::parse("image.lock", &text).unwrap();
     assert_eq!(back.render(), text);
-    assert!(back.check_against(&spec).is_empty(), "{:?}", back.check_against(&spec));
+    assert!(
+        back.check_against(&spec).is_empty(),
+        "{:?}",
+        back.check_against(&spec)
+    );
     // Only the head: the package list is long and already covered above.
     let head: String = text.lines().take(60).collect::<Vec<_>>().join("\n");
     insta::assert_snapshot!("lock_head", head);
@@ -86,7 +96,14 @@ fn disk_ids_are_fixed_and_distinct() {
     let a = DiskIds::derive("openclaw-appliance");
     assert_eq!(a, DiskIds::derive("openclaw-appliance"));
     assert_ne!(a.root_fs_uuid, DiskIds::derive("other").root_fs_uuid);
-    let all = [&a.disk_guid, &a.bios_boot_guid, &a.esp_guid, &a.root_guid, &a.root_fs_uuid, &a.root_hash_seed];
+    let all = [
+        &a.disk_guid,
+        &a.bios_boot_guid,
+        &a.esp_guid,
+        &a.root_guid,
+        &a.root_fs_uuid,
+        &a.root_hash_seed,
+    ];
     for (i, x) in all.iter().enumerate() {
         assert_eq!(x.len(), 36);
         assert_eq!(&x[14..15], "4", "version-4 layout: {x}");
@@ -131,7 +148,9 @@ fn hand_edited_hash_is_refused() {
 
 #[test]
 fn unknown_lock_key_is_refused() {
-    let text = sample(&spec()).render().replace("[node]\n", "[node]\nextra = 1\n");
+    let text = sample(&spec())
+        .render()
+        .replace("[node]\n", "[node]\nextra = 1\n");
     let err = Lock::parse("image.lock", &text).unwrap_err().to_string();
     assert!(err.contains("unknown field `extra`"), "{err}");
     assert!(err.starts_with("image.lock:"), "{err}");

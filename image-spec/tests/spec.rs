@@ -9,7 +9,11 @@ const SPEC: &str = include_str!("../../image.toml");
 /// and returns the rendered error.
 #[track_caller]
 fn error_after(from: &str, to: &str) -> String {
-    assert_eq!(SPEC.matches(from).count(), 1, "`{from}` must occur once in image.toml");
+    assert_eq!(
+        SPEC.matches(from).count(),
+        1,
+        "`{from}` must occur once in image.toml"
+    );
     let text = SPEC.replace(from, to);
     match Spec::parse("image.toml", &text) {
         Ok(_) => panic!("`{to}` was accepted"),
@@ -26,13 +30,19 @@ fn the_real_spec_parses() {
     assert_eq!(spec.gateway.port, 18789);
     assert_eq!(spec.gateway_user().uid, 1000);
     assert!(!spec.features.openssh && !spec.features.node_exec && !spec.features.elevated_tools);
-    assert_eq!(spec.debian.suites, ["trixie", "trixie-updates", "trixie-security"]);
+    assert_eq!(
+        spec.debian.suites,
+        ["trixie", "trixie-updates", "trixie-security"]
+    );
     insta::assert_json_snapshot!("resolved_spec", spec);
 }
 
 #[test]
 fn typo_in_a_key() {
-    insta::assert_snapshot!(error_after("hostname = \"openclaw\"", "hostnme = \"openclaw\""));
+    insta::assert_snapshot!(error_after(
+        "hostname = \"openclaw\"",
+        "hostnme = \"openclaw\""
+    ));
 }
 
 #[test]
@@ -47,7 +57,10 @@ fn missing_key() {
 
 #[test]
 fn wrong_type() {
-    insta::assert_snapshot!(error_after("disk-size-mib = 4096", "disk-size-mib = \"4G\""));
+    insta::assert_snapshot!(error_after(
+        "disk-size-mib = 4096",
+        "disk-size-mib = \"4G\""
+    ));
 }
 
 #[test]
@@ -57,12 +70,18 @@ fn node_version_range() {
 
 #[test]
 fn openclaw_version_tag() {
-    insta::assert_snapshot!(error_after("version = \"2026.9.6\"", "version = \"latest\""));
+    insta::assert_snapshot!(error_after(
+        "version = \"2026.9.6\"",
+        "version = \"latest\""
+    ));
 }
 
 #[test]
 fn bad_architecture() {
-    insta::assert_snapshot!(error_after("architecture = \"amd64\"", "architecture = \"x86_64\""));
+    insta::assert_snapshot!(error_after(
+        "architecture = \"amd64\"",
+        "architecture = \"x86_64\""
+    ));
 }
 
 #[test]
@@ -98,7 +117,10 @@ fn host_network_sandbox() {
 
 #[test]
 fn bad_hostname() {
-    insta::assert_snapshot!(error_after("hostname = \"openclaw\"", "hostname = \"Open_Claw\""));
+    insta::assert_snapshot!(error_after(
+        "hostname = \"openclaw\"",
+        "hostname = \"Open_Claw\""
+    ));
 }
 
 #[test]
@@ -126,7 +148,10 @@ fn bad_trusted_proxy() {
 
 #[test]
 fn unpinned_plugin() {
-    insta::assert_snapshot!(error_after("plugins = []", "plugins = [\"@openclaw/voice\"]"));
+    insta::assert_snapshot!(error_after(
+        "plugins = []",
+        "plugins = [\"@openclaw/voice\"]"
+    ));
 }
 
 #[test]
@@ -135,4 +160,21 @@ fn mirror_not_a_url() {
         "# mirror = \"http://mirror.example/debian\"",
         "mirror = \"mirror.example/debian\""
     ));
+}
+
+#[test]
+fn every_key_is_documented() {
+    let doc = include_str!("../../docs/image-spec.md");
+    let table: toml::Table = toml::from_str(SPEC).unwrap();
+    for (section, value) in &table {
+        assert!(doc.contains(&format!("`[{section}]`")) || doc.contains(&format!("`[[{section}]]`")), "docs/image-spec.md lacks [{section}]");
+        let keys: Vec<&String> = match value {
+            toml::Value::Table(t) => t.keys().collect(),
+            toml::Value::Array(a) => a.iter().filter_map(|v| v.as_table()).flat_map(|t| t.keys()).collect(),
+            _ => vec![],
+        };
+        for key in keys {
+            assert!(doc.contains(&format!("`{key}`")), "docs/image-spec.md lacks `{section}.{key}`");
+        }
+    }
 }

@@ -1,1 +1,42 @@
-fn main() {}
+//! `cargo xtask <task>`: the project's one command line.
+//!
+//! Parses flags, finds the project root and calls the libraries; the work
+//! lives in `builder`, `image-spec` and `vm-tests`. Exit codes: 0 success,
+//! 1 failure (the error chain is printed once), 2 bad usage (clap).
+
+mod ci;
+mod doctor;
+mod fetch;
+mod flags;
+mod lock;
+mod sources;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use flags::{Cli, Task};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Lock(args) => lock::run(&args),
+        Task::Fetch(args) => fetch::run(&args),
+        Task::Doctor(args) => doctor::run(&args),
+        Task::Ci(args) => ci::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The project root: the parent of this crate's directory.
+pub fn project_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}

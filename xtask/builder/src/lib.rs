@@ -7,5 +7,12 @@
 
 pub mod debian;
 pub mod disk;
+pub mod doctor;
+pub mod fsutil;
+// pub mod locking; (enabled once npm lands)
 pub mod npm;
+pub mod oci;
+pub mod rootfs;
+pub mod sources;
+pub mod store;
 pub mod tools;

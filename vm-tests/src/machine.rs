@@ -1,0 +1,876 @@
+//! The machine API, in the style of the NixOS test driver: `succeed`,
+//! `fail`, `wait_for_unit`, `wait_until_succeeds`, `crash`, `shutdown`, …
+
+use std::ffi::OsString;
+use std::panic::Location;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use tempfile::TempDir;
+
+use crate::accel::{self, Accel, AccelChoice};
+use crate::credential::Credential;
+use crate::firmware::{self, Firmware, OvmfFiles};
+use crate::log::{Log, secs};
+use crate::qemu::{self, DirectKernel, FirmwareArgs, ImageFormat, Launch, QemuProcess, tail};
+use crate::qmp::Qmp;
+use crate::retry::{Attempt, retry};
+use crate::shell::{self, CommandOutput, ShellChannel, quote};
+
+/// How a machine is built and booted. [`MachineConfig::new`] gives the
+/// defaults; the fields are public so a test can adjust any of them.
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    /// Machine name: log prefix and file-name stem (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// The tested image. Never written: the guest writes to a qcow2 overlay.
+    pub image: PathBuf,
+    /// Format of `image`.
+    pub image_format: ImageFormat,
+    /// Where the overlay, the OVMF variables and the per-boot logs go (kept
+    /// after the machine is gone).
+    pub state_dir: PathBuf,
+    /// Firmware.
+    pub firmware: Firmware,
+    /// Memory in MiB (default 2048).
+    pub memory_mib: u32,
+    /// vCPUs (default 2).
+    pub cpus: u32,
+    /// Boot this kernel directly instead of the image's boot loader
+    /// (development images without one).
+    pub direct_kernel: Option<DirectKernel>,
+    /// More systemd credentials for the guest (SMBIOS type 11), besides the
+    /// two of the command channel.
+    pub credentials: Vec<Credential>,
+    /// Appended to QEMU's argv (network devices, …).
+    pub extra_args: Vec<OsString>,
+    /// Accelerator; `None` probes (see [`crate::accel`]).
+    pub accel: Option<Accel>,
+    /// Global deadline: QEMU is killed then and every wait fails. Share one
+    /// instant between machines to bound a whole test run.
+    pub deadline: Instant,
+    /// How long the first command may wait for the guest shell after a boot.
+    pub boot_timeout: Duration,
+    /// Guest-side timeout of a command (`succeed`, `fail`, `execute`, …).
+    pub command_timeout: Duration,
+    /// How long `shutdown` waits for the guest to power off.
+    pub shutdown_timeout: Duration,
+}
+
+impl MachineConfig {
+    /// A config with defaults: BIOS, 2 GiB, 2 vCPUs, accelerator probed,
+    /// deadline in one hour, 5 min for the boot and for each command, 2 min
+    /// for a shutdown.
+    pub fn new(name: impl Into<String>, image: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
+        MachineConfig {
+            name: name.into(),
+            image: image.into(),
+            image_format: ImageFormat::Raw,
+            state_dir: state_dir.into(),
+            firmware: Firmware::Bios,
+            memory_mib: 2048,
+            cpus: 2,
+            direct_kernel: None,
+            credentials: Vec::new(),
+            extra_args: Vec::new(),
+            accel: None,
+            deadline: Instant::now() + Duration::from_secs(3600),
+            boot_timeout: Duration::from_secs(300),
+            command_timeout: Duration::from_secs(300),
+            shutdown_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// One boot's live parts.
+#[derive(Debug)]
+struct Running {
+    qemu: QemuProcess,
+    qmp: Qmp,
+    shell: ShellChannel,
+    serial_log: PathBuf,
+    console_pos: usize,
+    booted_at: Instant,
+}
+
+/// A QEMU virtual machine booted from a copy-on-write overlay of an image,
+/// with a command channel into the guest.
+///
+/// Dropping it kills QEMU. The overlay outlives boots: after [`crash`] or
+/// [`shutdown`], [`power_on`] boots the same disk again.
+///
+/// [`crash`]: Machine::crash
+/// [`shutdown`]: Machine::shutdown
+/// [`power_on`]: Machine::power_on
+#[derive(Debug)]
+pub struct Machine {
+    config: MachineConfig,
+    log: Log,
+    qemu_bin: PathBuf,
+    accel: AccelChoice,
+    overlay: PathBuf,
+    ovmf: Option<(OvmfFiles, PathBuf)>,
+    sockets: TempDir,
+    boots: u32,
+    run: Option<Running>,
+}
+
+/// Longest command text shown in log lines.
+const LOGGED_COMMAND_LEN: usize = 160;
+
+fn short(cmd: &str) -> String {
+    let one_line = cmd.replace('\n', "\\n");
+    match one_line.char_indices().nth(LOGGED_COMMAND_LEN) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+fn tail_bytes(bytes: &[u8], lines: usize) -> String {
+    tail(&String::from_utf8_lossy(bytes), lines)
+}
+
+impl Machine {
+    /// Creates a fresh overlay of `config.image` (and a fresh OVMF variable
+    /// store for UEFI) in `config.state_dir`, then boots it. Returns once
+    /// QEMU runs; the first command waits for the guest shell.
+    pub fn start(config: MachineConfig) -> Result<Machine> {
+        let name = config.name.clone();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            bail!("invalid machine name {name:?}: use letters, digits, `-`, `_` and `.`");
+        }
+        let log = Log::new(&name);
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
+        let qemu_bin = qemu::qemu_binary()?;
+        let accel = match config.accel {
+            Some(accel) => AccelChoice {
+                accel,
+                reason: "set in the machine config".into(),
+            },
+            None => accel::choose(&qemu_bin)?,
+        };
+        log.info(format_args!("accelerator: {} ({})", accel.accel, accel.reason));
+        let overlay = config.state_dir.join(format!("{name}.qcow2"));
+        qemu::create_overlay(&config.image, config.image_format, &overlay)?;
+        let ovmf = match config.firmware {
+            Firmware::Bios => None,
+            Firmware::Uefi => {
+                let files = firmware::find_ovmf()?;
+                let vars = config.state_dir.join(format!("{name}-OVMF_VARS.fd"));
+                if vars.exists() {
+                    std::fs::remove_file(&vars).with_context(|| format!("removing old {}", vars.display()))?;
+                }
+                firmware::prepare_vars(&files, &vars)?;
+                Some((files, vars))
+            }
+        };
+        let sockets = socket_dir()?;
+        log.info(format_args!(
+            "overlay {} on {} ({}), firmware {}",
+            overlay.display(),
+            config.image.display(),
+            config.image_format.as_str(),
+            config.firmware
+        ));
+        let mut machine = Machine {
+            config,
+            log,
+            qemu_bin,
+            accel,
+            overlay,
+            ovmf,
+            sockets,
+            boots: 0,
+            run: None,
+        };
+        machine.power_on()?;
+        Ok(machine)
+    }
+
+    /// The machine's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The accelerator in use and why.
+    pub fn accel(&self) -> &AccelChoice {
+        &self.accel
+    }
+
+    /// The qcow2 overlay holding everything the guest wrote.
+    pub fn overlay_path(&self) -> &Path {
+        &self.overlay
+    }
+
+    /// The serial console log of the current (or last) boot.
+    pub fn serial_log_path(&self) -> PathBuf {
+        self.file(&format!("boot{}.serial.log", self.boots.max(1)))
+    }
+
+    /// How many times QEMU was started.
+    pub fn boot_count(&self) -> u32 {
+        self.boots
+    }
+
+    /// The config, to change before the next [`Machine::power_on`] (e.g.
+    /// drop a credential for the second boot).
+    pub fn config_mut(&mut self) -> &mut MachineConfig {
+        &mut self.config
+    }
+
+    /// The machine's log, for test code that wants its lines prefixed alike.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Whether QEMU is running.
+    pub fn is_running(&mut self) -> bool {
+        match &self.run {
+            Some(run) => matches!(run.qemu.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn file(&self, suffix: &str) -> PathBuf {
+        self.config.state_dir.join(format!("{}-{suffix}", self.config.name))
+    }
+
+    /// Boots the machine from its overlay: the first boot (done by
+    /// [`Machine::start`]) or again after [`Machine::crash`] or
+    /// [`Machine::shutdown`]. Each boot has its own serial log.
+    pub fn power_on(&mut self) -> Result<()> {
+        if self.is_running() {
+            bail!("{}: power_on: the machine is already running", self.config.name);
+        }
+        self.run = None;
+        let _ = self.budget(Duration::ZERO)?;
+        self.boots += 1;
+        let boot = self.boots;
+        let serial_log = self.file(&format!("boot{boot}.serial.log"));
+        let qemu_log = self.file(&format!("boot{boot}.qemu.log"));
+        let qmp_socket = self.sockets.path().join(format!("qmp{boot}.sock"));
+        let shell_socket = self.sockets.path().join(format!("shell{boot}.sock"));
+        let mut credentials = shell::credentials()?;
+        for cred in &self.config.credentials {
+            if credentials.iter().any(|c| c.name() == cred.name()) {
+                bail!("credential {} is reserved for the harness's command channel", cred.name());
+            }
+        }
+        credentials.extend(self.config.credentials.iter().cloned());
+        let firmware = match &self.ovmf {
+            None => FirmwareArgs::Bios,
+            Some((files, vars)) => FirmwareArgs::Uefi {
+                code: files.code.clone(),
+                vars: vars.clone(),
+            },
+        };
+        let argv = qemu::qemu_argv(&Launch {
+            name: &self.config.name,
+            accel: self.accel.accel,
+            memory_mib: self.config.memory_mib,
+            cpus: self.config.cpus,
+            overlay: &self.overlay,
+            serial_log: &serial_log,
+            qmp_socket: &qmp_socket,
+            shell_socket: &shell_socket,
+            firmware,
+            direct_kernel: self.config.direct_kernel.as_ref(),
+            credentials: &credentials,
+            extra_args: &self.config.extra_args,
+        });
+        self.log.info(format_args!("boot {boot}: serial log {}", serial_log.display()));
+        let qemu = QemuProcess::spawn(&self.qemu_bin, &argv, &qemu_log, self.config.deadline, &self.log)?;
+        let connect = Duration::from_secs(10);
+        let sockets = Qmp::connect(&qmp_socket, connect, &self.log)
+            .and_then(|qmp| Ok((qmp, ShellChannel::connect(&shell_socket, connect, &self.log)?)));
+        let (qmp, shell) = match sockets {
+            Ok(pair) => pair,
+            Err(e) => {
+                let exited = qemu.wait_timeout(Duration::from_millis(200)).ok().flatten();
+                let tail = qemu.log_tail(20);
+                drop(qemu);
+                return Err(e).with_context(|| match exited {
+                    Some(status) => format!("QEMU exited at start ({status}); its output:\n{tail}"),
+                    None => format!("QEMU started but its sockets did not answer; its output:\n{tail}"),
+                });
+            }
+        };
+        self.run = Some(Running {
+            qemu,
+            qmp,
+            shell,
+            serial_log,
+            console_pos: 0,
+            booted_at: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// `timeout` cut to what is left before the global deadline; an error
+    /// once the deadline has passed.
+    fn budget(&self, timeout: Duration) -> Result<Duration> {
+        let left = self.config.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!("{}: the global deadline has passed", self.config.name);
+        }
+        Ok(timeout.min(left))
+    }
+
+    /// The running boot, or an error saying why there is none (QEMU exited:
+    /// its status, its output and the end of the serial log).
+    fn running(&mut self) -> Result<&mut Running> {
+        let exited = match &self.run {
+            None => bail!("{}: the machine is not running (call power_on)", self.config.name),
+            Some(run) => run.qemu.try_wait()?,
+        };
+        if let Some(status) = exited {
+            let why = self.death_report(status);
+            self.run = None;
+            bail!(why);
+        }
+        self.run
+            .as_mut()
+            .ok_or_else(|| anyhow!("{}: the machine is not running", self.config.name))
+    }
+
+    fn death_report(&self, status: std::process::ExitStatus) -> String {
+        let (qemu_tail, serial_tail) = match &self.run {
+            Some(run) => (
+                run.qemu.log_tail(15),
+                tail_bytes(&std::fs::read(&run.serial_log).unwrap_or_default(), 25),
+            ),
+            None => (String::new(), String::new()),
+        };
+        format!(
+            "{}: QEMU exited unexpectedly ({status})\n--- QEMU output (tail) ---\n{qemu_tail}\n--- serial console (tail, {}) ---\n{serial_tail}",
+            self.config.name,
+            self.serial_log_path().display()
+        )
+    }
+
+    /// Waits (up to `timeout`) until the guest's command channel answers.
+    /// Commands call this implicitly with `boot_timeout`.
+    pub fn wait_for_shell(&mut self, timeout: Duration) -> Result<()> {
+        let timeout = self.budget(timeout)?;
+        let boot = self.boots;
+        let log = self.log.clone();
+        let run = self.running()?;
+        if run.shell.is_ready() {
+            return Ok(());
+        }
+        match run.shell.wait_ready(timeout) {
+            Ok(_) => {
+                log.info(format_args!(
+                    "boot {boot}: command channel ready {} after QEMU start",
+                    secs(run.booted_at.elapsed())
+                ));
+                Ok(())
+            }
+            Err(e) => {
+                let serial = tail_bytes(&std::fs::read(&run.serial_log).unwrap_or_default(), 25);
+                // A dead QEMU explains more than the timeout.
+                self.running()?;
+                Err(e).with_context(|| format!("boot {boot}: serial console (tail):\n{serial}"))
+            }
+        }
+    }
+
+    /// Runs `command` (bash, `set -euo pipefail`) as root in the guest with
+    /// the configured command timeout and returns its exact output,
+    /// whatever the exit status.
+    pub fn run(&mut self, command: &str) -> Result<CommandOutput> {
+        self.run_timeout(command, self.config.command_timeout)
+    }
+
+    /// [`Machine::run`] with an explicit guest-side timeout.
+    pub fn run_timeout(&mut self, command: &str, timeout: Duration) -> Result<CommandOutput> {
+        self.wait_for_shell(self.config.boot_timeout)?;
+        let timeout = self.budget(timeout)?;
+        let start = Instant::now();
+        let result = self.running()?.shell.run(command, timeout);
+        match result {
+            Ok(out) => {
+                self.log.info(format_args!(
+                    "`{}`: exit {} in {}",
+                    short(command),
+                    out.status,
+                    secs(start.elapsed())
+                ));
+                Ok(out)
+            }
+            Err(e) => {
+                self.running()?;
+                Err(e).with_context(|| format!("running `{}` in the guest", short(command)))
+            }
+        }
+    }
+
+    /// Runs `command`; returns its exit status and standard output.
+    pub fn execute(&mut self, command: &str) -> Result<(i32, String)> {
+        let out = self.run(command)?;
+        Ok((out.status, out.stdout_text()))
+    }
+
+    /// Runs `command` and returns its standard output; a non-zero exit is
+    /// an error naming the command, the status and the output.
+    #[track_caller]
+    pub fn succeed(&mut self, command: &str) -> Result<String> {
+        let caller = Location::caller();
+        self.succeed_at(command, caller)
+    }
+
+    fn succeed_at(&mut self, command: &str, caller: &Location<'_>) -> Result<String> {
+        let out = self.run(command).with_context(|| format!("succeed at {caller}"))?;
+        if out.status != 0 {
+            bail!(
+                "succeed at {caller}: command `{}` failed with exit status {}{}",
+                short(command),
+                out.status,
+                output_report(&out)
+            );
+        }
+        Ok(out.stdout_text())
+    }
+
+    /// Runs `command` and expects a non-zero exit; returns its standard
+    /// output. Exit status 0 is an error.
+    #[track_caller]
+    pub fn fail(&mut self, command: &str) -> Result<String> {
+        let caller = Location::caller();
+        let out = self.run(command).with_context(|| format!("fail at {caller}"))?;
+        if out.status == 0 {
+            bail!(
+                "fail at {caller}: command `{}` unexpectedly succeeded{}",
+                short(command),
+                output_report(&out)
+            );
+        }
+        Ok(out.stdout_text())
+    }
+
+    /// Repeats `command` until it exits 0 (for up to `timeout`); returns its
+    /// standard output.
+    #[track_caller]
+    pub fn wait_until_succeeds(&mut self, command: &str, timeout: Duration) -> Result<String> {
+        let caller = Location::caller();
+        let timeout = self.budget(timeout)?;
+        let log = self.log.clone();
+        let what = format!("`{}` to succeed", short(command));
+        retry(&log, &what, timeout, |_| {
+            let out = self.run_timeout(command, timeout)?;
+            Ok(if out.status == 0 {
+                Attempt::Done(out.stdout_text())
+            } else {
+                Attempt::NotYet(format!("exit status {}{}", out.status, output_report(&out)))
+            })
+        })
+        .with_context(|| format!("wait_until_succeeds at {caller}"))
+    }
+
+    /// Repeats `command` until it exits non-zero (for up to `timeout`);
+    /// returns its standard output.
+    #[track_caller]
+    pub fn wait_until_fails(&mut self, command: &str, timeout: Duration) -> Result<String> {
+        let caller = Location::caller();
+        let timeout = self.budget(timeout)?;
+        let log = self.log.clone();
+        let what = format!("`{}` to fail", short(command));
+        retry(&log, &what, timeout, |_| {
+            let out = self.run_timeout(command, timeout)?;
+            Ok(if out.status != 0 {
+                Attempt::Done(out.stdout_text())
+            } else {
+                Attempt::NotYet(format!("exit status 0{}", output_report(&out)))
+            })
+        })
+        .with_context(|| format!("wait_until_fails at {caller}"))
+    }
+
+    /// Waits until `unit` is active, for up to `timeout`: a system unit, or
+    /// with `user` a unit of that user's systemd instance.
+    ///
+    /// Fails at once, with `systemctl status` and the unit's journal, when
+    /// the unit is `failed`, or inactive with nothing queued to start it.
+    #[track_caller]
+    pub fn wait_for_unit(&mut self, unit: &str, user: Option<&str>, timeout: Duration) -> Result<()> {
+        let caller = Location::caller();
+        let timeout = self.budget(timeout)?;
+        let log = self.log.clone();
+        let what = match user {
+            None => format!("unit {unit}"),
+            Some(u) => format!("user unit {unit} of {u}"),
+        };
+        let show = format!(
+            "{} show --property=Id,LoadState,ActiveState,SubState,Result -- {q}; \
+             echo \"Jobs=$({} list-jobs --no-legend | wc -l)\"",
+            systemctl(user),
+            systemctl(user),
+            q = quote(unit)
+        );
+        let verdict = retry(&log, &format!("{what} to be active"), timeout, |last| {
+            let out = self.run_timeout(&show, Duration::from_secs(30))?;
+            if out.status != 0 {
+                return Ok(Attempt::NotYet(format!(
+                    "systemctl failed (exit {}): {}",
+                    out.status,
+                    out.stderr_text().trim()
+                )));
+            }
+            let state = UnitState::parse(&out.stdout_text());
+            Ok(match state.verdict() {
+                UnitVerdict::Active => Attempt::Done(None),
+                UnitVerdict::Failed(why) => Attempt::Done(Some(why)),
+                UnitVerdict::Pending(why) if last => Attempt::NotYet(why),
+                UnitVerdict::Pending(why) => Attempt::NotYet(why),
+            })
+        })
+        .with_context(|| format!("wait_for_unit at {caller}"))?;
+        if let Some(why) = verdict {
+            let details = self.unit_diagnostics(unit, user);
+            log.info(format_args!("{what}: {why}\n{details}"));
+            bail!("wait_for_unit at {caller}: {what} {why}\n{details}");
+        }
+        Ok(())
+    }
+
+    /// `systemctl status` and the journal tail of a unit, for error reports.
+    fn unit_diagnostics(&mut self, unit: &str, user: Option<&str>) -> String {
+        let journal = match user {
+            None => format!("journalctl --no-pager -n 40 -u {}", quote(unit)),
+            Some(_) => format!("journalctl --no-pager -n 40 _SYSTEMD_USER_UNIT={}", quote(unit)),
+        };
+        let cmd = format!(
+            "{} status --no-pager -l -n 0 -- {} || true; echo '--- journal ---'; {journal} || true",
+            systemctl(user),
+            quote(unit)
+        );
+        match self.run_timeout(&cmd, Duration::from_secs(30)) {
+            Ok(out) => format!("--- systemctl status ---\n{}", out.stdout_text().trim_end()),
+            Err(e) => format!("(could not collect unit diagnostics: {e:#})"),
+        }
+    }
+
+    /// Waits until something in the guest listens on TCP `port` (any
+    /// address, IPv4 or IPv6), for up to `timeout`.
+    #[track_caller]
+    pub fn wait_for_open_port(&mut self, port: u16, timeout: Duration) -> Result<()> {
+        let caller = Location::caller();
+        let timeout = self.budget(timeout)?;
+        let log = self.log.clone();
+        retry(&log, &format!("TCP port {port} to listen"), timeout, |_| {
+            let out = self.run_timeout("cat /proc/net/tcp; cat /proc/net/tcp6 2>/dev/null || true", Duration::from_secs(30))?;
+            let ports = listening_tcp_ports(&out.stdout_text());
+            Ok(if ports.contains(&port) {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!("listening TCP ports: {ports:?}"))
+            })
+        })
+        .with_context(|| format!("wait_for_open_port at {caller}"))
+    }
+
+    /// Waits until `text` (a plain substring) appears on the serial console
+    /// of the current boot, after the end of the previous match (so two
+    /// calls for the same text need two occurrences).
+    #[track_caller]
+    pub fn wait_for_console_text(&mut self, text: &str, timeout: Duration) -> Result<()> {
+        let caller = Location::caller();
+        let timeout = self.budget(timeout)?;
+        let log = self.log.clone();
+        let needle = text.as_bytes().to_vec();
+        retry(&log, &format!("console text {text:?}"), timeout, |_| {
+            let (path, from) = {
+                let run = self.running()?;
+                (run.serial_log.clone(), run.console_pos)
+            };
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            if let Some(at) = find(&bytes[from.min(bytes.len())..], &needle) {
+                if let Some(run) = self.run.as_mut() {
+                    run.console_pos = from + at + needle.len();
+                }
+                return Ok(Attempt::Done(()));
+            }
+            Ok(Attempt::NotYet(format!(
+                "last console line: {:?}",
+                tail_bytes(&bytes, 1)
+            )))
+        })
+        .with_context(|| format!("wait_for_console_text at {caller}"))
+    }
+
+    /// The exact contents of a file in the guest.
+    #[track_caller]
+    pub fn copy_from_vm(&mut self, path: &str) -> Result<Vec<u8>> {
+        let caller = Location::caller();
+        let out = self
+            .run(&format!("cat -- {}", quote(path)))
+            .with_context(|| format!("copy_from_vm at {caller}"))?;
+        if out.status != 0 {
+            bail!(
+                "copy_from_vm at {caller}: cannot read {path} (exit {}): {}",
+                out.status,
+                out.stderr_text().trim()
+            );
+        }
+        Ok(out.stdout)
+    }
+
+    /// Writes `contents` to a file in the guest (created or replaced, mode
+    /// from the guest's umask).
+    #[track_caller]
+    pub fn copy_to_vm(&mut self, path: &str, contents: &[u8]) -> Result<()> {
+        use base64::Engine;
+        let caller = Location::caller();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(contents);
+        self.succeed_at(&format!("printf %s {b64} | base64 -d > {}", quote(path)), caller)
+            .map(drop)
+    }
+
+    /// Clean power-off: presses the ACPI power button (QMP
+    /// `system_powerdown`) and waits for QEMU to exit. An error if the guest
+    /// does not power off within `shutdown_timeout` (QEMU is killed then).
+    pub fn shutdown(&mut self) -> Result<()> {
+        let timeout = self.budget(self.config.shutdown_timeout)?;
+        let start = Instant::now();
+        let run = self.running().context("shutdown")?;
+        run.qmp.system_powerdown().context("shutdown: QMP system_powerdown")?;
+        let exited = run.qemu.wait_timeout(timeout)?;
+        let serial = tail_bytes(&std::fs::read(&run.serial_log).unwrap_or_default(), 25);
+        let run = self.run.take();
+        match exited {
+            Some(status) if status.success() => {
+                self.log.info(format_args!("powered off cleanly in {}", secs(start.elapsed())));
+                Ok(())
+            }
+            Some(status) => bail!(
+                "{}: shutdown: QEMU exited with {status}; serial console (tail):\n{serial}",
+                self.config.name
+            ),
+            None => {
+                drop(run);
+                bail!(
+                    "{}: shutdown: the guest did not power off within {} of the ACPI power button \
+                     (is systemd-logind running?); QEMU killed; serial console (tail):\n{serial}",
+                    self.config.name,
+                    secs(timeout)
+                )
+            }
+        }
+    }
+
+    /// Power cut: QEMU quits at once (QMP `quit`); nothing in the guest
+    /// gets to flush. The overlay keeps what reached it; boot it again with
+    /// [`Machine::power_on`].
+    pub fn crash(&mut self) -> Result<()> {
+        let run = self.running().context("crash")?;
+        let quit = run.qmp.quit();
+        let exited = run.qemu.wait_timeout(Duration::from_secs(10))?;
+        run.qemu.kill();
+        self.run = None;
+        quit.context("crash: QMP quit")?;
+        self.log.info(match exited {
+            Some(status) => format!("crashed (QEMU quit: {status})"),
+            None => "crashed (QEMU killed after quit did not end it)".to_string(),
+        });
+        Ok(())
+    }
+
+    /// Clean reboot: [`Machine::shutdown`], then [`Machine::power_on`] —
+    /// a new QEMU process (QEMU runs with `-no-reboot`) and a new serial log.
+    pub fn reboot(&mut self) -> Result<()> {
+        self.shutdown().context("reboot")?;
+        self.power_on().context("reboot")
+    }
+}
+
+/// Text of a command's stdout and stderr (their tails) for error messages.
+fn output_report(out: &CommandOutput) -> String {
+    let mut s = String::new();
+    for (label, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        if !bytes.is_empty() {
+            s.push_str(&format!("\n--- {label} ---\n{}", tail_bytes(bytes, 40)));
+        }
+    }
+    s
+}
+
+/// The `systemctl` invocation for the system manager or a user's manager.
+fn systemctl(user: Option<&str>) -> String {
+    match user {
+        None => "systemctl".to_string(),
+        Some(u) => format!(
+            "runuser -u {q} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {q}) systemctl --user",
+            q = quote(u)
+        ),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A directory for the unix sockets, short enough for `sun_path` (108 bytes).
+fn socket_dir() -> Result<TempDir> {
+    let base = std::env::temp_dir();
+    let base = if base.as_os_str().len() > 60 { PathBuf::from("/tmp") } else { base };
+    tempfile::Builder::new()
+        .prefix("vmtest-")
+        .tempdir_in(&base)
+        .with_context(|| format!("creating a socket directory in {}", base.display()))
+}
+
+/// A unit's state as `systemctl show` and `list-jobs` report it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UnitState {
+    /// `LoadState` (loaded, not-found, masked, …).
+    pub load: String,
+    /// `ActiveState` (active, inactive, activating, failed, …).
+    pub active: String,
+    /// `SubState` (running, exited, dead, …).
+    pub sub: String,
+    /// `Result` (success, exit-code, …).
+    pub result: String,
+    /// Jobs queued in the whole manager (`Jobs=` line), if reported.
+    pub jobs: Option<u32>,
+}
+
+/// What [`UnitState::verdict`] concludes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitVerdict {
+    /// The unit is active.
+    Active,
+    /// Terminal: it will not become active by waiting (the reason).
+    Failed(String),
+    /// Still on its way (the current state).
+    Pending(String),
+}
+
+impl UnitState {
+    /// Parses `Key=value` lines of `systemctl show` plus a `Jobs=<n>` line.
+    pub fn parse(text: &str) -> Self {
+        let mut s = UnitState::default();
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once('=') else { continue };
+            let value = value.trim().to_string();
+            match key {
+                "LoadState" => s.load = value,
+                "ActiveState" => s.active = value,
+                "SubState" => s.sub = value,
+                "Result" => s.result = value,
+                "Jobs" => s.jobs = value.parse().ok(),
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// Active, terminal, or pending. Terminal: `failed`; or inactive (or not
+    /// found) while the manager has no job queued at all, so nothing will
+    /// start it (as the NixOS driver decides).
+    pub fn verdict(&self) -> UnitVerdict {
+        let state = format!(
+            "{} ({}), load state {}, result {}, jobs queued: {}",
+            self.active,
+            self.sub,
+            self.load,
+            self.result,
+            self.jobs.map_or("?".to_string(), |j| j.to_string())
+        );
+        match self.active.as_str() {
+            "active" | "reloading" | "refreshing" => UnitVerdict::Active,
+            "failed" => UnitVerdict::Failed(format!("failed: {state}")),
+            "inactive" if self.jobs == Some(0) => {
+                if self.load == "loaded" {
+                    UnitVerdict::Failed(format!("is inactive and nothing is queued to start it: {state}"))
+                } else {
+                    UnitVerdict::Failed(format!("cannot start: {state}"))
+                }
+            }
+            _ => UnitVerdict::Pending(state),
+        }
+    }
+}
+
+/// The local ports in LISTEN state in `/proc/net/tcp` / `tcp6` text.
+pub fn listening_tcp_ports(proc_net_tcp: &str) -> Vec<u16> {
+    let mut ports: Vec<u16> = proc_net_tcp
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 4 || fields[3] != "0A" {
+                return None;
+            }
+            let (_, port) = fields[1].rsplit_once(':')?;
+            u16::from_str_radix(port, 16).ok()
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(show: &str, expected: &str) {
+        let got = match UnitState::parse(show).verdict() {
+            UnitVerdict::Active => "active",
+            UnitVerdict::Failed(_) => "failed",
+            UnitVerdict::Pending(_) => "pending",
+        };
+        assert_eq!(got, expected, "{show}");
+    }
+
+    #[test]
+    fn unit_verdicts() {
+        let s = |load: &str, active: &str, jobs: u32| {
+            format!("Id=x.service\nLoadState={load}\nActiveState={active}\nSubState=dead\nResult=success\nJobs={jobs}\n")
+        };
+        check(&s("loaded", "active", 3), "active");
+        check(&s("loaded", "reloading", 0), "active");
+        check(&s("loaded", "failed", 5), "failed");
+        check(&s("loaded", "activating", 0), "pending");
+        check(&s("loaded", "inactive", 2), "pending");
+        check(&s("loaded", "inactive", 0), "failed");
+        check(&s("not-found", "inactive", 0), "failed");
+        check(&s("not-found", "inactive", 1), "pending");
+        check("LoadState=loaded\nActiveState=inactive\n", "pending");
+    }
+
+    #[test]
+    fn proc_net_tcp_listeners() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+            0: 0100007F:4965 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1 1\n\
+            1: 0100007F:0016 0100007F:9C40 01 00000000:00000000 00:00000000 00000000 0 0 1 1\n\
+          sl  local_address                         remote_address                        st\n\
+            0: 00000000000000000000000001000000:4965 00000000000000000000000000000000:0000 0A 0\n\
+            1: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 0\n";
+        assert_eq!(listening_tcp_ports(text), vec![80, 18789]);
+        assert!(listening_tcp_ports("").is_empty());
+    }
+
+    #[test]
+    fn systemctl_for_a_user() {
+        assert_eq!(systemctl(None), "systemctl");
+        assert_eq!(
+            systemctl(Some("openclaw")),
+            "runuser -u 'openclaw' -- env XDG_RUNTIME_DIR=/run/user/$(id -u 'openclaw') systemctl --user"
+        );
+    }
+
+    #[test]
+    fn substring_search() {
+        assert_eq!(find(b"abc login: x", b"login:"), Some(4));
+        assert_eq!(find(b"abc", b"login:"), None);
+    }
+}

@@ -1,0 +1,266 @@
+//! Host prerequisites: what later stages run, checked (and on Debian as root, installed).
+//!
+//! `build-image` and `vm-test` call [`ensure`] first, so a fresh Debian
+//! machine needs nothing installed by hand.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// One prerequisite: a file that must exist, and the Debian package that provides it.
+#[derive(Debug, Clone, Copy)]
+pub struct Requirement {
+    /// What it is for, in a few words.
+    pub purpose: &'static str,
+    /// Any of these paths satisfies it.
+    pub paths: &'static [&'static str],
+    /// The Debian package that provides it.
+    pub package: &'static str,
+}
+
+/// Everything the stages and tests run on the host.
+pub const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        purpose: "bootstrap Debian root filesystems",
+        paths: &["/usr/bin/mmdebstrap"],
+        package: "mmdebstrap",
+    },
+    Requirement {
+        purpose: "verify Debian release signatures",
+        paths: &["/usr/bin/gpgv"],
+        package: "gpgv",
+    },
+    Requirement {
+        purpose: "Debian archive signing keys",
+        paths: &["/usr/share/keyrings/debian-archive-keyring.gpg"],
+        package: "debian-archive-keyring",
+    },
+    Requirement {
+        purpose: "read .deb control fields for the local package repository",
+        paths: &["/usr/bin/dpkg-deb"],
+        package: "dpkg",
+    },
+    Requirement {
+        purpose: "compress images (--compress) and zstd-compressed .debs",
+        paths: &["/usr/bin/zstd"],
+        package: "zstd",
+    },
+    Requirement {
+        purpose: "boot images in vm-test",
+        paths: &["/usr/bin/qemu-system-x86_64"],
+        package: "qemu-system-x86",
+    },
+    Requirement {
+        purpose: "copy-on-write overlays in vm-test",
+        paths: &["/usr/bin/qemu-img"],
+        package: "qemu-utils",
+    },
+    Requirement {
+        purpose: "UEFI firmware for vm-test",
+        paths: &["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"],
+        package: "ovmf",
+    },
+    Requirement {
+        purpose: "network namespaces and taps for vm-test's external peer",
+        paths: &["/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip"],
+        package: "iproute2",
+    },
+];
+
+/// The outcome of one check.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// What was checked.
+    pub what: String,
+    /// Whether it is fine.
+    pub ok: bool,
+    /// Details or the fix.
+    pub detail: String,
+    /// The package that fixes it, if any.
+    pub package: Option<&'static str>,
+}
+
+/// Checks every requirement plus `/dev/kvm`, loop devices and free disk at `work_dirs`.
+pub fn check(work_dirs: &[&Path]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for r in REQUIREMENTS {
+        let found = r.paths.iter().find(|p| Path::new(p).exists());
+        out.push(Finding {
+            what: format!("{} ({})", r.paths[0], r.purpose),
+            ok: found.is_some(),
+            detail: match found {
+                Some(p) => format!("found {p}"),
+                None => format!("missing: install the Debian package `{}`", r.package),
+            },
+            package: Some(r.package),
+        });
+    }
+    let kvm = Path::new("/dev/kvm").exists();
+    out.push(Finding {
+        what: "/dev/kvm".into(),
+        ok: true,
+        detail: if kvm {
+            "present (vm-test probes whether it works and falls back to TCG)".into()
+        } else {
+            "absent: vm-test uses TCG (slower, same result)".into()
+        },
+        package: None,
+    });
+    let loop_ok = Path::new("/dev/loop-control").exists();
+    out.push(Finding {
+        what: "/dev/loop-control".into(),
+        ok: true,
+        detail: if loop_ok {
+            "present (not required: the disk stage writes filesystems at offsets)".into()
+        } else {
+            "absent (not required: the disk stage writes filesystems at offsets)".into()
+        },
+        package: None,
+    });
+    for dir in work_dirs {
+        let (ok, detail) = match free_bytes(dir) {
+            Ok(free) => {
+                let gib = free as f64 / (1u64 << 30) as f64;
+                if free >= 20 << 30 {
+                    (true, format!("{gib:.1} GiB free"))
+                } else {
+                    (false, format!("{gib:.1} GiB free; a build needs about 20 GiB: free space or pass another directory"))
+                }
+            }
+            Err(e) => (false, format!("{e:#}")),
+        };
+        out.push(Finding {
+            what: format!("free space at {}", dir.display()),
+            ok,
+            detail,
+            package: None,
+        });
+    }
+    out
+}
+
+fn free_bytes(dir: &Path) -> Result<u64> {
+    // The directory may not exist yet: ask about its nearest existing ancestor.
+    let mut probe: PathBuf = dir.to_path_buf();
+    while !probe.exists() {
+        if !probe.pop() {
+            bail!("no existing ancestor of {}", dir.display());
+        }
+    }
+    let out = duct::cmd!("df", "--output=avail", "-B1", &probe)
+        .stderr_capture()
+        .read()
+        .with_context(|| format!("running df on {}", probe.display()))?;
+    out.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("unexpected df output for {}: {out}", probe.display()))
+}
+
+/// Checks, and when `install` is set and this is Debian as root, installs
+/// what is missing with apt. Fails when something is still missing.
+pub fn ensure(work_dirs: &[&Path], install: bool) -> Result<Vec<Finding>> {
+    let findings = check(work_dirs);
+    let missing: Vec<&'static str> = findings
+        .iter()
+        .filter(|f| !f.ok)
+        .filter_map(|f| f.package)
+        .collect();
+    if missing.is_empty() {
+        return finish(findings);
+    }
+    if !install {
+        return finish(findings);
+    }
+    if !Path::new("/etc/debian_version").exists() {
+        bail!("missing host packages ({}) and this is not Debian: install them by hand", missing.join(", "));
+    }
+    if !is_root() {
+        bail!("missing host packages ({}): run `cargo xtask doctor` as root, or `sudo apt-get install {}`", missing.join(", "), missing.join(" "));
+    }
+    eprintln!("doctor: installing {}", missing.join(" "));
+    let backports = needs_backports(&missing)?;
+    if let Some(source) = &backports {
+        enable_backports(source)?;
+    }
+    let mut cmd = vec!["apt-get".to_string(), "install".into(), "-y".into(), "-q".into()];
+    if let Some(b) = &backports {
+        cmd.push("-t".into());
+        cmd.push(b.suite.clone());
+    }
+    cmd.extend(missing.iter().map(|p| p.to_string()));
+    duct::cmd("apt-get", ["update", "-q"])
+        .run()
+        .context("apt-get update failed")?;
+    duct::cmd(&cmd[0], &cmd[1..])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()
+        .with_context(|| format!("`{}` failed", cmd.join(" ")))?;
+    finish(check(work_dirs))
+}
+
+fn finish(findings: Vec<Finding>) -> Result<Vec<Finding>> {
+    let bad: Vec<String> = findings
+        .iter()
+        .filter(|f| !f.ok)
+        .map(|f| format!("  {}: {}", f.what, f.detail))
+        .collect();
+    if bad.is_empty() {
+        Ok(findings)
+    } else {
+        bail!("host prerequisites missing:\n{}\nrun `cargo xtask doctor` (as root it installs them)", bad.join("\n"))
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+struct Backports {
+    suite: String,
+    uri: String,
+}
+
+/// QEMU from the release would conflict with a backported `qemu-utils`
+/// already on the host (as on this project's build machines): then take
+/// `qemu-system-x86` from the same backports suite.
+fn needs_backports(missing: &[&str]) -> Result<Option<Backports>> {
+    if !missing.contains(&"qemu-system-x86") {
+        return Ok(None);
+    }
+    let installed = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "qemu-utils"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    if !installed.contains("bpo") {
+        return Ok(None);
+    }
+    let os = std::fs::read_to_string("/etc/os-release").context("reading /etc/os-release")?;
+    let codename = os
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|c| c.trim_matches('"').to_string())
+        .context("/etc/os-release has no VERSION_CODENAME")?;
+    let archives = crate::debian::mirror::host_archives(Path::new("/etc/apt"))?;
+    Ok(Some(Backports {
+        suite: format!("{codename}-backports"),
+        uri: archives.debian,
+    }))
+}
+
+fn enable_backports(b: &Backports) -> Result<()> {
+    let path = Path::new("/etc/apt/sources.list.d/openclaw-image-backports.sources");
+    let text = format!(
+        "# Added by `cargo xtask doctor`: qemu-system-x86 to match the backported qemu-utils.\n\
+         Types: deb\nURIs: {}\nSuites: {}\nComponents: main\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+        b.uri, b.suite
+    );
+    crate::fsutil::write_atomic(path, text.as_bytes())
+}

@@ -1,0 +1,200 @@
+//! `lock`: resolve the spec into `image.lock` (+ the npm lockfile beside it).
+//!
+//! Same spec and same mirror/registry state give the same bytes. Without
+//! `update`, pins of an existing lock are kept wherever the spec did not
+//! change them; a lock that already matches the spec is left untouched.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use image_spec::lock::{DiskIds, FORMAT, Inputs, Lock, TailscaleLock};
+use image_spec::{Spec, SpecError};
+
+use crate::debian;
+use crate::fsutil::write_atomic;
+use crate::sources::{SourceFlags, archives};
+use crate::store::{Store, sha256_file};
+
+/// File names beside the spec.
+pub const LOCK_FILE: &str = "image.lock";
+/// The npm lockfile of the OpenClaw tree.
+pub const NPM_LOCK_FILE: &str = "image.npm-lock.json";
+
+/// Paths of the project's spec and lock files.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// `image.toml`
+    pub spec: PathBuf,
+    /// `image.lock`, beside the spec.
+    pub lock: PathBuf,
+    /// `image.npm-lock.json`, beside the spec.
+    pub npm_lock: PathBuf,
+}
+
+impl Project {
+    /// The files for the spec at `spec`.
+    pub fn new(spec: &Path) -> Project {
+        let dir = spec.parent().unwrap_or(Path::new("."));
+        Project {
+            spec: spec.to_path_buf(),
+            lock: dir.join(LOCK_FILE),
+            npm_lock: dir.join(NPM_LOCK_FILE),
+        }
+    }
+
+    /// Reads and validates the spec.
+    pub fn read_spec(&self) -> Result<Spec> {
+        let text = std::fs::read_to_string(&self.spec)
+            .with_context(|| format!("reading the spec {}", self.spec.display()))?;
+        Ok(Spec::parse(&self.spec.display().to_string(), &text)?)
+    }
+
+    /// Reads and validates the lock, if it exists.
+    pub fn read_lock(&self) -> Result<Option<Lock>> {
+        if !self.lock.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&self.lock)
+            .with_context(|| format!("reading {}", self.lock.display()))?;
+        Ok(Some(Lock::parse(&self.lock.display().to_string(), &text)?))
+    }
+
+    /// Reads the lock, failing with the fix when it is absent.
+    pub fn require_lock(&self) -> Result<Lock> {
+        self.read_lock()?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} does not exist: run `cargo xtask lock` first",
+                self.lock.display()
+            )
+        })
+    }
+
+    /// What no longer matches between spec, lock and npm lockfile (empty: current).
+    pub fn check(&self, spec: &Spec, lock: &Lock) -> Result<Vec<String>> {
+        let mut diffs = lock.check_against(spec);
+        if !self.npm_lock.exists() {
+            diffs.push(format!("{} is missing", self.npm_lock.display()));
+        } else {
+            let sha = sha256_file(&self.npm_lock)?;
+            if sha != lock.openclaw.npm_lockfile_sha256 {
+                diffs.push(format!(
+                    "{}: sha256 {sha} differs from the {} recorded in image.lock (hand-edited?)",
+                    self.npm_lock.display(),
+                    lock.openclaw.npm_lockfile_sha256
+                ));
+            }
+        }
+        Ok(diffs)
+    }
+}
+
+/// Options of a lock run.
+#[derive(Debug, Clone)]
+pub struct LockOptions {
+    /// Mirror and registry overrides.
+    pub sources: SourceFlags,
+    /// Re-resolve everything, moving pins.
+    pub update: bool,
+    /// Where downloaded indexes are cached.
+    pub cache_dir: PathBuf,
+}
+
+/// What a lock run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockOutcome {
+    /// The existing lock matches the spec; nothing was written.
+    UpToDate,
+    /// A new lock was written.
+    Written {
+        /// Debian packages in all closures.
+        debs: usize,
+        /// npm packages in the OpenClaw tree.
+        npm_packages: u64,
+    },
+}
+
+/// Resolves `project`'s spec and writes the lock files atomically.
+pub fn lock(project: &Project, store: &Store, opts: &LockOptions) -> Result<LockOutcome> {
+    let spec = project.read_spec()?;
+    let previous = if opts.update {
+        None
+    } else {
+        match project.read_lock() {
+            Ok(l) => l,
+            Err(e) => {
+                return Err(e.context(
+                    "the existing lock cannot be read; `cargo xtask lock --update` replaces it",
+                ));
+            }
+        }
+    };
+    if let Some(prev) = &previous
+        && project.check(&spec, prev)?.is_empty()
+    {
+        return Ok(LockOutcome::UpToDate);
+    }
+    let archives = archives(&spec, &opts.sources)?;
+    let arch = spec.image.architecture.debian();
+
+    eprintln!("lock: reading signed Debian indexes ({})", spec.debian.suites.join(", "));
+    let (index, releases) = debian::load_index(
+        &archives,
+        &spec.debian.suites,
+        &spec.debian.components,
+        arch,
+        &opts.cache_dir,
+    )?;
+    let preferred: BTreeMap<String, String> = previous
+        .iter()
+        .flat_map(|l| l.debs.iter().map(|d| (d.name.clone(), d.version.clone())))
+        .collect();
+    let mut sets = Vec::new();
+    for (set, roots) in [
+        ("host", &spec.packages.host),
+        ("sandbox", &spec.packages.sandbox),
+        ("tools", &spec.packages.tools),
+    ] {
+        let closure = debian::resolve(&index, set, roots, &preferred)
+            .with_context(|| format!("resolving packages.{set} of {}", project.spec.display()))?;
+        eprintln!("lock: {set}: {} packages", closure.len());
+        sets.push(closure);
+    }
+    let debs = debian::merge_sets(sets)?;
+
+    let registry = crate::npm::registry(opts.sources.npm_registry.as_deref())?;
+    let node = match &previous {
+        Some(p) if p.node.version == spec.node.version.to_string() => p.node.clone(),
+        _ => {
+            eprintln!("lock: node {}", spec.node.version);
+            crate::npm::lock_node(&registry, &spec.node.version.to_string(), spec.image.architecture.node(), store)?
+        }
+    };
+    eprintln!("lock: openclaw {} and its npm tree", spec.openclaw.version);
+    let openclaw = crate::npm::lock_openclaw(&registry, &spec, &node, store, &project.npm_lock)?;
+
+    let lock = Lock {
+        format: FORMAT,
+        inputs: Inputs::of(&spec),
+        disk: DiskIds::derive(&spec.image.name),
+        node,
+        openclaw,
+        tailscale: TailscaleLock {
+            version: spec.tailscale.version.clone(),
+            url: spec.tailscale.url.clone(),
+            sha256: spec.tailscale.sha256.clone(),
+        },
+        releases,
+        debs,
+    };
+    let text = lock.render();
+    // Never write a lock this code could not read back.
+    Lock::parse(&project.lock.display().to_string(), &text).map_err(|e: SpecError| {
+        anyhow::anyhow!("internal error: the rendered lock does not parse: {e}")
+    })?;
+    write_atomic(&project.lock, text.as_bytes())?;
+    Ok(LockOutcome::Written {
+        debs: lock.debs.len(),
+        npm_packages: lock.openclaw.packages,
+    })
+}

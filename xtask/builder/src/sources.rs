@@ -1,0 +1,91 @@
+//! Where inputs come from: flags first, then the spec, then the host's configuration.
+
+use std::path::Path;
+
+use anyhow::Result;
+use image_spec::Spec;
+use image_spec::lock::Lock;
+
+use crate::debian::mirror::{Archives, host_archives};
+use crate::store::Input;
+
+/// Overrides given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct SourceFlags {
+    /// `--mirror`
+    pub mirror: Option<String>,
+    /// `--security-mirror`
+    pub security_mirror: Option<String>,
+    /// `--npm-registry`
+    pub npm_registry: Option<String>,
+}
+
+/// The Debian archive roots: flag, else spec, else the host's apt sources.
+pub fn archives(spec: &Spec, flags: &SourceFlags) -> Result<Archives> {
+    let mirror = flags.mirror.clone().or_else(|| spec.debian.mirror.clone());
+    let security = flags
+        .security_mirror
+        .clone()
+        .or_else(|| spec.debian.security_mirror.clone());
+    match (mirror, security) {
+        (Some(debian), Some(security)) => Ok(Archives { debian, security }),
+        (m, s) => {
+            let host = host_archives(Path::new("/etc/apt"))?;
+            Ok(Archives {
+                debian: m.unwrap_or(host.debian),
+                security: s.unwrap_or(host.security),
+            })
+        }
+    }
+}
+
+/// Every fixed-output input of a lock, with its download URL.
+pub fn locked_inputs(lock: &Lock, archives: &Archives, npm_registry: &str) -> Vec<Input> {
+    let mut inputs: Vec<Input> = lock
+        .debs
+        .iter()
+        .map(|d| {
+            let root = if d.archive == "debian-security" {
+                &archives.security
+            } else {
+                &archives.debian
+            };
+            Input {
+                name: d.file_name().to_string(),
+                url: Some(format!("{}/{}", root.trim_end_matches('/'), d.filename)),
+                sha256: d.sha256.clone(),
+                size: Some(d.size),
+            }
+        })
+        .collect();
+    inputs.push(node_input(lock, npm_registry));
+    inputs.push(tailscale_input(lock));
+    inputs
+}
+
+/// The Node runtime tarball.
+pub fn node_input(lock: &Lock, npm_registry: &str) -> Input {
+    Input {
+        name: format!("{}-{}.tgz", lock.node.package, lock.node.version),
+        url: Some(format!("{}/{}", npm_registry.trim_end_matches('/'), lock.node.tarball)),
+        sha256: lock.node.sha256.clone(),
+        size: Some(lock.node.size),
+    }
+}
+
+/// The Tailscale static tarball (unreachable from some build hosts: `--input-dir`).
+pub fn tailscale_input(lock: &Lock) -> Input {
+    let name = lock
+        .tailscale
+        .url
+        .rsplit('/')
+        .next()
+        .unwrap_or("tailscale.tgz")
+        .to_string();
+    Input {
+        name,
+        url: Some(lock.tailscale.url.clone()),
+        sha256: lock.tailscale.sha256.clone(),
+        size: None,
+    }
+}

@@ -1,0 +1,57 @@
+//! `cargo xtask ci`: exactly what CI runs. If this passes locally, CI is green.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::flags::CiArgs;
+
+/// One step: a name and an argv, run from the project root.
+struct Step {
+    name: &'static str,
+    argv: Vec<String>,
+}
+
+fn step(name: &'static str, argv: &[&str]) -> Step {
+    Step {
+        name,
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+pub fn run(args: &CiArgs) -> Result<()> {
+    let root = crate::project_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut steps = vec![
+        step("format", &[&cargo, "fmt", "--all", "--check"]),
+        step("lints", &[&cargo, "clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        step("tests", &[&cargo, "test", "--workspace", "--quiet"]),
+        step("lock is current", &[&cargo, "xtask", "lock", "--check"]),
+    ];
+    if which("nix-instantiate") {
+        steps.push(step("flake.nix parses", &["nix-instantiate", "--parse", "flake.nix"]));
+    } else {
+        eprintln!("ci: nix-instantiate not installed; flake.nix syntax NOT checked (apt-get install nix-bin)");
+    }
+    if !args.quick {
+        steps.push(step("host prerequisites", &[&cargo, "xtask", "doctor"]));
+        steps.push(step("fetch inputs", &[&cargo, "xtask", "fetch"]));
+    }
+    let started = Instant::now();
+    for s in &steps {
+        let t = Instant::now();
+        eprintln!("ci: == {} ({})", s.name, s.argv.join(" "));
+        duct::cmd(&s.argv[0], &s.argv[1..])
+            .dir(&root)
+            .run()
+            .with_context(|| format!("ci step `{}` failed: {}", s.name, s.argv.join(" ")))?;
+        eprintln!("ci: ok {} in {:.0?}", s.name, t.elapsed());
+    }
+    eprintln!("ci: all {} steps passed in {:.0?}", steps.len(), started.elapsed());
+    Ok(())
+}
+
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}

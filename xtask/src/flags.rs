@@ -1,0 +1,86 @@
+//! Every flag of every task, in one place; their doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Build, test and publish the reproducible OpenClaw appliance image.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", version, about, long_about = None)]
+pub struct Cli {
+    /// The task to run.
+    #[command(subcommand)]
+    pub task: Task,
+}
+
+/// The tasks.
+#[derive(Subcommand, Debug)]
+pub enum Task {
+    /// Resolve every input of image.toml to exact versions and hashes (image.lock).
+    Lock(LockArgs),
+    /// Download every locked input into the content-addressed store, verified.
+    Fetch(FetchArgs),
+    /// Check host prerequisites; on Debian as root, install what is missing.
+    Doctor(DoctorArgs),
+    /// Run exactly what CI runs: formatting, lints, tests, lock check.
+    Ci(CiArgs),
+}
+
+/// Where inputs come from: the spec, mirrors, registries, the store.
+#[derive(Args, Debug, Clone)]
+pub struct Sources {
+    /// The spec file.
+    #[arg(long, default_value = "image.toml", value_name = "FILE")]
+    pub spec: PathBuf,
+    /// Debian archive root URL (default: image.toml's debian.mirror, else the host's apt sources).
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// Debian security archive root URL (default: image.toml, else the host's apt sources).
+    #[arg(long, value_name = "URL")]
+    pub security_mirror: Option<String>,
+    /// npm registry URL (default: $npm_config_registry, else `npm config get registry`).
+    #[arg(long, value_name = "URL")]
+    pub npm_registry: Option<String>,
+    /// The content-addressed store (default: ~/.cache/openclaw-image/store).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+/// `cargo xtask lock`
+#[derive(Args, Debug)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub sources: Sources,
+    /// Only check that image.lock matches image.toml; exit 1 naming what differs.
+    #[arg(long, conflicts_with = "update")]
+    pub check: bool,
+    /// Re-resolve everything against the mirror and registry now, moving pins.
+    #[arg(long)]
+    pub update: bool,
+}
+
+/// `cargo xtask fetch`
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub sources: Sources,
+    /// A directory of inputs that cannot be downloaded here (e.g. tailscale_1.102.4_amd64.tgz).
+    #[arg(long, value_name = "DIR")]
+    pub input_dir: Option<PathBuf>,
+}
+
+/// `cargo xtask doctor`
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// Only report; never install.
+    #[arg(long)]
+    pub no_install: bool,
+}
+
+/// `cargo xtask ci`
+#[derive(Args, Debug)]
+pub struct CiArgs {
+    /// Skip the slow steps (image build, vm-test): formatting, lints, unit tests, lock check only.
+    #[arg(long)]
+    pub quick: bool,
+}
