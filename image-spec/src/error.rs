@@ -7,10 +7,8 @@ use std::fmt;
 pub struct SpecError {
     /// The file the text came from, as given by the caller.
     pub file: String,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// 1-based column, when known.
-    pub column: Option<usize>,
+    /// 1-based line and column, when known.
+    pub location: Option<(u32, u32)>,
     /// Dotted path of the offending field (`node.version`), when known.
     pub field: Option<String>,
     /// What is wrong.
@@ -29,17 +27,16 @@ impl SpecError {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        let (line, column) = match span {
-            Some(span) => {
-                let (l, c) = locate(text, span.start);
-                (Some(l), Some(c))
-            }
-            None => (None, None),
-        };
+        let location = span.map(|span| {
+            let (l, c) = locate(text, span.start);
+            (
+                u32::try_from(l).unwrap_or(u32::MAX),
+                u32::try_from(c).unwrap_or(u32::MAX),
+            )
+        });
         SpecError {
             file: file.to_string(),
-            line,
-            column,
+            location,
             field: field.map(str::to_string),
             message: message.into(),
             fix: fix.into(),
@@ -61,7 +58,7 @@ pub fn locate(text: &str, offset: usize) -> (usize, usize) {
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file)?;
-        if let (Some(line), Some(column)) = (self.line, self.column) {
+        if let Some((line, column)) = self.location {
             write!(f, ":{line}:{column}")?;
         }
         write!(f, ": ")?;

@@ -390,7 +390,9 @@ impl Lock {
                 && !value.starts_with('/')
                 && !value.contains("://")
                 && !value.contains(['?', '#', '\\'])
-                && value.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+                && value
+                    .split('/')
+                    .all(|s| !s.is_empty() && s != "." && s != "..");
             if !plain {
                 return bad(
                     field.into(),
@@ -507,7 +509,9 @@ mod tests {
     fn tarball_must_be_registry_relative() {
         let mut lock = sample();
         lock.openclaw.npm.tarball = "https://example.test/npm/-/npm-11.21.2.tgz".into();
-        let err = Lock::parse("image.lock", &lock.render()).unwrap_err().to_string();
+        let err = Lock::parse("image.lock", &lock.render())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("relative to the npm registry root"), "{err}");
         let mut lock = sample();
         lock.node.tarball = "../node.tgz".into();

@@ -2,7 +2,7 @@
 
 use image_spec::Spec;
 use image_spec::lock::{
-    Deb, DiskIds, FORMAT, Inputs, Lock, NodeLock, OpenClawLock, Release, TailscaleLock,
+    Deb, DiskIds, FORMAT, Inputs, Lock, NodeLock, NpmLock, OpenClawLock, Release, TailscaleLock,
 };
 
 const SPEC: &str = include_str!("../../image.toml");
@@ -51,6 +51,14 @@ fn sample(spec: &Spec) -> Lock {
             npm_lockfile: "image.npm-lock.json".into(),
             npm_lockfile_sha256: "c".repeat(64),
             packages: 330,
+            npm: NpmLock {
+                package: "npm".into(),
+                version: "11.21.2".into(),
+                tarball: "npm/-/npm-11.21.2.tgz".into(),
+                integrity: "sha512-CCCC".into(),
+                sha256: "e".repeat(64),
+                size: 3_000_000,
+            },
         },
         tailscale: TailscaleLock {
             version: spec.tailscale.version.clone(),

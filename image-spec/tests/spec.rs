@@ -167,14 +167,24 @@ fn every_key_is_documented() {
     let doc = include_str!("../../docs/image-spec.md");
     let table: toml::Table = toml::from_str(SPEC).unwrap();
     for (section, value) in &table {
-        assert!(doc.contains(&format!("`[{section}]`")) || doc.contains(&format!("`[[{section}]]`")), "docs/image-spec.md lacks [{section}]");
+        assert!(
+            doc.contains(&format!("`[{section}]`")) || doc.contains(&format!("`[[{section}]]`")),
+            "docs/image-spec.md lacks [{section}]"
+        );
         let keys: Vec<&String> = match value {
             toml::Value::Table(t) => t.keys().collect(),
-            toml::Value::Array(a) => a.iter().filter_map(|v| v.as_table()).flat_map(|t| t.keys()).collect(),
+            toml::Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_table())
+                .flat_map(|t| t.keys())
+                .collect(),
             _ => vec![],
         };
         for key in keys {
-            assert!(doc.contains(&format!("`{key}`")), "docs/image-spec.md lacks `{section}.{key}`");
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "docs/image-spec.md lacks `{section}.{key}`"
+            );
         }
     }
 }

@@ -146,8 +146,16 @@ fn live_probe(qemu: &Path) -> Result<Duration> {
         .with_context(|| format!("creating {}", stderr_path.display()))?;
     let start = Instant::now();
     let mut child = Command::new(qemu)
-        .args(["-accel", "kvm", "-cpu", "host", "-machine", "q35", "-m", "64"])
-        .args(["-nodefaults", "-nographic", "-no-reboot", "-monitor", "none"])
+        .args([
+            "-accel", "kvm", "-cpu", "host", "-machine", "q35", "-m", "64",
+        ])
+        .args([
+            "-nodefaults",
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ])
         .args(["-serial", "none", "-chardev"])
         .arg(format!(
             "file,id=dbg,path={}",
@@ -165,7 +173,10 @@ fn live_probe(qemu: &Path) -> Result<Duration> {
             break Err(anyhow::anyhow!("QEMU: {}", first_line(&log)));
         }
         if let Ok(Some(status)) = child.try_wait() {
-            break Err(anyhow::anyhow!("QEMU exited ({status}): {}", first_line(&log)));
+            break Err(anyhow::anyhow!(
+                "QEMU exited ({status}): {}",
+                first_line(&log)
+            ));
         }
         let out = std::fs::read(&debugcon).unwrap_or_default();
         if String::from_utf8_lossy(&out).contains(SEABIOS_DONE) {

@@ -87,14 +87,22 @@ mod tests {
             b"[Unit]\n",
             "type=11,value=io.systemd.credential.binary:systemd.extra-unit.foo.service=W1VuaXRdCg==",
         );
-        check("empty", b"", "type=11,value=io.systemd.credential.binary:empty=");
+        check(
+            "empty",
+            b"",
+            "type=11,value=io.systemd.credential.binary:empty=",
+        );
         check(
             "bin",
             &[0, 0xff, b','],
             "type=11,value=io.systemd.credential.binary:bin=AP8s",
         );
         // A comma in the name is doubled for QEMU's option parser.
-        check("a,b", b"x", "type=11,value=io.systemd.credential.binary:a,,b=eA==");
+        check(
+            "a,b",
+            b"x",
+            "type=11,value=io.systemd.credential.binary:a,,b=eA==",
+        );
     }
 
     #[test]

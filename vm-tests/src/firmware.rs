@@ -48,7 +48,10 @@ pub const OVMF_CANDIDATES: &[(&str, &str)] = &[
         "/usr/share/OVMF/OVMF_CODE_4M.fd",
         "/usr/share/OVMF/OVMF_VARS_4M.fd",
     ),
-    ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
     (
         "/usr/share/edk2/ovmf/OVMF_CODE.fd",
         "/usr/share/edk2/ovmf/OVMF_VARS.fd",
@@ -67,7 +70,10 @@ pub const OVMF_CANDIDATES: &[(&str, &str)] = &[
 /// complete pair of [`OVMF_CANDIDATES`]. The error says which package to
 /// install.
 pub fn find_ovmf() -> Result<OvmfFiles> {
-    match (std::env::var_os(OVMF_CODE_ENV), std::env::var_os(OVMF_VARS_ENV)) {
+    match (
+        std::env::var_os(OVMF_CODE_ENV),
+        std::env::var_os(OVMF_VARS_ENV),
+    ) {
         (Some(code), Some(vars)) => {
             let files = OvmfFiles {
                 code: code.into(),
@@ -75,7 +81,10 @@ pub fn find_ovmf() -> Result<OvmfFiles> {
             };
             for p in [&files.code, &files.vars_template] {
                 if !p.is_file() {
-                    bail!("OVMF file {} (from ${OVMF_CODE_ENV}/${OVMF_VARS_ENV}) does not exist", p.display());
+                    bail!(
+                        "OVMF file {} (from ${OVMF_CODE_ENV}/${OVMF_VARS_ENV}) does not exist",
+                        p.display()
+                    );
                 }
             }
             return Ok(files);
@@ -83,11 +92,17 @@ pub fn find_ovmf() -> Result<OvmfFiles> {
         (None, None) => {}
         _ => bail!("set both {OVMF_CODE_ENV} and {OVMF_VARS_ENV}, or neither"),
     }
-    find_ovmf_in(OVMF_CANDIDATES.iter().map(|(c, v)| (Path::new(c), Path::new(v))))
+    find_ovmf_in(
+        OVMF_CANDIDATES
+            .iter()
+            .map(|(c, v)| (Path::new(c), Path::new(v))),
+    )
 }
 
 /// [`find_ovmf`] over an explicit candidate list (for tests).
-pub fn find_ovmf_in<'a>(candidates: impl IntoIterator<Item = (&'a Path, &'a Path)>) -> Result<OvmfFiles> {
+pub fn find_ovmf_in<'a>(
+    candidates: impl IntoIterator<Item = (&'a Path, &'a Path)>,
+) -> Result<OvmfFiles> {
     let mut looked = Vec::new();
     for (code, vars) in candidates {
         if code.is_file() && vars.is_file() {
@@ -124,7 +139,8 @@ pub fn prepare_vars(files: &OvmfFiles, dest: &Path) -> Result<()> {
         .permissions();
     #[allow(clippy::permissions_set_readonly_false)]
     perms.set_readonly(false);
-    std::fs::set_permissions(dest, perms).with_context(|| format!("making {} writable", dest.display()))
+    std::fs::set_permissions(dest, perms)
+        .with_context(|| format!("making {} writable", dest.display()))
 }
 
 #[cfg(test)]
@@ -139,11 +155,14 @@ mod tests {
         std::fs::write(p("code-b"), b"").unwrap();
         std::fs::write(p("vars-b"), b"").unwrap();
         let (ca, va, cb, vb) = (p("code-a"), p("vars-a"), p("code-b"), p("vars-b"));
-        let found = find_ovmf_in([(ca.as_path(), va.as_path()), (cb.as_path(), vb.as_path())]).unwrap();
+        let found =
+            find_ovmf_in([(ca.as_path(), va.as_path()), (cb.as_path(), vb.as_path())]).unwrap();
         assert_eq!(found.code, cb);
         assert_eq!(found.vars_template, vb);
 
-        let err = find_ovmf_in([(ca.as_path(), va.as_path())]).unwrap_err().to_string();
+        let err = find_ovmf_in([(ca.as_path(), va.as_path())])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("install the `ovmf` package"), "{err}");
         assert!(err.contains("code-a"), "{err}");
     }

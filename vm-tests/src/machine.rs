@@ -62,7 +62,11 @@ impl MachineConfig {
     /// A config with defaults: BIOS, 2 GiB, 2 vCPUs, accelerator probed,
     /// deadline in one hour, 5 min for the boot and for each command, 2 min
     /// for a shutdown.
-    pub fn new(name: impl Into<String>, image: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        image: impl Into<PathBuf>,
+        state_dir: impl Into<PathBuf>,
+    ) -> Self {
         MachineConfig {
             name: name.into(),
             image: image.into(),
@@ -155,7 +159,10 @@ impl Machine {
             },
             None => accel::choose(&qemu_bin)?,
         };
-        log.info(format_args!("accelerator: {} ({})", accel.accel, accel.reason));
+        log.info(format_args!(
+            "accelerator: {} ({})",
+            accel.accel, accel.reason
+        ));
         let overlay = config.state_dir.join(format!("{name}.qcow2"));
         qemu::create_overlay(&config.image, config.image_format, &overlay)?;
         let ovmf = match config.firmware {
@@ -164,7 +171,8 @@ impl Machine {
                 let files = firmware::find_ovmf()?;
                 let vars = config.state_dir.join(format!("{name}-OVMF_VARS.fd"));
                 if vars.exists() {
-                    std::fs::remove_file(&vars).with_context(|| format!("removing old {}", vars.display()))?;
+                    std::fs::remove_file(&vars)
+                        .with_context(|| format!("removing old {}", vars.display()))?;
                 }
                 firmware::prepare_vars(&files, &vars)?;
                 Some((files, vars))
@@ -238,7 +246,9 @@ impl Machine {
     }
 
     fn file(&self, suffix: &str) -> PathBuf {
-        self.config.state_dir.join(format!("{}-{suffix}", self.config.name))
+        self.config
+            .state_dir
+            .join(format!("{}-{suffix}", self.config.name))
     }
 
     /// Boots the machine from its overlay: the first boot (done by
@@ -246,7 +256,10 @@ impl Machine {
     /// [`Machine::shutdown`]. Each boot has its own serial log.
     pub fn power_on(&mut self) -> Result<()> {
         if self.is_running() {
-            bail!("{}: power_on: the machine is already running", self.config.name);
+            bail!(
+                "{}: power_on: the machine is already running",
+                self.config.name
+            );
         }
         self.run = None;
         let _ = self.budget(Duration::ZERO)?;
@@ -259,7 +272,10 @@ impl Machine {
         let mut credentials = shell::credentials()?;
         for cred in &self.config.credentials {
             if credentials.iter().any(|c| c.name() == cred.name()) {
-                bail!("credential {} is reserved for the harness's command channel", cred.name());
+                bail!(
+                    "credential {} is reserved for the harness's command channel",
+                    cred.name()
+                );
             }
         }
         credentials.extend(self.config.credentials.iter().cloned());
@@ -284,11 +300,24 @@ impl Machine {
             credentials: &credentials,
             extra_args: &self.config.extra_args,
         });
-        self.log.info(format_args!("boot {boot}: serial log {}", serial_log.display()));
-        let qemu = QemuProcess::spawn(&self.qemu_bin, &argv, &qemu_log, self.config.deadline, &self.log)?;
+        self.log.info(format_args!(
+            "boot {boot}: serial log {}",
+            serial_log.display()
+        ));
+        let qemu = QemuProcess::spawn(
+            &self.qemu_bin,
+            &argv,
+            &qemu_log,
+            self.config.deadline,
+            &self.log,
+        )?;
         let connect = Duration::from_secs(10);
-        let sockets = Qmp::connect(&qmp_socket, connect, &self.log)
-            .and_then(|qmp| Ok((qmp, ShellChannel::connect(&shell_socket, connect, &self.log)?)));
+        let sockets = Qmp::connect(&qmp_socket, connect, &self.log).and_then(|qmp| {
+            Ok((
+                qmp,
+                ShellChannel::connect(&shell_socket, connect, &self.log)?,
+            ))
+        });
         let (qmp, shell) = match sockets {
             Ok(pair) => pair,
             Err(e) => {
@@ -297,7 +326,9 @@ impl Machine {
                 drop(qemu);
                 return Err(e).with_context(|| match exited {
                     Some(status) => format!("QEMU exited at start ({status}); its output:\n{tail}"),
-                    None => format!("QEMU started but its sockets did not answer; its output:\n{tail}"),
+                    None => {
+                        format!("QEMU started but its sockets did not answer; its output:\n{tail}")
+                    }
                 });
             }
         };
@@ -315,7 +346,10 @@ impl Machine {
     /// `timeout` cut to what is left before the global deadline; an error
     /// once the deadline has passed.
     fn budget(&self, timeout: Duration) -> Result<Duration> {
-        let left = self.config.deadline.saturating_duration_since(Instant::now());
+        let left = self
+            .config
+            .deadline
+            .saturating_duration_since(Instant::now());
         if left.is_zero() {
             bail!("{}: the global deadline has passed", self.config.name);
         }
@@ -326,7 +360,10 @@ impl Machine {
     /// its status, its output and the end of the serial log).
     fn running(&mut self) -> Result<&mut Running> {
         let exited = match &self.run {
-            None => bail!("{}: the machine is not running (call power_on)", self.config.name),
+            None => bail!(
+                "{}: the machine is not running (call power_on)",
+                self.config.name
+            ),
             Some(run) => run.qemu.try_wait()?,
         };
         if let Some(status) = exited {
@@ -390,12 +427,26 @@ impl Machine {
 
     /// [`Machine::run`] with an explicit guest-side timeout.
     pub fn run_timeout(&mut self, command: &str, timeout: Duration) -> Result<CommandOutput> {
+        self.run_logged(command, timeout, true)
+    }
+
+    /// Runs a command; `logged` says whether to write a log line (polling
+    /// loops don't: [`retry`] logs their outcome).
+    fn run_logged(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+        logged: bool,
+    ) -> Result<CommandOutput> {
         self.wait_for_shell(self.config.boot_timeout)?;
         let timeout = self.budget(timeout)?;
         let start = Instant::now();
         let result = self.running()?.shell.run(command, timeout);
         match result {
             Ok(out) => {
+                if !logged {
+                    return Ok(out);
+                }
                 self.log.info(format_args!(
                     "`{}`: exit {} in {}",
                     short(command),
@@ -426,7 +477,9 @@ impl Machine {
     }
 
     fn succeed_at(&mut self, command: &str, caller: &Location<'_>) -> Result<String> {
-        let out = self.run(command).with_context(|| format!("succeed at {caller}"))?;
+        let out = self
+            .run(command)
+            .with_context(|| format!("succeed at {caller}"))?;
         if out.status != 0 {
             bail!(
                 "succeed at {caller}: command `{}` failed with exit status {}{}",
@@ -443,7 +496,9 @@ impl Machine {
     #[track_caller]
     pub fn fail(&mut self, command: &str) -> Result<String> {
         let caller = Location::caller();
-        let out = self.run(command).with_context(|| format!("fail at {caller}"))?;
+        let out = self
+            .run(command)
+            .with_context(|| format!("fail at {caller}"))?;
         if out.status == 0 {
             bail!(
                 "fail at {caller}: command `{}` unexpectedly succeeded{}",
@@ -459,11 +514,13 @@ impl Machine {
     #[track_caller]
     pub fn wait_until_succeeds(&mut self, command: &str, timeout: Duration) -> Result<String> {
         let caller = Location::caller();
+        self.wait_for_shell(self.config.boot_timeout)
+            .with_context(|| format!("wait_until_succeeds at {caller}"))?;
         let timeout = self.budget(timeout)?;
         let log = self.log.clone();
         let what = format!("`{}` to succeed", short(command));
         retry(&log, &what, timeout, |_| {
-            let out = self.run_timeout(command, timeout)?;
+            let out = self.run_logged(command, timeout, false)?;
             Ok(if out.status == 0 {
                 Attempt::Done(out.stdout_text())
             } else {
@@ -478,11 +535,13 @@ impl Machine {
     #[track_caller]
     pub fn wait_until_fails(&mut self, command: &str, timeout: Duration) -> Result<String> {
         let caller = Location::caller();
+        self.wait_for_shell(self.config.boot_timeout)
+            .with_context(|| format!("wait_until_fails at {caller}"))?;
         let timeout = self.budget(timeout)?;
         let log = self.log.clone();
         let what = format!("`{}` to fail", short(command));
         retry(&log, &what, timeout, |_| {
-            let out = self.run_timeout(command, timeout)?;
+            let out = self.run_logged(command, timeout, false)?;
             Ok(if out.status != 0 {
                 Attempt::Done(out.stdout_text())
             } else {
@@ -498,23 +557,24 @@ impl Machine {
     /// Fails at once, with `systemctl status` and the unit's journal, when
     /// the unit is `failed`, or inactive with nothing queued to start it.
     #[track_caller]
-    pub fn wait_for_unit(&mut self, unit: &str, user: Option<&str>, timeout: Duration) -> Result<()> {
+    pub fn wait_for_unit(
+        &mut self,
+        unit: &str,
+        user: Option<&str>,
+        timeout: Duration,
+    ) -> Result<()> {
         let caller = Location::caller();
+        self.wait_for_shell(self.config.boot_timeout)
+            .with_context(|| format!("wait_for_unit at {caller}"))?;
         let timeout = self.budget(timeout)?;
         let log = self.log.clone();
         let what = match user {
             None => format!("unit {unit}"),
             Some(u) => format!("user unit {unit} of {u}"),
         };
-        let show = format!(
-            "{} show --property=Id,LoadState,ActiveState,SubState,Result -- {q}; \
-             echo \"Jobs=$({} list-jobs --no-legend | wc -l)\"",
-            systemctl(user),
-            systemctl(user),
-            q = quote(unit)
-        );
+        let show = unit_probe_script(unit, user);
         let verdict = retry(&log, &format!("{what} to be active"), timeout, |last| {
-            let out = self.run_timeout(&show, Duration::from_secs(30))?;
+            let out = self.run_logged(&show, Duration::from_secs(30), false)?;
             if out.status != 0 {
                 return Ok(Attempt::NotYet(format!(
                     "systemctl failed (exit {}): {}",
@@ -541,15 +601,22 @@ impl Machine {
 
     /// `systemctl status` and the journal tail of a unit, for error reports.
     fn unit_diagnostics(&mut self, unit: &str, user: Option<&str>) -> String {
-        let journal = match user {
-            None => format!("journalctl --no-pager -n 40 -u {}", quote(unit)),
-            Some(_) => format!("journalctl --no-pager -n 40 _SYSTEMD_USER_UNIT={}", quote(unit)),
+        let cmd = match user {
+            None => format!(
+                "systemctl status --no-pager -l -n 0 -- {q} || true; echo '--- journal ---'; \
+                 journalctl --no-pager -n 40 -u {q} || true",
+                q = quote(unit)
+            ),
+            Some(u) => format!(
+                "m=user@$(id -u {qu}).service; systemctl status --no-pager -l -n 0 -- \"$m\" || true; \
+                 {} status --no-pager -l -n 0 -- {q} || true; echo '--- journal ---'; \
+                 journalctl --no-pager -n 40 -u \"$m\" || true; \
+                 journalctl --no-pager -n 40 _SYSTEMD_USER_UNIT={q} || true",
+                systemctl(user),
+                q = quote(unit),
+                qu = quote(u)
+            ),
         };
-        let cmd = format!(
-            "{} status --no-pager -l -n 0 -- {} || true; echo '--- journal ---'; {journal} || true",
-            systemctl(user),
-            quote(unit)
-        );
         match self.run_timeout(&cmd, Duration::from_secs(30)) {
             Ok(out) => format!("--- systemctl status ---\n{}", out.stdout_text().trim_end()),
             Err(e) => format!("(could not collect unit diagnostics: {e:#})"),
@@ -561,10 +628,16 @@ impl Machine {
     #[track_caller]
     pub fn wait_for_open_port(&mut self, port: u16, timeout: Duration) -> Result<()> {
         let caller = Location::caller();
+        self.wait_for_shell(self.config.boot_timeout)
+            .with_context(|| format!("wait_for_open_port at {caller}"))?;
         let timeout = self.budget(timeout)?;
         let log = self.log.clone();
         retry(&log, &format!("TCP port {port} to listen"), timeout, |_| {
-            let out = self.run_timeout("cat /proc/net/tcp; cat /proc/net/tcp6 2>/dev/null || true", Duration::from_secs(30))?;
+            let out = self.run_logged(
+                "cat /proc/net/tcp; cat /proc/net/tcp6 2>/dev/null || true",
+                Duration::from_secs(30),
+                false,
+            )?;
             let ports = listening_tcp_ports(&out.stdout_text());
             Ok(if ports.contains(&port) {
                 Attempt::Done(())
@@ -589,7 +662,8 @@ impl Machine {
                 let run = self.running()?;
                 (run.serial_log.clone(), run.console_pos)
             };
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             if let Some(at) = find(&bytes[from.min(bytes.len())..], &needle) {
                 if let Some(run) = self.run.as_mut() {
                     run.console_pos = from + at + needle.len();
@@ -628,8 +702,11 @@ impl Machine {
         use base64::Engine;
         let caller = Location::caller();
         let b64 = base64::engine::general_purpose::STANDARD.encode(contents);
-        self.succeed_at(&format!("printf %s {b64} | base64 -d > {}", quote(path)), caller)
-            .map(drop)
+        self.succeed_at(
+            &format!("printf %s {b64} | base64 -d > {}", quote(path)),
+            caller,
+        )
+        .map(drop)
     }
 
     /// Clean power-off: presses the ACPI power button (QMP
@@ -639,13 +716,18 @@ impl Machine {
         let timeout = self.budget(self.config.shutdown_timeout)?;
         let start = Instant::now();
         let run = self.running().context("shutdown")?;
-        run.qmp.system_powerdown().context("shutdown: QMP system_powerdown")?;
+        run.qmp
+            .system_powerdown()
+            .context("shutdown: QMP system_powerdown")?;
         let exited = run.qemu.wait_timeout(timeout)?;
         let serial = tail_bytes(&std::fs::read(&run.serial_log).unwrap_or_default(), 25);
         let run = self.run.take();
         match exited {
             Some(status) if status.success() => {
-                self.log.info(format_args!("powered off cleanly in {}", secs(start.elapsed())));
+                self.log.info(format_args!(
+                    "powered off cleanly in {}",
+                    secs(start.elapsed())
+                ));
                 Ok(())
             }
             Some(status) => bail!(
@@ -700,6 +782,26 @@ fn output_report(out: &CommandOutput) -> String {
     s
 }
 
+/// The guest script whose output [`UnitState::parse`] reads: the unit's
+/// properties, the number of queued jobs, and for a user unit the state of
+/// the user's manager (`user@<uid>.service`), which is asked first.
+fn unit_probe_script(unit: &str, user: Option<&str>) -> String {
+    let show = format!(
+        "{sc} show --property=Id,LoadState,ActiveState,SubState,Result -- {q}; \
+         echo \"Jobs=$({sc} list-jobs --no-legend | wc -l)\"",
+        sc = systemctl(user),
+        q = quote(unit)
+    );
+    match user {
+        None => show,
+        Some(u) => format!(
+            "m=$(systemctl show --property=ActiveState --value -- user@$(id -u {}).service); \
+             echo \"UserManager=$m\"; if [ \"$m\" = active ]; then {show}; fi",
+            quote(u)
+        ),
+    }
+}
+
 /// The `systemctl` invocation for the system manager or a user's manager.
 fn systemctl(user: Option<&str>) -> String {
     match user {
@@ -721,7 +823,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// A directory for the unix sockets, short enough for `sun_path` (108 bytes).
 fn socket_dir() -> Result<TempDir> {
     let base = std::env::temp_dir();
-    let base = if base.as_os_str().len() > 60 { PathBuf::from("/tmp") } else { base };
+    let base = if base.as_os_str().len() > 60 {
+        PathBuf::from("/tmp")
+    } else {
+        base
+    };
     tempfile::Builder::new()
         .prefix("vmtest-")
         .tempdir_in(&base)
@@ -741,6 +847,9 @@ pub struct UnitState {
     pub result: String,
     /// Jobs queued in the whole manager (`Jobs=` line), if reported.
     pub jobs: Option<u32>,
+    /// For a user unit: `ActiveState` of the user's manager
+    /// (`user@<uid>.service`, `UserManager=` line).
+    pub user_manager: Option<String>,
 }
 
 /// What [`UnitState::verdict`] concludes.
@@ -759,7 +868,9 @@ impl UnitState {
     pub fn parse(text: &str) -> Self {
         let mut s = UnitState::default();
         for line in text.lines() {
-            let Some((key, value)) = line.split_once('=') else { continue };
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
             let value = value.trim().to_string();
             match key {
                 "LoadState" => s.load = value,
@@ -767,6 +878,7 @@ impl UnitState {
                 "SubState" => s.sub = value,
                 "Result" => s.result = value,
                 "Jobs" => s.jobs = value.parse().ok(),
+                "UserManager" => s.user_manager = Some(value),
                 _ => {}
             }
         }
@@ -785,12 +897,32 @@ impl UnitState {
             self.result,
             self.jobs.map_or("?".to_string(), |j| j.to_string())
         );
+        match self.user_manager.as_deref() {
+            Some("failed") => {
+                return UnitVerdict::Failed(
+                    "cannot start: the user's manager (user@<uid>.service) failed".into(),
+                );
+            }
+            Some("active") | None => {}
+            Some(other) => {
+                return UnitVerdict::Pending(format!(
+                    "the user's manager is {}",
+                    if other.is_empty() {
+                        "not loaded"
+                    } else {
+                        other
+                    }
+                ));
+            }
+        }
         match self.active.as_str() {
             "active" | "reloading" | "refreshing" => UnitVerdict::Active,
             "failed" => UnitVerdict::Failed(format!("failed: {state}")),
             "inactive" if self.jobs == Some(0) => {
                 if self.load == "loaded" {
-                    UnitVerdict::Failed(format!("is inactive and nothing is queued to start it: {state}"))
+                    UnitVerdict::Failed(format!(
+                        "is inactive and nothing is queued to start it: {state}"
+                    ))
                 } else {
                     UnitVerdict::Failed(format!("cannot start: {state}"))
                 }
@@ -834,7 +966,9 @@ mod tests {
     #[test]
     fn unit_verdicts() {
         let s = |load: &str, active: &str, jobs: u32| {
-            format!("Id=x.service\nLoadState={load}\nActiveState={active}\nSubState=dead\nResult=success\nJobs={jobs}\n")
+            format!(
+                "Id=x.service\nLoadState={load}\nActiveState={active}\nSubState=dead\nResult=success\nJobs={jobs}\n"
+            )
         };
         check(&s("loaded", "active", 3), "active");
         check(&s("loaded", "reloading", 0), "active");
@@ -845,6 +979,13 @@ mod tests {
         check(&s("not-found", "inactive", 0), "failed");
         check(&s("not-found", "inactive", 1), "pending");
         check("LoadState=loaded\nActiveState=inactive\n", "pending");
+        check(
+            &format!("UserManager=active\n{}", s("loaded", "active", 0)),
+            "active",
+        );
+        check("UserManager=failed\n", "failed");
+        check("UserManager=activating\n", "pending");
+        check("UserManager=\n", "pending");
     }
 
     #[test]

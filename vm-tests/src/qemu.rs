@@ -152,21 +152,39 @@ pub fn qemu_argv(launch: &Launch<'_>) -> Vec<OsString> {
     }
     push(&["-m", &launch.memory_mib.to_string()]);
     push(&["-smp", &launch.cpus.to_string()]);
-    push(&["-nodefaults", "-nographic", "-no-reboot", "-monitor", "none"]);
+    push(&[
+        "-nodefaults",
+        "-nographic",
+        "-no-reboot",
+        "-monitor",
+        "none",
+    ]);
     argv.push("-chardev".into());
     argv.push(opt_path("file,id=serial0,path=", launch.serial_log, ""));
     argv.extend(["-serial", "chardev:serial0"].map(OsString::from));
     argv.push("-chardev".into());
-    argv.push(opt_path("socket,id=qmp,path=", launch.qmp_socket, ",server=on,wait=off"));
+    argv.push(opt_path(
+        "socket,id=qmp,path=",
+        launch.qmp_socket,
+        ",server=on,wait=off",
+    ));
     argv.extend(["-mon", "chardev=qmp,mode=control"].map(OsString::from));
     if let FirmwareArgs::Uefi { code, vars } = &launch.firmware {
         argv.push("-drive".into());
-        argv.push(opt_path("if=pflash,format=raw,unit=0,readonly=on,file=", code, ""));
+        argv.push(opt_path(
+            "if=pflash,format=raw,unit=0,readonly=on,file=",
+            code,
+            "",
+        ));
         argv.push("-drive".into());
         argv.push(opt_path("if=pflash,format=raw,unit=1,file=", vars, ""));
     }
     argv.push("-drive".into());
-    argv.push(opt_path("file=", launch.overlay, ",format=qcow2,if=none,id=disk0,discard=unmap"));
+    argv.push(opt_path(
+        "file=",
+        launch.overlay,
+        ",format=qcow2,if=none,id=disk0,discard=unmap",
+    ));
     argv.extend(["-device", "virtio-blk-pci,drive=disk0,bootindex=1"].map(OsString::from));
     if let Some(k) = launch.direct_kernel {
         argv.push("-kernel".into());
@@ -185,10 +203,15 @@ pub fn qemu_argv(launch: &Launch<'_>) -> Vec<OsString> {
     argv.extend(["-device", "virtio-rng-pci"].map(OsString::from));
     argv.extend(["-device", "virtio-serial-pci,id=vmtest-serial"].map(OsString::from));
     argv.push("-chardev".into());
-    argv.push(opt_path("socket,id=vmtest-shell,path=", launch.shell_socket, ",server=on,wait=off"));
+    argv.push(opt_path(
+        "socket,id=vmtest-shell,path=",
+        launch.shell_socket,
+        ",server=on,wait=off",
+    ));
     argv.push("-device".into());
     argv.push(
-        format!("virtserialport,bus=vmtest-serial.0,chardev=vmtest-shell,name={SHELL_PORT_NAME}").into(),
+        format!("virtserialport,bus=vmtest-serial.0,chardev=vmtest-shell,name={SHELL_PORT_NAME}")
+            .into(),
     );
     argv.extend(launch.extra_args.iter().cloned());
     argv
@@ -201,7 +224,8 @@ pub fn create_overlay(image: &Path, format: ImageFormat, overlay: &Path) -> Resu
         .canonicalize()
         .with_context(|| format!("image {} not found", image.display()))?;
     if overlay.exists() {
-        std::fs::remove_file(overlay).with_context(|| format!("removing old overlay {}", overlay.display()))?;
+        std::fs::remove_file(overlay)
+            .with_context(|| format!("removing old overlay {}", overlay.display()))?;
     }
     let qemu_img = qemu_img_binary()?;
     let out = Command::new(&qemu_img)
@@ -240,14 +264,23 @@ pub struct QemuProcess {
 }
 
 fn lock(child: &Mutex<Child>) -> MutexGuard<'_, Child> {
-    child.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    child
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl QemuProcess {
     /// Starts `qemu argv…` with stdout and stderr in `log_path`, and a
     /// watchdog thread that kills it at `deadline`.
-    pub fn spawn(qemu: &Path, argv: &[OsString], log_path: &Path, deadline: Instant, log: &Log) -> Result<Self> {
-        let out = std::fs::File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    pub fn spawn(
+        qemu: &Path,
+        argv: &[OsString],
+        log_path: &Path,
+        deadline: Instant,
+        log: &Log,
+    ) -> Result<Self> {
+        let out = std::fs::File::create(log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
         let err = out
             .try_clone()
             .with_context(|| format!("duplicating the handle of {}", log_path.display()))?;
@@ -258,7 +291,11 @@ impl QemuProcess {
             .stderr(err)
             .spawn()
             .with_context(|| format!("starting {}", qemu.display()))?;
-        log.info(format_args!("started QEMU (pid {}): {}", child.id(), render_argv(qemu, argv)));
+        log.info(format_args!(
+            "started QEMU (pid {}): {}",
+            child.id(),
+            render_argv(qemu, argv)
+        ));
         let child = Arc::new(Mutex::new(child));
         let (cancel, cancelled) = mpsc::channel::<()>();
         let watched = Arc::clone(&child);
@@ -292,7 +329,9 @@ impl QemuProcess {
 
     /// The exit status if QEMU has exited.
     pub fn try_wait(&self) -> Result<Option<ExitStatus>> {
-        lock(&self.child).try_wait().context("checking whether QEMU exited")
+        lock(&self.child)
+            .try_wait()
+            .context("checking whether QEMU exited")
     }
 
     /// Waits up to `timeout` for QEMU to exit; `None` if it still runs.
@@ -320,7 +359,10 @@ impl QemuProcess {
 
     /// The last `n` lines of QEMU's own output (its stderr).
     pub fn log_tail(&self, n: usize) -> String {
-        tail(&String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default()), n)
+        tail(
+            &String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default()),
+            n,
+        )
     }
 }
 
@@ -341,7 +383,10 @@ pub fn render_argv(program: &Path, argv: &[OsString]) -> String {
         .map(|a: &OsStr| {
             let s = a.to_string_lossy();
             if s.len() > 120 {
-                format!("{}…", &s[..s.char_indices().nth(100).map_or(s.len(), |(i, _)| i)])
+                format!(
+                    "{}…",
+                    &s[..s.char_indices().nth(100).map_or(s.len(), |(i, _)| i)]
+                )
             } else {
                 s.into_owned()
             }
@@ -355,12 +400,17 @@ mod tests {
     use super::*;
 
     fn strings(argv: &[OsString]) -> Vec<String> {
-        argv.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        argv.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     }
 
     /// The value following `flag`, for every occurrence.
     fn values(argv: &[String], flag: &str) -> Vec<String> {
-        argv.windows(2).filter(|w| w[0] == flag).map(|w| w[1].clone()).collect()
+        argv.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].clone())
+            .collect()
     }
 
     fn launch<'a>(
@@ -434,14 +484,20 @@ mod tests {
         assert_eq!(values(&argv, "-kernel"), ["/r/vmlinuz"]);
         assert_eq!(values(&argv, "-initrd"), ["/r/initrd.img"]);
         assert_eq!(values(&argv, "-append"), ["root=/dev/vda rw console=ttyS0"]);
-        assert_eq!(values(&argv, "-smbios"), ["type=11,value=io.systemd.credential.binary:a=eA=="]);
+        assert_eq!(
+            values(&argv, "-smbios"),
+            ["type=11,value=io.systemd.credential.binary:a=eA=="]
+        );
         assert_eq!(argv[argv.len() - 2..], ["-nic", "tap,ifname=t0"]);
     }
 
     #[test]
     fn commas_in_paths_are_doubled_byte_exact() {
         let p = Path::new(OsStr::from_bytes(b"/a,b/\xff.log"));
-        assert_eq!(opt_path("path=", p, ",x").as_bytes(), b"path=/a,,b/\xff.log,x");
+        assert_eq!(
+            opt_path("path=", p, ",x").as_bytes(),
+            b"path=/a,,b/\xff.log,x"
+        );
     }
 
     #[test]

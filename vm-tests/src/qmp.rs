@@ -30,7 +30,8 @@ impl Qmp {
             match UnixStream::connect(path) {
                 Ok(s) => break s,
                 Err(e) if Instant::now() >= end => {
-                    return Err(e).with_context(|| format!("connecting to QMP socket {}", path.display()));
+                    return Err(e)
+                        .with_context(|| format!("connecting to QMP socket {}", path.display()));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
@@ -54,7 +55,10 @@ impl Qmp {
 
     fn read_message(&mut self) -> Result<Value> {
         let mut line = String::new();
-        let n = self.reader.read_line(&mut line).context("reading from QMP")?;
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .context("reading from QMP")?;
         if n == 0 {
             bail!("QMP connection closed (QEMU exited)");
         }
@@ -83,8 +87,9 @@ impl Qmp {
             if let Some(err) = reply.get("error") {
                 return Err(anyhow!("QMP command {command} failed: {err}"));
             }
-            if let Some(event) = reply.get("event").and_then(Value::as_str) {
-                self.log.info(format_args!("QMP event {event}"));
+            match reply.get("event").and_then(Value::as_str) {
+                Some("RTC_CHANGE") | None => {}
+                Some(event) => self.log.info(format_args!("QMP event {event}")),
             }
         }
     }

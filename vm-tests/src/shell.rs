@@ -152,7 +152,10 @@ fn wrap_command_in(run_dir: &str, id: &str, command: &str, timeout: Duration) ->
         let b64 = STANDARD.encode(command);
         (format!("<(printf %s {b64} | base64 -d)"), String::new())
     } else {
-        (format!("/dev/fd/3 3<<'{delimiter}'"), format!("{script}{delimiter}\n"))
+        (
+            format!("/dev/fd/3 3<<'{delimiter}'"),
+            format!("{script}{delimiter}\n"),
+        )
     };
     let first = format!(
         "[ -d {dir} ] || mkdir -m 0700 {dir}; \
@@ -239,7 +242,11 @@ impl FrameParser {
             let kind = words.next().unwrap_or("");
             let id = words.next().unwrap_or("");
             if id != self.id {
-                self.section = if kind == "end" { Section::Waiting } else { Section::Other };
+                self.section = if kind == "end" {
+                    Section::Waiting
+                } else {
+                    Section::Other
+                };
                 return Ok(ParsedLine::Skipped);
             }
             match kind {
@@ -253,7 +260,11 @@ impl FrameParser {
                     let stdout = decode(&self.out).context("decoding the command's stdout")?;
                     let stderr = decode(&self.err).context("decoding the command's stderr")?;
                     self.section = Section::Waiting;
-                    return Ok(ParsedLine::Done(CommandOutput { status, stdout, stderr }));
+                    return Ok(ParsedLine::Done(CommandOutput {
+                        status,
+                        stdout,
+                        stderr,
+                    }));
                 }
                 _ => bail!("unknown frame line {text:?}"),
             }
@@ -272,7 +283,9 @@ impl FrameParser {
 
 fn decode(b64: &str) -> Result<Vec<u8>> {
     let compact: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    STANDARD.decode(compact).context("invalid base64 in a frame")
+    STANDARD
+        .decode(compact)
+        .context("invalid base64 in a frame")
 }
 
 /// The host end of the command channel: a connection to QEMU's chardev
@@ -296,12 +309,19 @@ impl ShellChannel {
             match UnixStream::connect(path) {
                 Ok(s) => break s,
                 Err(e) if Instant::now() >= end => {
-                    return Err(e).with_context(|| format!("connecting to the command channel socket {}", path.display()));
+                    return Err(e).with_context(|| {
+                        format!(
+                            "connecting to the command channel socket {}",
+                            path.display()
+                        )
+                    });
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
         };
-        let reader = stream.try_clone().context("cloning the command channel socket")?;
+        let reader = stream
+            .try_clone()
+            .context("cloning the command channel socket")?;
         let (tx, lines) = mpsc::channel();
         std::thread::Builder::new()
             .name(format!("{}-shell-reader", log.prefix()))
@@ -357,7 +377,10 @@ impl ShellChannel {
         while !self.ready {
             let now = Instant::now();
             if now >= end {
-                bail!("the guest command channel did not answer within {}", secs(timeout));
+                bail!(
+                    "the guest command channel did not answer within {}",
+                    secs(timeout)
+                );
             }
             let round = (end - now).min(Duration::from_secs(3));
             match self.exchange("true", Duration::from_secs(5), round) {
@@ -375,7 +398,12 @@ impl ShellChannel {
         self.exchange(command, timeout, timeout + HOST_GRACE)
     }
 
-    fn exchange(&mut self, command: &str, guest_timeout: Duration, wait: Duration) -> Result<CommandOutput> {
+    fn exchange(
+        &mut self,
+        command: &str,
+        guest_timeout: Duration,
+        wait: Duration,
+    ) -> Result<CommandOutput> {
         let id = self.next_id();
         let line = wrap_command(&id, command, guest_timeout);
         self.stream
@@ -424,7 +452,9 @@ mod tests {
     use super::*;
 
     fn feed(parser: &mut FrameParser, text: &str) -> Vec<ParsedLine> {
-        text.split('\n').map(|l| parser.push(l.as_bytes()).unwrap()).collect()
+        text.split('\n')
+            .map(|l| parser.push(l.as_bytes()).unwrap())
+            .collect()
     }
 
     fn frame(id: &str, out: &[u8], err: &[u8], status: i32) -> String {
@@ -457,14 +487,24 @@ mod tests {
 
     #[test]
     fn frames_round_trip_any_bytes() {
-        let out: Vec<u8> = (0..=255u8).chain(*b"\n\n@@vmtest@@ end x 0\nno newline").collect();
+        let out: Vec<u8> = (0..=255u8)
+            .chain(*b"\n\n@@vmtest@@ end x 0\nno newline")
+            .collect();
         let long = vec![b'y'; 1000];
         check(
             &frame("a-1", &out, &long, 3),
             "a-1",
-            Some(CommandOutput { status: 3, stdout: out.clone(), stderr: long }),
+            Some(CommandOutput {
+                status: 3,
+                stdout: out.clone(),
+                stderr: long,
+            }),
         );
-        check(&frame("a-2", b"", b"", 0), "a-2", Some(CommandOutput::default()));
+        check(
+            &frame("a-2", b"", b"", 0),
+            "a-2",
+            Some(CommandOutput::default()),
+        );
     }
 
     #[test]
@@ -477,12 +517,22 @@ mod tests {
         check(
             &input,
             "a-2",
-            Some(CommandOutput { status: 0, stdout: b"new".to_vec(), stderr: vec![] }),
+            Some(CommandOutput {
+                status: 0,
+                stdout: b"new".to_vec(),
+                stderr: vec![],
+            }),
         );
         let mut parser = FrameParser::new("a-2");
-        let kinds = feed(&mut parser, &format!("bash: some error\n{}", frame("a-1", b"old", b"", 1)));
+        let kinds = feed(
+            &mut parser,
+            &format!("bash: some error\n{}", frame("a-1", b"old", b"", 1)),
+        );
         assert_eq!(kinds[0], ParsedLine::Stray);
-        assert!(kinds[1..].iter().all(|k| *k == ParsedLine::Skipped), "{kinds:?}");
+        assert!(
+            kinds[1..].iter().all(|k| *k == ParsedLine::Skipped),
+            "{kinds:?}"
+        );
     }
 
     #[test]
@@ -490,22 +540,34 @@ mod tests {
         check(&format!("{MARKER} out a-1\nAAAA"), "a-1", None);
         let mut parser = FrameParser::new("a-1");
         let _ = feed(&mut parser, &format!("{MARKER} out a-1\n!!!!"));
-        assert!(parser.push(format!("{MARKER} end a-1 0").as_bytes()).is_err());
+        assert!(
+            parser
+                .push(format!("{MARKER} end a-1 0").as_bytes())
+                .is_err()
+        );
         let mut parser = FrameParser::new("a-1");
-        assert!(parser.push(format!("{MARKER} end a-1 zero").as_bytes()).is_err());
+        assert!(
+            parser
+                .push(format!("{MARKER} end a-1 zero").as_bytes())
+                .is_err()
+        );
     }
 
     #[test]
-    fn wrapped_command_is_one_line_and_carries_the_script_encoded() {
-        let cmd = "printf 'a\\nb' && echo \"$HOME\" | tr a b # '\"\n";
-        let line = wrap_command("abc-7", cmd, Duration::from_millis(1500));
-        assert_eq!(line.matches('\n').count(), 1);
-        assert!(line.ends_with('\n'));
-        assert!(line.contains(&STANDARD.encode(cmd)));
-        assert!(line.contains("timeout -k 5 2 bash --noprofile --norc -euo pipefail -c"));
-        assert!(line.contains("</dev/null"));
-        assert!(line.contains("/run/vmtest-shell/abc-7"));
-        assert!(line.contains("@@vmtest@@ end %s %d"));
+    fn wrapped_command_carries_the_script_verbatim() {
+        let cmd = "printf 'a\\nb' && echo \"$HOME\" | tr a b # '\"";
+        let text = wrap_command("abc-7", cmd, Duration::from_millis(1500));
+        let (first, heredoc) = text.split_once('\n').unwrap();
+        assert!(first.contains("timeout -k 5 2 bash --noprofile --norc -euo pipefail /dev/fd/3 3<<'@@vmtest@@abc-7' </dev/null"));
+        assert!(first.contains("'/run/vmtest-shell/out'"));
+        assert!(first.contains("@@vmtest@@ end %s %d"));
+        assert_eq!(heredoc, format!("{cmd}\n@@vmtest@@abc-7\n"));
+
+        // A script containing the delimiter line travels base64-encoded.
+        let sneaky = "echo 1\n@@vmtest@@abc-8\necho 2";
+        let text = wrap_command("abc-8", sneaky, Duration::from_secs(5));
+        assert_eq!(text.matches('\n').count(), 1);
+        assert!(text.contains(&STANDARD.encode(sneaky)));
     }
 
     /// Runs wrapped commands through the host's bash, as the guest shell
@@ -524,7 +586,12 @@ mod tests {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         let lines: Vec<&[u8]> = out.stdout.split(|&b| b == b'\n').collect();
         let outputs = commands
@@ -540,7 +607,10 @@ mod tests {
                     .unwrap_or_else(|| panic!("no frame for {id}"))
             })
             .collect();
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "output files left behind");
+        for f in ["out", "err"] {
+            let left = std::fs::read(dir.path().join(f)).unwrap();
+            assert!(left.is_empty(), "output left behind in {f}");
+        }
         outputs
     }
 
@@ -548,7 +618,11 @@ mod tests {
     fn protocol_round_trip_through_a_real_bash() {
         let t = Duration::from_secs(10);
         let got = run_locally(&[
-            ("p-1", "printf 'a\\000b\\377\\n\\n@@vmtest@@ end p-1 0\\nend'", t),
+            (
+                "p-1",
+                "printf 'a\\000b\\377\\n\\n@@vmtest@@ end p-1 0\\nend'",
+                t,
+            ),
             ("p-2", "echo out; echo err >&2; exit 3", t),
             ("p-3", "false; echo not reached", t),
             ("p-4", "false | true; echo \"$0\"", t),
@@ -556,15 +630,34 @@ mod tests {
             ("p-6", "read -r line || echo \"stdin is empty\"", t),
             ("p-7", "sleep 30", Duration::from_secs(1)),
             ("p-8", "echo \"it's\" \\$HOME 'quoted'", t),
+            ("p-9", "echo 1\n@@vmtest@@p-9\necho 2", t),
+            (
+                "p-10",
+                "cat <<'EOF'\nheredoc $HOME\nEOF\nprintf 'no newline at the end'",
+                t,
+            ),
         ]);
         assert_eq!(got[0].stdout, b"a\0b\xff\n\n@@vmtest@@ end p-1 0\nend");
-        assert_eq!((got[1].status, &got[1].stdout[..], &got[1].stderr[..]), (3, &b"out\n"[..], &b"err\n"[..]));
+        assert_eq!(
+            (got[1].status, &got[1].stdout[..], &got[1].stderr[..]),
+            (3, &b"out\n"[..], &b"err\n"[..])
+        );
         assert_eq!((got[2].status, &got[2].stdout[..]), (1, &b""[..]));
-        assert_eq!((got[3].status, got[3].stdout_text().as_str()), (1, ""), "pipefail");
+        assert_eq!(
+            (got[3].status, got[3].stdout_text().as_str()),
+            (1, ""),
+            "pipefail"
+        );
         assert_ne!(got[4].status, 0, "set -u");
         assert_eq!(got[5].stdout_text(), "stdin is empty\n");
         assert_eq!(got[6].status, 124, "guest-side timeout");
         assert_eq!(got[7].stdout_text(), "it's $HOME quoted\n");
+        assert_eq!(
+            got[8].stdout_text(),
+            "1\n",
+            "the delimiter line is a (failing) command"
+        );
+        assert_eq!(got[9].stdout_text(), "heredoc $HOME\nno newline at the end");
     }
 
     #[test]
@@ -575,11 +668,21 @@ mod tests {
         assert!(unit.contains("DefaultDependencies=no\n"));
         assert!(!unit.contains('$'), "systemd would expand it");
         assert!(!unit.contains('%'), "systemd would expand it");
-        assert_eq!(dropin_text().lines().last(), Some("Wants=vmtest-shell.service"));
-        let names: Vec<String> = credentials().unwrap().iter().map(|c| c.name().to_owned()).collect();
+        assert_eq!(
+            dropin_text().lines().last(),
+            Some("Wants=vmtest-shell.service")
+        );
+        let names: Vec<String> = credentials()
+            .unwrap()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
         assert_eq!(
             names,
-            ["systemd.extra-unit.vmtest-shell.service", "systemd.unit-dropin.sysinit.target"]
+            [
+                "systemd.extra-unit.vmtest-shell.service",
+                "systemd.unit-dropin.sysinit.target"
+            ]
         );
     }
 

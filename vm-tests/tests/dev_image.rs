@@ -24,7 +24,9 @@ fn dev_config(test: &str) -> Option<MachineConfig> {
         eprintln!("skipping {test}: set VMTEST_DEV_IMAGE=/path/to/disk.img to run it");
         return None;
     };
-    let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vm-tests-dev").join(test);
+    let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("vm-tests-dev")
+        .join(test);
     let mut config = MachineConfig::new("dev", image, state);
     if let Some(kernel) = std::env::var_os("VMTEST_DEV_KERNEL") {
         config.direct_kernel = Some(DirectKernel {
@@ -74,16 +76,32 @@ fn harness_end_to_end() -> Result<()> {
     for _ in 0..10 {
         m.succeed("true")?;
     }
-    eprintln!("TIMING per-command={:.0}ms", t.elapsed().as_secs_f64() * 100.0);
+    eprintln!(
+        "TIMING per-command={:.0}ms",
+        t.elapsed().as_secs_f64() * 100.0
+    );
 
     let kernel = m.succeed("uname -r")?;
-    assert!(kernel.ends_with('\n') && kernel.trim().contains("amd64"), "{kernel:?}");
+    assert!(
+        kernel.ends_with('\n') && kernel.trim().contains("amd64"),
+        "{kernel:?}"
+    );
     let out = m.fail("false")?;
     assert_eq!(out, "");
 
     // succeed's error names the command, the status and the output.
-    let err = format!("{:#}", m.succeed("echo to-stdout; echo to-stderr >&2; exit 3").unwrap_err());
-    for part in ["exit status 3", "to-stdout", "to-stderr", "echo to-stdout", "dev_image.rs"] {
+    let err = format!(
+        "{:#}",
+        m.succeed("echo to-stdout; echo to-stderr >&2; exit 3")
+            .unwrap_err()
+    );
+    for part in [
+        "exit status 3",
+        "to-stdout",
+        "to-stderr",
+        "echo to-stdout",
+        "dev_image.rs",
+    ] {
         assert!(err.contains(part), "{part:?} missing in: {err}");
     }
     // fail's error when the command succeeds.
@@ -91,7 +109,8 @@ fn harness_end_to_end() -> Result<()> {
 
     // Exact bytes: NUL, 0xff, CR, blank lines, a fake marker, no final newline.
     let expected: &[u8] = b"\0\x01\xff\r\n\n@@vmtest@@ end 1-1 0\n\ttab  spaces \\ no newline";
-    let out = m.run(r"printf '\000\001\377\r\n\n@@vmtest@@ end 1-1 0\n\ttab  spaces \\ no newline'")?;
+    let out =
+        m.run(r"printf '\000\001\377\r\n\n@@vmtest@@ end 1-1 0\n\ttab  spaces \\ no newline'")?;
     assert_eq!(out.status, 0);
     assert_eq!(out.stdout, expected);
     m.copy_to_vm("/run/vmtest-bytes", expected)?;
@@ -114,7 +133,10 @@ fn harness_end_to_end() -> Result<()> {
     m.succeed("true")?;
 
     let os_release = String::from_utf8(m.copy_from_vm("/etc/os-release")?)?;
-    assert!(os_release.contains("VERSION_CODENAME=trixie"), "{os_release}");
+    assert!(
+        os_release.contains("VERSION_CODENAME=trixie"),
+        "{os_release}"
+    );
     assert!(m.copy_from_vm("/does/not/exist").is_err());
 
     // A unit that fails is reported at once, not after the timeout.
@@ -123,13 +145,24 @@ fn harness_end_to_end() -> Result<()> {
          systemctl daemon-reload; systemctl start --no-block vmtest-broken.service",
     )?;
     let t = Instant::now();
-    let err = format!("{:#}", m.wait_for_unit("vmtest-broken.service", None, 5 * MIN).unwrap_err());
-    assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
+    let err = format!(
+        "{:#}",
+        m.wait_for_unit("vmtest-broken.service", None, 5 * MIN)
+            .unwrap_err()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
     assert!(err.contains("failed"), "{err}");
     assert!(err.contains("systemctl status"), "{err}");
     // A unit that nothing will start is reported at once too.
     let t = Instant::now();
-    assert!(m.wait_for_unit("vmtest-nonexistent.service", None, 5 * MIN).is_err());
+    assert!(
+        m.wait_for_unit("vmtest-nonexistent.service", None, 5 * MIN)
+            .is_err()
+    );
     assert!(t.elapsed() < Duration::from_secs(30));
 
     // A listening port (a socket unit: no server program needed).
@@ -144,7 +177,7 @@ fn harness_end_to_end() -> Result<()> {
     // A user unit, through the user's own systemd instance (linger).
     m.succeed("useradd -m -u 1000 tester && loginctl enable-linger tester")?;
     m.wait_for_unit("default.target", Some("tester"), 2 * MIN)?;
-    m.wait_until_succeeds("test -S /run/user/1000/bus", MIN)?;
+    m.wait_until_succeeds("test -S /run/user/1000/systemd/private", MIN)?;
 
     // Power cut, then a fresh boot of the same overlay keeps synced data.
     m.succeed("echo survived > /var/lib/vmtest-marker && sync")?;
@@ -153,7 +186,10 @@ fn harness_end_to_end() -> Result<()> {
     let t = Instant::now();
     m.power_on()?;
     m.wait_for_unit("multi-user.target", None, 5 * MIN)?;
-    eprintln!("TIMING second boot to multi-user={:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "TIMING second boot to multi-user={:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     assert_eq!(m.succeed("cat /var/lib/vmtest-marker")?, "survived\n");
     assert_eq!(m.boot_count(), 2);
 
@@ -163,7 +199,10 @@ fn harness_end_to_end() -> Result<()> {
     eprintln!("TIMING shutdown={:.1}s", t.elapsed().as_secs_f64());
     assert!(!m.is_running());
     let serial = std::fs::read_to_string(m.serial_log_path())?;
-    assert!(serial.contains("reboot: Power down"), "no power-down on the console");
+    assert!(
+        serial.contains("reboot: Power down"),
+        "no power-down on the console"
+    );
 
     assert_eq!(sha256_file(&image), image_hash, "the tested image changed");
     Ok(())

@@ -24,14 +24,30 @@ pub fn run(args: &CiArgs) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut steps = vec![
         step("format", &[&cargo, "fmt", "--all", "--check"]),
-        step("lints", &[&cargo, "clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        step(
+            "lints",
+            &[
+                &cargo,
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
         step("tests", &[&cargo, "test", "--workspace", "--quiet"]),
         step("lock is current", &[&cargo, "xtask", "lock", "--check"]),
     ];
     if which("nix-instantiate") {
-        steps.push(step("flake.nix parses", &["nix-instantiate", "--parse", "flake.nix"]));
+        steps.push(step(
+            "flake.nix parses",
+            &["nix-instantiate", "--parse", "flake.nix"],
+        ));
     } else {
-        eprintln!("ci: nix-instantiate not installed; flake.nix syntax NOT checked (apt-get install nix-bin)");
+        eprintln!(
+            "ci: nix-instantiate not installed; flake.nix syntax NOT checked (apt-get install nix-bin)"
+        );
     }
     if !args.quick {
         steps.push(step("host prerequisites", &[&cargo, "xtask", "doctor"]));
@@ -47,7 +63,11 @@ pub fn run(args: &CiArgs) -> Result<()> {
             .with_context(|| format!("ci step `{}` failed: {}", s.name, s.argv.join(" ")))?;
         eprintln!("ci: ok {} in {:.0?}", s.name, t.elapsed());
     }
-    eprintln!("ci: all {} steps passed in {:.0?}", steps.len(), started.elapsed());
+    eprintln!(
+        "ci: all {} steps passed in {:.0?}",
+        steps.len(),
+        started.elapsed()
+    );
     Ok(())
 }
 

@@ -13,10 +13,7 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
     let findings = if args.no_install {
         doctor::check(&dirs)
     } else {
-        doctor::ensure(&dirs, true).or_else(|e| {
-            print(&doctor::check(&dirs));
-            Err(e)
-        })?
+        doctor::ensure(&dirs, true).inspect_err(|_| print(&doctor::check(&dirs)))?
     };
     print(&findings);
     if findings.iter().any(|f| !f.ok) {

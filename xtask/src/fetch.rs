@@ -25,11 +25,16 @@ pub fn run(args: &FetchArgs) -> Result<()> {
     let archives = archives(&spec, &flags)?;
     let registry = builder::npm::registry(flags.npm_registry.as_deref())?;
     let inputs = locked_inputs(&lock, &archives, &registry);
-    eprintln!("fetch: {} inputs into {}", inputs.len(), store.root().display());
+    eprintln!(
+        "fetch: {} inputs into {}",
+        inputs.len(),
+        store.root().display()
+    );
     let report = Fetcher::new(&store, args.input_dir.as_deref()).fetch_all(&inputs)?;
-    let tree = builder::npm::fetch_tree(&registry, &project.npm_lock, &store)?;
+    let runtime = builder::npm::Runtime::new(&store, &lock.node, &lock.openclaw.npm)?;
+    let tree = builder::npm::fetch_tree(&registry, &runtime, &project.npm_lock, &store)?;
     println!(
-        "fetch: {} present, {} downloaded ({:.1} MB), {} from --input-dir; npm tree: {tree}",
+        "fetch: {} present, {} downloaded ({:.1} MB), {} from --input-dir; npm tree: {tree:?}",
         report.present,
         report.downloaded,
         report.bytes as f64 / 1e6,
@@ -39,7 +44,10 @@ pub fn run(args: &FetchArgs) -> Result<()> {
     let mut fatal = Vec::new();
     for (input, why) in &report.missing {
         let url = input.url.as_deref().unwrap_or("(no URL)");
-        let line = format!("`{}` from {url} (sha256 {}): {why}", input.name, input.sha256);
+        let line = format!(
+            "`{}` from {url} (sha256 {}): {why}",
+            input.name, input.sha256
+        );
         if input.name == tailscale.name {
             eprintln!(
                 "warning: Tailscale is not in the store: {line}\n  \
@@ -52,7 +60,11 @@ pub fn run(args: &FetchArgs) -> Result<()> {
         }
     }
     if !fatal.is_empty() {
-        bail!("{} input(s) could not be fetched:\n  {}", fatal.len(), fatal.join("\n  "));
+        bail!(
+            "{} input(s) could not be fetched:\n  {}",
+            fatal.len(),
+            fatal.join("\n  ")
+        );
     }
     Ok(())
 }

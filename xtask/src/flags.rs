@@ -6,7 +6,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// Build, test and publish the reproducible OpenClaw appliance image.
 #[derive(Parser, Debug)]
-#[command(name = "cargo xtask", version, about, long_about = None)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "Build, test and publish the reproducible OpenClaw appliance image."
+)]
 pub struct Cli {
     /// The task to run.
     #[command(subcommand)]

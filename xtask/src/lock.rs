@@ -13,7 +13,11 @@ pub fn run(args: &LockArgs) -> Result<()> {
         let lock = project.require_lock()?;
         let diffs = project.check(&spec, &lock)?;
         if diffs.is_empty() {
-            println!("{} matches {}", project.lock.display(), project.spec.display());
+            println!(
+                "{} matches {}",
+                project.lock.display(),
+                project.spec.display()
+            );
             return Ok(());
         }
         for d in &diffs {

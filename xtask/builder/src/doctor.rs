@@ -58,7 +58,10 @@ pub const REQUIREMENTS: &[Requirement] = &[
     },
     Requirement {
         purpose: "UEFI firmware for vm-test",
-        paths: &["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"],
+        paths: &[
+            "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "/usr/share/OVMF/OVMF_CODE.fd",
+        ],
         package: "ovmf",
     },
     Requirement {
@@ -125,7 +128,12 @@ pub fn check(work_dirs: &[&Path]) -> Vec<Finding> {
                 if free >= 20 << 30 {
                     (true, format!("{gib:.1} GiB free"))
                 } else {
-                    (false, format!("{gib:.1} GiB free; a build needs about 20 GiB: free space or pass another directory"))
+                    (
+                        false,
+                        format!(
+                            "{gib:.1} GiB free; a build needs about 20 GiB: free space or pass another directory"
+                        ),
+                    )
                 }
             }
             Err(e) => (false, format!("{e:#}")),
@@ -174,17 +182,29 @@ pub fn ensure(work_dirs: &[&Path], install: bool) -> Result<Vec<Finding>> {
         return finish(findings);
     }
     if !Path::new("/etc/debian_version").exists() {
-        bail!("missing host packages ({}) and this is not Debian: install them by hand", missing.join(", "));
+        bail!(
+            "missing host packages ({}) and this is not Debian: install them by hand",
+            missing.join(", ")
+        );
     }
     if !is_root() {
-        bail!("missing host packages ({}): run `cargo xtask doctor` as root, or `sudo apt-get install {}`", missing.join(", "), missing.join(" "));
+        bail!(
+            "missing host packages ({}): run `cargo xtask doctor` as root, or `sudo apt-get install {}`",
+            missing.join(", "),
+            missing.join(" ")
+        );
     }
     eprintln!("doctor: installing {}", missing.join(" "));
     let backports = needs_backports(&missing)?;
     if let Some(source) = &backports {
         enable_backports(source)?;
     }
-    let mut cmd = vec!["apt-get".to_string(), "install".into(), "-y".into(), "-q".into()];
+    let mut cmd = vec![
+        "apt-get".to_string(),
+        "install".into(),
+        "-y".into(),
+        "-q".into(),
+    ];
     if let Some(b) = &backports {
         cmd.push("-t".into());
         cmd.push(b.suite.clone());
@@ -209,7 +229,10 @@ fn finish(findings: Vec<Finding>) -> Result<Vec<Finding>> {
     if bad.is_empty() {
         Ok(findings)
     } else {
-        bail!("host prerequisites missing:\n{}\nrun `cargo xtask doctor` (as root it installs them)", bad.join("\n"))
+        bail!(
+            "host prerequisites missing:\n{}\nrun `cargo xtask doctor` (as root it installs them)",
+            bad.join("\n")
+        )
     }
 }
 

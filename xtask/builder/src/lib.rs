@@ -9,7 +9,7 @@ pub mod debian;
 pub mod disk;
 pub mod doctor;
 pub mod fsutil;
-// pub mod locking; (enabled once npm lands)
+pub mod locking;
 pub mod npm;
 pub mod oci;
 pub mod rootfs;

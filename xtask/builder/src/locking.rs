@@ -137,7 +137,10 @@ pub fn lock(project: &Project, store: &Store, opts: &LockOptions) -> Result<Lock
     let archives = archives(&spec, &opts.sources)?;
     let arch = spec.image.architecture.debian();
 
-    eprintln!("lock: reading signed Debian indexes ({})", spec.debian.suites.join(", "));
+    eprintln!(
+        "lock: reading signed Debian indexes ({})",
+        spec.debian.suites.join(", ")
+    );
     let (index, releases) = debian::load_index(
         &archives,
         &spec.debian.suites,
@@ -167,11 +170,28 @@ pub fn lock(project: &Project, store: &Store, opts: &LockOptions) -> Result<Lock
         Some(p) if p.node.version == spec.node.version.to_string() => p.node.clone(),
         _ => {
             eprintln!("lock: node {}", spec.node.version);
-            crate::npm::lock_node(&registry, &spec.node.version.to_string(), spec.image.architecture.node(), store)?
+            crate::npm::lock_node(
+                &registry,
+                &spec.node.version.to_string(),
+                spec.image.architecture.node(),
+                store,
+            )?
         }
     };
+    let npm = match &previous {
+        Some(p) if p.openclaw.npm.version == crate::npm::NPM_VERSION => p.openclaw.npm.clone(),
+        _ => crate::npm::lock_npm(&registry, crate::npm::NPM_VERSION, store)?,
+    };
+    let runtime = crate::npm::Runtime::new(store, &node, &npm)?;
     eprintln!("lock: openclaw {} and its npm tree", spec.openclaw.version);
-    let openclaw = crate::npm::lock_openclaw(&registry, &spec, &node, store, &project.npm_lock)?;
+    let openclaw = crate::npm::lock_openclaw(
+        &registry,
+        &spec.openclaw.version,
+        &spec.openclaw.plugins,
+        &runtime,
+        store,
+        &project.npm_lock,
+    )?;
 
     let lock = Lock {
         format: FORMAT,

@@ -58,19 +58,13 @@ pub fn locked_inputs(lock: &Lock, archives: &Archives, npm_registry: &str) -> Ve
             }
         })
         .collect();
-    inputs.push(node_input(lock, npm_registry));
+    inputs.extend(crate::npm::inputs(
+        npm_registry,
+        &lock.node,
+        &lock.openclaw.npm,
+    ));
     inputs.push(tailscale_input(lock));
     inputs
-}
-
-/// The Node runtime tarball.
-pub fn node_input(lock: &Lock, npm_registry: &str) -> Input {
-    Input {
-        name: format!("{}-{}.tgz", lock.node.package, lock.node.version),
-        url: Some(format!("{}/{}", npm_registry.trim_end_matches('/'), lock.node.tarball)),
-        sha256: lock.node.sha256.clone(),
-        size: Some(lock.node.size),
-    }
 }
 
 /// The Tailscale static tarball (unreachable from some build hosts: `--input-dir`).

@@ -126,9 +126,8 @@ impl ToolsTree {
             root: tmp.path().to_path_buf(),
         };
         tree.check()?;
-        std::fs::rename(tmp.path(), dest).with_context(|| {
-            format!("renaming {} to {}", tmp.path().display(), dest.display())
-        })?;
+        std::fs::rename(tmp.path(), dest)
+            .with_context(|| format!("renaming {} to {}", tmp.path().display(), dest.display()))?;
         // The directory now lives at `dest`; nothing is left to clean up.
         let _ = tmp.keep();
         eprintln!(
@@ -141,8 +140,8 @@ impl ToolsTree {
 
     /// Opens an existing tools tree, checking that the tools are there.
     pub fn open(root: &Path) -> Result<ToolsTree> {
-        let root = std::path::absolute(root)
-            .with_context(|| format!("resolving {}", root.display()))?;
+        let root =
+            std::path::absolute(root).with_context(|| format!("resolving {}", root.display()))?;
         let tree = ToolsTree { root };
         tree.check()?;
         Ok(tree)
@@ -236,7 +235,7 @@ impl ToolsTree {
         let mut argv: Vec<OsString> = vec![
             "--inhibit-cache".into(),
             "--library-path".into(),
-            self.library_path().into(),
+            self.library_path(),
             // mtools dispatches on argv[0] (mcopy, mmd… are links to mtools).
             "--argv0".into(),
             tool.into(),
@@ -327,8 +326,11 @@ impl Tool<'_> {
 
     /// The command as a duct expression (stdio not redirected).
     pub fn expression(&self) -> duct::Expression {
-        self.tree
-            .command_with_env(&self.name, self.args.iter().cloned(), self.env.iter().cloned())
+        self.tree.command_with_env(
+            &self.name,
+            self.args.iter().cloned(),
+            self.env.iter().cloned(),
+        )
     }
 
     /// The command line, for messages.
@@ -393,11 +395,7 @@ pub fn mmdebstrap_args(dir: &Path, repo_source_line: &str) -> Vec<OsString> {
 
 /// Runs `expr`, printing its output line by line (prefixed by `label`) and
 /// keeping the last lines for the error message.
-pub fn run_streaming(
-    expr: &duct::Expression,
-    command: &str,
-    label: &str,
-) -> Result<(), ToolError> {
+pub fn run_streaming(expr: &duct::Expression, command: &str, label: &str) -> Result<(), ToolError> {
     let spawn_err = |source| ToolError::Spawn {
         command: command.to_string(),
         source,
@@ -476,7 +474,11 @@ fn resolve_in_tree(root: &Path, rel: &Path) -> Result<PathBuf> {
             Ok(m) if m.file_type().is_symlink() => {
                 hops += 1;
                 if hops > 40 {
-                    bail!("too many symlinks resolving {} in {}", rel.display(), root.display());
+                    bail!(
+                        "too many symlinks resolving {} in {}",
+                        rel.display(),
+                        root.display()
+                    );
                 }
                 let target = std::fs::read_link(&candidate)
                     .with_context(|| format!("reading link {}", candidate.display()))?;
@@ -565,7 +567,10 @@ mod tests {
         assert_eq!(argv[6], "-m");
         let expr = tree.command_with_env("x", ["y"], [("TZ", "Europe/Berlin"), ("A", "b")]);
         let dbg = format!("{expr:?}");
-        assert!(dbg.contains("Europe/Berlin") && !dbg.contains("\"UTC\""), "{dbg}");
+        assert!(
+            dbg.contains("Europe/Berlin") && !dbg.contains("\"UTC\""),
+            "{dbg}"
+        );
         assert!(dbg.contains("C.UTF-8"), "{dbg}");
     }
 
@@ -579,8 +584,9 @@ mod tests {
     fn mmdebstrap_gets_the_source_line_last() {
         let args = mmdebstrap_args(Path::new("/t/x"), "deb file:///r trixie main");
         assert_eq!(args.last().unwrap(), "deb file:///r trixie main");
-        assert!(args.iter().any(|a| a
-            .to_string_lossy()
-            .starts_with("--include=e2fsprogs,libarchive13t64,")));
+        assert!(args.iter().any(|a| {
+            a.to_string_lossy()
+                .starts_with("--include=e2fsprogs,libarchive13t64,")
+        }));
     }
 }

@@ -128,10 +128,16 @@ pub const MAX_CORE_IMG: usize = 0x78000;
 /// `grub-bios-setup` does for a hard disk.
 pub fn patch_boot_img(boot_img: &[u8], current_mbr: &[u8], core_lba: u64) -> Result<[u8; 512]> {
     if boot_img.len() != SECTOR_SIZE {
-        bail!("boot.img is {} bytes, expected {SECTOR_SIZE}", boot_img.len());
+        bail!(
+            "boot.img is {} bytes, expected {SECTOR_SIZE}",
+            boot_img.len()
+        );
     }
     if current_mbr.len() != SECTOR_SIZE {
-        bail!("the MBR is {} bytes, expected {SECTOR_SIZE}", current_mbr.len());
+        bail!(
+            "the MBR is {} bytes, expected {SECTOR_SIZE}",
+            current_mbr.len()
+        );
     }
     if boot_img[PART_END..] != [0x55, 0xaa] || current_mbr[PART_END..] != [0x55, 0xaa] {
         bail!("boot.img or the disk's MBR lacks the 0x55AA signature");
@@ -159,7 +165,10 @@ pub fn patch_core_img(core: &mut [u8], core_lba: u64) -> Result<u64> {
         bail!("core.img is only {} bytes", core.len());
     }
     if core.len() > MAX_CORE_IMG {
-        bail!("core.img is {} bytes, more than GRUB can load ({MAX_CORE_IMG})", core.len());
+        bail!(
+            "core.img is {} bytes, more than GRUB can load ({MAX_CORE_IMG})",
+            core.len()
+        );
     }
     let sectors = core.len().div_ceil(SECTOR_SIZE) as u64;
     let rest = u16::try_from(sectors - 1)?;

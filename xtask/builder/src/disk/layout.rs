@@ -129,7 +129,10 @@ pub fn sfdisk_script(layout: &Layout, ids: &DiskIds) -> String {
     };
     let mut s = String::new();
     s.push_str("label: gpt\n");
-    s.push_str(&format!("label-id: {}\n", ids.disk_guid.to_ascii_uppercase()));
+    s.push_str(&format!(
+        "label-id: {}\n",
+        ids.disk_guid.to_ascii_uppercase()
+    ));
     s.push_str("unit: sectors\n");
     s.push_str("sector-size: 512\n");
     s.push_str("table-length: 128\n");
@@ -137,9 +140,19 @@ pub fn sfdisk_script(layout: &Layout, ids: &DiskIds) -> String {
     // The backup GPT takes the last 33 sectors.
     s.push_str(&format!("last-lba: {}\n", layout.disk_sectors - 34));
     s.push('\n');
-    s.push_str(&part(&layout.bios_boot, BIOS_BOOT_TYPE, &ids.bios_boot_guid, "bios"));
+    s.push_str(&part(
+        &layout.bios_boot,
+        BIOS_BOOT_TYPE,
+        &ids.bios_boot_guid,
+        "bios",
+    ));
     s.push_str(&part(&layout.esp, ESP_TYPE, &ids.esp_guid, "esp"));
-    s.push_str(&part(&layout.root, ROOT_X86_64_TYPE, &ids.root_guid, "root"));
+    s.push_str(&part(
+        &layout.root,
+        ROOT_X86_64_TYPE,
+        &ids.root_guid,
+        "root",
+    ));
     s
 }
 
@@ -182,8 +195,20 @@ mod tests {
     fn layout_of_a_4_gib_disk() {
         let l = Layout::new(4096).unwrap();
         assert_eq!(l.disk_sectors, 8_388_608);
-        assert_eq!(l.bios_boot, Extent { start: 2048, sectors: 2048 });
-        assert_eq!(l.esp, Extent { start: 4096, sectors: 260_096 });
+        assert_eq!(
+            l.bios_boot,
+            Extent {
+                start: 2048,
+                sectors: 2048
+            }
+        );
+        assert_eq!(
+            l.esp,
+            Extent {
+                start: 4096,
+                sectors: 260_096
+            }
+        );
         assert_eq!(l.root.start, 264_192);
         assert_eq!(l.root.end(), 8_388_608 - 2048);
         assert_eq!(l.root.sectors, 8_122_368);

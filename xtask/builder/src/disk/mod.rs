@@ -12,7 +12,7 @@ mod layout;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,9 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::tools::ToolsTree;
 
-pub use grub::{
-    BIOS_MODULES, EFI_MODULES, early_config, grub_cfg, patch_boot_img, patch_core_img,
-};
+pub use grub::{BIOS_MODULES, EFI_MODULES, early_config, grub_cfg, patch_boot_img, patch_core_img};
 pub use layout::{
     BIOS_BOOT_TYPE, ESP_MIB, ESP_TYPE, Extent, Layout, MIB, ROOT_X86_64_TYPE, SECTOR,
     sfdisk_script, validate_ids,
@@ -97,7 +95,12 @@ pub fn assemble(
     step("GPT");
     tools
         .tool("sfdisk")
-        .args(["--no-reread", "--no-tell-kernel", "--wipe=never", "--wipe-partitions=never"])
+        .args([
+            "--no-reread",
+            "--no-tell-kernel",
+            "--wipe=never",
+            "--wipe-partitions=never",
+        ])
         .arg(&img)
         .run_with_stdin(Some(sfdisk_script(&layout, ids).as_bytes()))?;
 
@@ -120,11 +123,15 @@ pub fn assemble(
     let core_img_sectors = install_bios_boot(tools, &img, &layout, &core)?;
 
     let efi_image_bytes = std::fs::metadata(&efi)?.len();
+    step("syncing");
     File::open(&img)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("syncing {}", img.display()))?;
     step("hashing");
     let sha256 = sha256_file(&img)?;
+    // The caller's umask must not show in the result.
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("setting the mode of {}", img.display()))?;
     let meta = std::fs::metadata(&img)?;
     std::fs::rename(&img, out)
         .with_context(|| format!("moving {} to {}", img.display(), out.display()))?;
@@ -168,7 +175,9 @@ fn make_root(
         .tool("mke2fs")
         .epoch(epoch)
         .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
-        .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-i", "16384", "-m", "5"])
+        .args([
+            "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-i", "16384", "-m", "5",
+        ])
         .args(["-O", EXT4_FEATURES])
         .args(["-U", ids.root_fs_uuid.as_str(), "-L", "root"])
         .args(["-E", extended.as_str()])
@@ -290,7 +299,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 4 << 20];
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }

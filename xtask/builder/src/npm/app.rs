@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -88,7 +88,12 @@ fn write_project(dir: &Path, lock_text: &str, summary: &LockfileSummary) -> Resu
 /// `npm ci --ignore-scripts` in a scratch project (its `node_modules` is
 /// discarded). First tries `--offline`: when that succeeds the cache is
 /// complete and nothing is downloaded.
-pub fn fetch_tree(registry: &str, runtime: &Runtime, lockfile: &Path, store: &Store) -> Result<FetchReport> {
+pub fn fetch_tree(
+    registry: &str,
+    runtime: &Runtime,
+    lockfile: &Path,
+    store: &Store,
+) -> Result<FetchReport> {
     let (text, summary) = read_lockfile(lockfile)?;
     let cache = npm_cache_dir(store);
     fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
@@ -106,7 +111,13 @@ pub fn fetch_tree(registry: &str, runtime: &Runtime, lockfile: &Path, store: &St
         online: false,
         env: Vec::new(),
     };
-    let mut args = vec!["ci", "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund"];
+    let mut args = vec![
+        "ci",
+        "--ignore-scripts",
+        "--omit=dev",
+        "--no-audit",
+        "--no-fund",
+    ];
     args.extend(platform.iter().map(String::as_str));
     let mut offline = args.clone();
     offline.push("--offline");
@@ -119,9 +130,13 @@ pub fn fetch_tree(registry: &str, runtime: &Runtime, lockfile: &Path, store: &St
         npm.online = true;
         let mut online = args.clone();
         online.push("--prefer-offline");
-        npm.run(&online, Duration::from_secs(3600)).with_context(|| {
-            format!("downloading the npm tree of {} from {registry}", lockfile.display())
-        })?;
+        npm.run(&online, Duration::from_secs(3600))
+            .with_context(|| {
+                format!(
+                    "downloading the npm tree of {} from {registry}",
+                    lockfile.display()
+                )
+            })?;
     }
     Ok(FetchReport {
         cache,
@@ -168,7 +183,8 @@ impl AppTree {
         }
         .with_context(|| format!("{}: no `openclaw` bin", pkg_path.display()))?;
         let bin = bin.trim_start_matches("./");
-        super::lockfile::check_relative(bin).with_context(|| format!("{}: bin", pkg_path.display()))?;
+        super::lockfile::check_relative(bin)
+            .with_context(|| format!("{}: bin", pkg_path.display()))?;
         let entry = format!("{IMAGE_OPENCLAW_DIR}/node_modules/openclaw/{bin}");
         if !root.join(&entry).is_file() {
             bail!("{} does not exist", root.join(&entry).display());
@@ -212,7 +228,10 @@ impl AppTree {
 
     /// The `/usr/local/bin/openclaw` wrapper for this tree (image paths).
     pub fn wrapper(&self) -> String {
-        wrapper_script(&format!("/{IMAGE_NODE_DIR}/bin/node"), &format!("/{}", self.entry))
+        wrapper_script(
+            &format!("/{IMAGE_NODE_DIR}/bin/node"),
+            &format!("/{}", self.entry),
+        )
     }
 
     /// Runs `openclaw --version` with the tree's node (scratch HOME, no network).
@@ -270,6 +289,8 @@ pub fn install_app(
     out: &Path,
     source_date_epoch: u64,
 ) -> Result<AppTree> {
+    let started = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("app: {what} ({:.1?})", started.elapsed());
     let (text, summary) = read_lockfile(lockfile)?;
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let out = out
@@ -278,8 +299,15 @@ pub fn install_app(
     let node_dir = out.join(IMAGE_NODE_DIR);
     let app_dir = out.join(IMAGE_OPENCLAW_DIR);
     for d in [&node_dir, &app_dir] {
-        if d.exists() && fs::read_dir(d).map(|mut r| r.next().is_some()).unwrap_or(true) {
-            bail!("{} already exists and is not empty: install into a fresh directory", d.display());
+        if d.exists()
+            && fs::read_dir(d)
+                .map(|mut r| r.next().is_some())
+                .unwrap_or(true)
+        {
+            bail!(
+                "{} already exists and is not empty: install into a fresh directory",
+                d.display()
+            );
         }
     }
     let cache = npm_cache_dir(store);
@@ -298,6 +326,7 @@ pub fn install_app(
         bail!("{} has no package/bin/node", node_tgz.display());
     }
 
+    phase("node unpacked");
     write_project(&app_dir, &text, &summary)?;
     let scratch = scratch_dir(store, "npm-install-")?;
     let platform = platform_args(runtime)?;
@@ -309,7 +338,10 @@ pub fn install_app(
         registry,
         cache: &cache,
         online: false,
-        env: vec![("SOURCE_DATE_EPOCH".into(), source_date_epoch.to_string().into())],
+        env: vec![(
+            "SOURCE_DATE_EPOCH".into(),
+            source_date_epoch.to_string().into(),
+        )],
     };
     let mut args = vec!["ci", "--omit=dev", "--offline", "--no-audit", "--no-fund"];
     args.extend(platform.iter().map(String::as_str));
@@ -327,6 +359,7 @@ pub fn install_app(
         ))
     })?;
 
+    phase("npm ci done");
     let oc = app_dir.join("node_modules/openclaw");
     if oc.join(LIFECYCLE_PENDING).exists() {
         bail!(
@@ -336,14 +369,23 @@ pub fn install_app(
         );
     }
     remove_caches(&app_dir)?;
-    let needles: Vec<String> = [out.as_path(), scratch.path(), store.root(), runtime.node_dir().as_path()]
-        .iter()
-        .filter_map(|p| p.canonicalize().ok().or_else(|| Some(p.to_path_buf())))
-        .map(|p| p.display().to_string())
-        .collect();
+    let needles: Vec<String> = [
+        out.as_path(),
+        scratch.path(),
+        store.root(),
+        runtime.node_dir().as_path(),
+    ]
+    .iter()
+    .filter_map(|p| p.canonicalize().ok().or_else(|| Some(p.to_path_buf())))
+    .map(|p| p.display().to_string())
+    .collect();
     let leaks = find_build_paths(&[&node_dir, &app_dir], &needles)?;
     if !leaks.is_empty() {
-        let shown: Vec<String> = leaks.iter().take(10).map(|p| p.display().to_string()).collect();
+        let shown: Vec<String> = leaks
+            .iter()
+            .take(10)
+            .map(|p| p.display().to_string())
+            .collect();
         bail!(
             "{} file(s) of the installed tree contain a build path ({}): {}",
             leaks.len(),
@@ -351,8 +393,11 @@ pub fn install_app(
             shown.join(", ")
         );
     }
+    phase("build paths checked");
     normalize_tree(&node_dir, source_date_epoch)?;
     normalize_tree(&app_dir, source_date_epoch)?;
+    normalize_one(&out.join("opt"), source_date_epoch)?;
+    phase("modes and mtimes normalised");
     let tree = AppTree::open(&out)?;
     if tree.openclaw_version != summary.openclaw_version {
         bail!(
@@ -362,6 +407,7 @@ pub fn install_app(
         );
     }
     let v = tree.version()?;
+    phase(&format!("`openclaw --version`: {v}"));
     if !v.split_whitespace().any(|w| w == tree.openclaw_version) {
         bail!(
             "`openclaw --version` printed `{v}`, expected {}",
@@ -386,8 +432,7 @@ pub fn wrapper_script(node: &str, entry: &str) -> String {
 
 fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-+@".contains(&b))
     {
         s.to_string()
@@ -482,7 +527,8 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<()>) -> Re
         .with_context(|| format!("listing {}", dir.display()))?;
     entries.sort();
     for path in entries {
-        let md = fs::symlink_metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        let md =
+            fs::symlink_metadata(&path).with_context(|| format!("reading {}", path.display()))?;
         if md.is_dir() {
             walk(&path, f)?;
         }
@@ -498,7 +544,9 @@ fn remove_caches(app_dir: &Path) -> Result<()> {
     walk(app_dir, &mut |p, md| {
         if md.is_dir()
             && p.file_name().is_some_and(|n| n == ".cache")
-            && p.parent().and_then(Path::file_name).is_some_and(|n| n == "node_modules")
+            && p.parent()
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "node_modules")
         {
             doomed.push(p.to_path_buf());
         }
@@ -522,7 +570,8 @@ fn find_build_paths(dirs: &[&Path], needles: &[String]) -> Result<Vec<PathBuf>> 
     for dir in dirs {
         walk(dir, &mut |p, md| {
             if md.file_type().is_symlink() {
-                let target = fs::read_link(p).with_context(|| format!("reading link {}", p.display()))?;
+                let target =
+                    fs::read_link(p).with_context(|| format!("reading link {}", p.display()))?;
                 if target.is_absolute() {
                     hits.push(p.to_path_buf());
                 }
@@ -539,45 +588,64 @@ fn find_build_paths(dirs: &[&Path], needles: &[String]) -> Result<Vec<PathBuf>> 
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
-        return true;
-    };
-    let mut i = 0;
-    while let Some(pos) = hay[i..].iter().position(|&b| b == first) {
-        let at = i + pos;
-        if hay[at + 1..].starts_with(rest) {
-            return true;
-        }
-        i = at + 1;
-    }
-    false
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// Sets modes to 0755 (directories, files with any execute bit) or 0644,
-/// and mtimes to `epoch`, below and including `dir`. Symlinks are left as is.
+/// and mtimes to `epoch`, below and including `dir`; symlinks get the mtime
+/// too (with `touch -h`, std cannot).
 fn normalize_tree(dir: &Path, epoch: u64) -> Result<()> {
-    let when = UNIX_EPOCH + Duration::from_secs(epoch);
-    let fix = |p: &Path, md: &fs::Metadata| -> Result<()> {
+    let mut links = Vec::new();
+    walk(dir, &mut |p, md| {
         if md.file_type().is_symlink() {
-            return Ok(());
-        }
-        let mode = if md.is_dir() || md.permissions().mode() & 0o111 != 0 {
-            0o755
+            links.push(p.to_path_buf());
+            Ok(())
         } else {
-            0o644
-        };
-        if md.permissions().mode() & 0o7777 != mode {
-            fs::set_permissions(p, fs::Permissions::from_mode(mode))
-                .with_context(|| format!("chmod {}", p.display()))?;
+            fix_entry(p, md, epoch)
         }
-        set_mtime(p, when)
-    };
-    walk(dir, &mut |p, md| fix(p, md))?;
-    let md = fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
-    fix(dir, &md)
+    })?;
+    normalize_one(dir, epoch)?;
+    for chunk in links.chunks(500) {
+        let mut args: Vec<OsString> = vec![
+            "-h".into(),
+            "-d".into(),
+            format!("@{epoch}").into(),
+            "--".into(),
+        ];
+        args.extend(chunk.iter().map(|p| p.as_os_str().to_os_string()));
+        let out = run_captured(
+            duct::cmd("touch", args),
+            "touch -h",
+            Duration::from_secs(300),
+        )?;
+        if !out.success {
+            bail!(
+                "setting the mtime of symlinks below {}: {}",
+                dir.display(),
+                out.tail(5)
+            );
+        }
+    }
+    Ok(())
 }
 
-fn set_mtime(p: &Path, when: SystemTime) -> Result<()> {
+/// [`normalize_tree`] for one file or directory (not its contents).
+fn normalize_one(p: &Path, epoch: u64) -> Result<()> {
+    let md = fs::symlink_metadata(p).with_context(|| format!("reading {}", p.display()))?;
+    fix_entry(p, &md, epoch)
+}
+
+fn fix_entry(p: &Path, md: &fs::Metadata, epoch: u64) -> Result<()> {
+    let mode = if md.is_dir() || md.permissions().mode() & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    };
+    if md.permissions().mode() & 0o7777 != mode {
+        fs::set_permissions(p, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {}", p.display()))?;
+    }
+    let when = UNIX_EPOCH + Duration::from_secs(epoch);
     let f = fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
     f.set_times(fs::FileTimes::new().set_modified(when).set_accessed(when))
         .with_context(|| format!("setting the mtime of {}", p.display()))
@@ -589,7 +657,10 @@ mod tests {
 
     #[test]
     fn wrapper_runs_the_locked_node() {
-        let w = wrapper_script("/opt/node/bin/node", "/opt/openclaw/node_modules/openclaw/openclaw.mjs");
+        let w = wrapper_script(
+            "/opt/node/bin/node",
+            "/opt/openclaw/node_modules/openclaw/openclaw.mjs",
+        );
         assert!(w.starts_with("#!/bin/sh\n"), "{w}");
         assert!(
             w.ends_with(
@@ -598,7 +669,10 @@ mod tests {
             "{w}"
         );
         let odd = wrapper_script("/opt/my node/bin/node", "/x/it's.mjs");
-        assert!(odd.contains("exec '/opt/my node/bin/node' '/x/it'\\''s.mjs' \"$@\""), "{odd}");
+        assert!(
+            odd.contains("exec '/opt/my node/bin/node' '/x/it'\\''s.mjs' \"$@\""),
+            "{odd}"
+        );
     }
 
     #[test]
@@ -631,6 +705,11 @@ mod tests {
         fs::set_permissions(&sub, fs::Permissions::from_mode(0o700)).unwrap();
         std::os::unix::fs::symlink("x", sub.join("l")).unwrap();
         normalize_tree(d.path(), 1_763_942_400).unwrap();
+        let link_mtime = fs::symlink_metadata(sub.join("l"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(link_mtime, UNIX_EPOCH + Duration::from_secs(1_763_942_400));
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode(&sub), 0o755);
         assert_eq!(mode(&sub.join("x")), 0o755);

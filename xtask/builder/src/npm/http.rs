@@ -39,7 +39,8 @@ pub(crate) fn host_ca_files() -> Vec<PathBuf> {
 pub(crate) fn agent() -> Result<ureq::Agent> {
     let mut certs = Vec::new();
     for file in host_ca_files() {
-        let pem = std::fs::read(&file).with_context(|| format!("reading CA bundle {}", file.display()))?;
+        let pem = std::fs::read(&file)
+            .with_context(|| format!("reading CA bundle {}", file.display()))?;
         for item in ureq::tls::parse_pem(&pem) {
             if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
                 certs.push(c);
@@ -154,7 +155,8 @@ fn try_download(
         })
         .with_context(|| format!("downloading {url}"))?
     };
-    tmp.flush().with_context(|| format!("writing {url} into the store"))?;
+    tmp.flush()
+        .with_context(|| format!("writing {url} into the store"))?;
     if !integrity.matches(&digests.sha512) {
         bail!(
             "{url}: integrity mismatch: the registry says {}, the downloaded bytes are {}; nothing was stored",
@@ -178,8 +180,12 @@ fn find_in_store(store: &Store, integrity: &Integrity, name: &str) -> Result<Opt
     for entry in entries {
         let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
         let file_name = entry.file_name();
-        let Some(file_name) = file_name.to_str() else { continue };
-        let Some(sha) = file_name.strip_suffix(&suffix) else { continue };
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let Some(sha) = file_name.strip_suffix(&suffix) else {
+            continue;
+        };
         if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
             continue;
         }

@@ -43,7 +43,9 @@ impl Integrity {
             sha512.push(digest);
         }
         if sha512.is_empty() {
-            bail!("integrity `{text}` has no sha512 digest (sha1 alone is too weak to pin a package)");
+            bail!(
+                "integrity `{text}` has no sha512 digest (sha1 alone is too weak to pin a package)"
+            );
         }
         Ok(Integrity {
             sha512,
@@ -154,7 +156,12 @@ mod tests {
         assert!(e.to_string().contains("no sha512"), "{e}");
         assert!(Integrity::parse("").is_err());
         assert!(Integrity::parse("sha512-not*base64").is_err());
-        assert!(Integrity::parse("sha512-AAAA").unwrap_err().to_string().contains("not 64"));
+        assert!(
+            Integrity::parse("sha512-AAAA")
+                .unwrap_err()
+                .to_string()
+                .contains("not 64")
+        );
         assert!(Integrity::parse("sha512").is_err());
     }
 }

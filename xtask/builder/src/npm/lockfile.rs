@@ -42,9 +42,8 @@ pub fn check_name(name: &str) -> Result<()> {
     let ok_part = |p: &str| {
         !p.is_empty()
             && !p.starts_with('.')
-            && p.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._~".contains(&b)
-            })
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._~".contains(&b))
     };
     let ok = match name.strip_prefix('@') {
         Some(scoped) => matches!(scoped.split_once('/'), Some((s, n)) if ok_part(s) && ok_part(n)),
@@ -131,7 +130,10 @@ pub struct LockfileSummary {
 /// host), no links, and the root depends on exact versions including openclaw.
 pub fn check_lockfile(file: &str, text: &str) -> Result<LockfileSummary> {
     let v: Value = serde_json::from_str(text).with_context(|| format!("{file} is not JSON"))?;
-    let version = v.get("lockfileVersion").and_then(Value::as_u64).unwrap_or(0);
+    let version = v
+        .get("lockfileVersion")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     if !(2..=3).contains(&version) {
         bail!("{file}: lockfileVersion {version} is not supported (need 2 or 3)");
     }
@@ -152,8 +154,15 @@ pub fn check_lockfile(file: &str, text: &str) -> Result<LockfileSummary> {
             root_dependencies.insert(name.clone(), want.to_string());
         }
     }
-    for key in ["devDependencies", "optionalDependencies", "peerDependencies"] {
-        if root.get(key).is_some_and(|d| d.as_object().is_some_and(|m| !m.is_empty())) {
+    for key in [
+        "devDependencies",
+        "optionalDependencies",
+        "peerDependencies",
+    ] {
+        if root
+            .get(key)
+            .is_some_and(|d| d.as_object().is_some_and(|m| !m.is_empty()))
+        {
             bail!("{file}: the root has {key}; only exact `dependencies` are expected");
         }
     }
@@ -194,7 +203,11 @@ pub fn check_lockfile(file: &str, text: &str) -> Result<LockfileSummary> {
             "{file}: {} package(s) without an `integrity` hash: {}{}",
             missing.len(),
             shown.join(", "),
-            if missing.len() > shown.len() { ", …" } else { "" }
+            if missing.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
         );
     }
     let oc = packages
@@ -280,7 +293,9 @@ pub fn check_relative(rel: &str) -> Result<()> {
         || rel.starts_with('/')
         || rel.contains("://")
         || rel.contains(['?', '#', '\\'])
-        || rel.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        || rel
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
     {
         bail!("`{rel}` is not a plain path relative to the registry root");
     }
@@ -337,7 +352,9 @@ mod tests {
     #[test]
     fn missing_integrity_is_refused() {
         let text = lockfile(json!({"node_modules/evil": {"version": "1.0.0"}}));
-        let e = check_lockfile("image.npm-lock.json", &text).unwrap_err().to_string();
+        let e = check_lockfile("image.npm-lock.json", &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("without an `integrity`"), "{e}");
         assert!(e.contains("node_modules/evil"), "{e}");
         assert!(e.contains("image.npm-lock.json"), "{e}");
@@ -345,9 +362,14 @@ mod tests {
 
     #[test]
     fn sha1_integrity_is_refused() {
-        let text = lockfile(json!({"node_modules/old": {"version": "1.0.0", "integrity": "sha1-yNhAXV4zpHjEWJyP5rOQ+yq4Tos="}}));
+        let text = lockfile(
+            json!({"node_modules/old": {"version": "1.0.0", "integrity": "sha1-yNhAXV4zpHjEWJyP5rOQ+yq4Tos="}}),
+        );
         let e = format!("{:#}", check_lockfile("l.json", &text).unwrap_err());
-        assert!(e.contains("node_modules/old") && e.contains("no sha512"), "{e}");
+        assert!(
+            e.contains("node_modules/old") && e.contains("no sha512"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -401,9 +423,23 @@ mod tests {
     #[test]
     fn plugin_specs() {
         let p = PackageSpec::parse("@openclaw/x@1.2.3").unwrap();
-        assert_eq!((p.name.as_str(), p.version.as_str()), ("@openclaw/x", "1.2.3"));
-        assert_eq!(PackageSpec::parse("x@1.0.0-beta.1").unwrap().version, "1.0.0-beta.1");
-        for bad in ["x", "@openclaw/x", "x@^1.2.3", "x@latest", "X@1.0.0", "x@1.2", "@/x@1.0.0"] {
+        assert_eq!(
+            (p.name.as_str(), p.version.as_str()),
+            ("@openclaw/x", "1.2.3")
+        );
+        assert_eq!(
+            PackageSpec::parse("x@1.0.0-beta.1").unwrap().version,
+            "1.0.0-beta.1"
+        );
+        for bad in [
+            "x",
+            "@openclaw/x",
+            "x@^1.2.3",
+            "x@latest",
+            "X@1.0.0",
+            "x@1.2",
+            "@/x@1.0.0",
+        ] {
             assert!(PackageSpec::parse(bad).is_err(), "{bad}");
         }
         let m = project_manifest("2026.9.6", &[PackageSpec::parse("@a/b@1.0.0").unwrap()]).unwrap();

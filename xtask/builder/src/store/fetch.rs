@@ -99,7 +99,7 @@ impl<'a> Fetcher<'a> {
                         }
                         drop(r);
                         let d = done.fetch_add(1, Ordering::SeqCst) + 1;
-                        if d % 50 == 0 || d == total {
+                        if d.is_multiple_of(50) || d == total {
                             eprintln!(
                                 "fetch: {d}/{total} inputs checked, {:.1} MB downloaded, {:.0?}",
                                 bytes.load(Ordering::SeqCst) as f64 / 1e6,
@@ -120,7 +120,10 @@ impl<'a> Fetcher<'a> {
 
     fn fetch_one(&self, input: &Input) -> Result<Outcome, Failure> {
         let store = self.store;
-        if store.has_verified(&input.sha256, &input.name).map_err(Failure::Fatal)? {
+        if store
+            .has_verified(&input.sha256, &input.name)
+            .map_err(Failure::Fatal)?
+        {
             return Ok(Outcome::Present);
         }
         if let Some(dir) = &self.input_dir {
@@ -128,12 +131,17 @@ impl<'a> Fetcher<'a> {
             if candidate.is_file() {
                 return match store.insert_file(&candidate, &input.sha256, &input.name) {
                     Ok(_) => Ok(Outcome::Seeded),
-                    Err(e) => Err(Failure::Unavailable(format!("{}: {e:#}", candidate.display()))),
+                    Err(e) => Err(Failure::Unavailable(format!(
+                        "{}: {e:#}",
+                        candidate.display()
+                    ))),
                 };
             }
         }
         let Some(url) = &input.url else {
-            return Err(Failure::Unavailable("no download URL; supply it with --input-dir".into()));
+            return Err(Failure::Unavailable(
+                "no download URL; supply it with --input-dir".into(),
+            ));
         };
         match self.download(url, input) {
             Ok(n) => Ok(Outcome::Downloaded(n)),
@@ -168,7 +176,9 @@ impl<'a> Fetcher<'a> {
         let mut buf = vec![0u8; 1 << 16];
         let mut n = 0u64;
         loop {
-            let k = reader.read(&mut buf).with_context(|| format!("reading {url}"))?;
+            let k = reader
+                .read(&mut buf)
+                .with_context(|| format!("reading {url}"))?;
             if k == 0 {
                 break;
             }

@@ -69,7 +69,8 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         for sub in ["inputs", "tmp"] {
             let dir = root.join(sub);
-            fs::create_dir_all(&dir).with_context(|| format!("creating store directory {}", dir.display()))?;
+            fs::create_dir_all(&dir)
+                .with_context(|| format!("creating store directory {}", dir.display()))?;
         }
         Ok(Store {
             root: root.to_path_buf(),
@@ -88,8 +89,12 @@ impl Store {
 
     /// A fresh temporary file inside the store (same filesystem: rename is atomic).
     pub fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
-        tempfile::NamedTempFile::new_in(self.root.join("tmp"))
-            .with_context(|| format!("creating a temporary file in {}", self.root.join("tmp").display()))
+        tempfile::NamedTempFile::new_in(self.root.join("tmp")).with_context(|| {
+            format!(
+                "creating a temporary file in {}",
+                self.root.join("tmp").display()
+            )
+        })
     }
 
     /// Whether a verified entry exists. A corrupt entry is removed and reported as absent.
@@ -115,7 +120,8 @@ impl Store {
         }
         let actual = sha256_file(&path)?;
         if actual != sha256 {
-            fs::remove_file(&path).with_context(|| format!("removing corrupt store entry {}", path.display()))?;
+            fs::remove_file(&path)
+                .with_context(|| format!("removing corrupt store entry {}", path.display()))?;
             return Err(EntryError::Corrupt {
                 path,
                 expected: sha256.to_string(),
@@ -127,7 +133,12 @@ impl Store {
     }
 
     /// Moves a finished temporary file into the store after checking its hash.
-    pub fn commit(&self, tmp: tempfile::NamedTempFile, sha256: &str, name: &str) -> Result<PathBuf> {
+    pub fn commit(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        sha256: &str,
+        name: &str,
+    ) -> Result<PathBuf> {
         let actual = sha256_file(tmp.path())?;
         if actual != sha256 {
             bail!("`{name}`: expected sha256 {sha256}, got {actual}; the input was not stored");
@@ -141,7 +152,8 @@ impl Store {
     /// Copies `src` into the store if its sha256 is `sha256`.
     pub fn insert_file(&self, src: &Path, sha256: &str, name: &str) -> Result<PathBuf> {
         let tmp = self.temp_file()?;
-        fs::copy(src, tmp.path()).with_context(|| format!("copying {} into the store", src.display()))?;
+        fs::copy(src, tmp.path())
+            .with_context(|| format!("copying {} into the store", src.display()))?;
         self.commit(tmp, sha256, name)
     }
 }
