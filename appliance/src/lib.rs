@@ -1,7 +1,8 @@
 //! The appliance itself: the files baked into the image (rendered from the
-//! spec, pure functions, snapshot-tested) and, later, the first-boot agent.
+//! spec, pure functions, snapshot-tested) and the first-boot agent.
 
 pub mod files;
+pub mod firstboot;
 pub mod tree;
 
 pub use tree::{Entry, Tree};

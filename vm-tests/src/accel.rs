@@ -9,9 +9,11 @@
 //! 1. Can `/dev/kvm` be opened read-write?
 //! 2. Does the CPU advertise hardware virtualization (`vmx` or `svm` in
 //!    `/proc/cpuinfo`)? A paravirtual KVM runs without either.
-//! 3. Does a real QEMU run under `-accel kvm`? SeaBIOS is started on an empty
-//!    machine and must print "No bootable device" on its debug port within a
-//!    few seconds, with no KVM error from QEMU.
+//! 3. Does a real QEMU run under `-accel kvm`? On an empty machine, SeaBIOS
+//!    must print "No bootable device" on its debug port, and OVMF (when
+//!    installed) "BdsDxe" on the serial console, each within a few seconds and
+//!    with no KVM error from QEMU. SeaBIOS alone is not enough: under
+//!    `kvm_pvm` it passes (16/32-bit code) while OVMF and Linux (64-bit) fail.
 //!
 //! `VMTEST_ACCEL=kvm|tcg` overrides the probe.
 
@@ -23,6 +25,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+use crate::qemu::escape_opt;
 
 /// The environment variable that forces an accelerator (`kvm` or `tcg`).
 pub const ACCEL_ENV: &str = "VMTEST_ACCEL";
@@ -113,7 +117,7 @@ pub fn probe(qemu: &Path) -> AccelChoice {
         Ok(took) => AccelChoice {
             accel: Accel::Kvm,
             reason: format!(
-                "KVM works: SeaBIOS ran under -accel kvm in {:.2}s",
+                "KVM works: SeaBIOS and OVMF ran under -accel kvm in {:.2}s",
                 took.as_secs_f64()
             ),
         },
@@ -134,20 +138,66 @@ pub fn cpu_has_virtualization(cpuinfo: &str) -> bool {
 /// device: proof that the firmware ran to the end under the accelerator.
 const SEABIOS_DONE: &str = "No bootable device";
 
-/// Starts SeaBIOS under KVM on an empty machine and waits for [`SEABIOS_DONE`].
+/// The text OVMF prints on the serial console when it reaches the boot
+/// device selection: its 64-bit DXE phase ran.
+const OVMF_DONE: &str = "BdsDxe";
+
+/// Runs SeaBIOS, then (if installed) OVMF, under KVM on an empty machine.
+/// OVMF matters: it runs 64-bit long-mode code with paging, which is where
+/// a paravirtual KVM fails while SeaBIOS still passes.
 fn live_probe(qemu: &Path) -> Result<Duration> {
     let dir = tempfile::Builder::new()
         .prefix("vmtest-kvm-probe-")
         .tempdir()
         .context("creating a temporary directory for the KVM probe")?;
-    let debugcon = dir.path().join("debugcon.log");
-    let stderr_path = dir.path().join("qemu.log");
+    let start = Instant::now();
+    let out = dir.path().join("seabios.log");
+    let mut args: Vec<String> = ["-serial", "none", "-chardev"].map(String::from).to_vec();
+    args.push(format!(
+        "file,id=dbg,path={}",
+        escape_opt(&out.to_string_lossy())
+    ));
+    args.extend(["-device", "isa-debugcon,iobase=0x402,chardev=dbg"].map(String::from));
+    run_probe(qemu, dir.path(), "SeaBIOS", &args, &out, SEABIOS_DONE)?;
+    if let Ok(ovmf) = crate::firmware::find_ovmf() {
+        let vars = dir.path().join("OVMF_VARS.fd");
+        crate::firmware::prepare_vars(&ovmf, &vars)?;
+        let out = dir.path().join("ovmf.log");
+        let args = vec![
+            "-serial".to_string(),
+            format!("file:{}", out.display()),
+            "-drive".to_string(),
+            format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                escape_opt(&ovmf.code.to_string_lossy())
+            ),
+            "-drive".to_string(),
+            format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                escape_opt(&vars.to_string_lossy())
+            ),
+        ];
+        run_probe(qemu, dir.path(), "OVMF", &args, &out, OVMF_DONE)?;
+    }
+    Ok(start.elapsed())
+}
+
+/// Starts QEMU under KVM with `args` and waits for `done` in `output`.
+fn run_probe(
+    qemu: &Path,
+    dir: &Path,
+    what: &str,
+    args: &[String],
+    output: &Path,
+    done: &str,
+) -> Result<()> {
+    let stderr_path = dir.join(format!("{what}-qemu.log"));
     let stderr = std::fs::File::create(&stderr_path)
         .with_context(|| format!("creating {}", stderr_path.display()))?;
     let start = Instant::now();
     let mut child = Command::new(qemu)
         .args([
-            "-accel", "kvm", "-cpu", "host", "-machine", "q35", "-m", "64",
+            "-accel", "kvm", "-cpu", "host", "-machine", "q35", "-m", "128",
         ])
         .args([
             "-nodefaults",
@@ -156,12 +206,7 @@ fn live_probe(qemu: &Path) -> Result<Duration> {
             "-monitor",
             "none",
         ])
-        .args(["-serial", "none", "-chardev"])
-        .arg(format!(
-            "file,id=dbg,path={}",
-            crate::qemu::escape_opt(&debugcon.to_string_lossy())
-        ))
-        .args(["-device", "isa-debugcon,iobase=0x402,chardev=dbg"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -170,7 +215,7 @@ fn live_probe(qemu: &Path) -> Result<Duration> {
     let outcome = loop {
         let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
         if log.contains("KVM internal error") || log.contains("emulation failure") {
-            break Err(anyhow::anyhow!("QEMU: {}", first_line(&log)));
+            break Err(anyhow::anyhow!("{what} under KVM: {}", first_line(&log)));
         }
         if let Ok(Some(status)) = child.try_wait() {
             break Err(anyhow::anyhow!(
@@ -178,13 +223,13 @@ fn live_probe(qemu: &Path) -> Result<Duration> {
                 first_line(&log)
             ));
         }
-        let out = std::fs::read(&debugcon).unwrap_or_default();
-        if String::from_utf8_lossy(&out).contains(SEABIOS_DONE) {
-            break Ok(start.elapsed());
+        let out = std::fs::read(output).unwrap_or_default();
+        if String::from_utf8_lossy(&out).contains(done) {
+            break Ok(());
         }
         if start.elapsed() > PROBE_TIMEOUT {
             break Err(anyhow::anyhow!(
-                "SeaBIOS did not finish within {}s under KVM (hung guest)",
+                "{what} did not get to {done:?} within {}s under KVM (hung guest)",
                 PROBE_TIMEOUT.as_secs()
             ));
         }

@@ -11,6 +11,8 @@
 //!
 //! Architecture invariant: nothing here writes to the tested image.
 
+#![warn(missing_docs)]
+
 pub mod accel;
 pub mod credential;
 pub mod firmware;

@@ -237,6 +237,16 @@ impl Machine {
         &self.log
     }
 
+    /// Sends a QMP command to this boot's QEMU and returns its `return`
+    /// value (for what the verbs here do not cover: device hot-plug, …).
+    pub fn qmp(
+        &mut self,
+        command: &str,
+        arguments: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        self.running()?.qmp.execute(command, arguments)
+    }
+
     /// Whether QEMU is running.
     pub fn is_running(&mut self) -> bool {
         match &self.run {
@@ -401,7 +411,12 @@ impl Machine {
         if run.shell.is_ready() {
             return Ok(());
         }
-        match run.shell.wait_ready(timeout) {
+        let Running { shell, qemu, .. } = run;
+        let mut check = || match qemu.fatal_error() {
+            Some(why) => bail!("QEMU failed: {why}"),
+            None => Ok(()),
+        };
+        match shell.wait_ready(timeout, &mut check) {
             Ok(_) => {
                 log.info(format_args!(
                     "boot {boot}: command channel ready {} after QEMU start",
@@ -413,7 +428,10 @@ impl Machine {
                 let serial = tail_bytes(&std::fs::read(&run.serial_log).unwrap_or_default(), 25);
                 // A dead QEMU explains more than the timeout.
                 self.running()?;
-                Err(e).with_context(|| format!("boot {boot}: serial console (tail):\n{serial}"))
+                Err(anyhow!(
+                    "{}: boot {boot}: {e:#}\n--- serial console (tail) ---\n{serial}",
+                    self.config.name
+                ))
             }
         }
     }
@@ -573,7 +591,7 @@ impl Machine {
             Some(u) => format!("user unit {unit} of {u}"),
         };
         let show = unit_probe_script(unit, user);
-        let verdict = retry(&log, &format!("{what} to be active"), timeout, |last| {
+        let verdict = retry(&log, &format!("{what} to be active"), timeout, |_| {
             let out = self.run_logged(&show, Duration::from_secs(30), false)?;
             if out.status != 0 {
                 return Ok(Attempt::NotYet(format!(
@@ -586,7 +604,6 @@ impl Machine {
             Ok(match state.verdict() {
                 UnitVerdict::Active => Attempt::Done(None),
                 UnitVerdict::Failed(why) => Attempt::Done(Some(why)),
-                UnitVerdict::Pending(why) if last => Attempt::NotYet(why),
                 UnitVerdict::Pending(why) => Attempt::NotYet(why),
             })
         })

@@ -284,11 +284,14 @@ impl QemuProcess {
         let err = out
             .try_clone()
             .with_context(|| format!("duplicating the handle of {}", log_path.display()))?;
-        let child = Command::new(qemu)
+        let mut command = Command::new(qemu);
+        command
             .args(argv)
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(err)
+            .stderr(err);
+        die_with_parent(&mut command);
+        let child = command
             .spawn()
             .with_context(|| format!("starting {}", qemu.display()))?;
         log.info(format_args!(
@@ -357,6 +360,30 @@ impl QemuProcess {
         let _ = child.wait();
     }
 
+    /// A reason to give up on this QEMU at once: it exited, or it reported
+    /// a KVM failure (it then hangs rather than exits).
+    pub fn fatal_error(&self) -> Option<String> {
+        if let Ok(Some(status)) = self.try_wait() {
+            return Some(format!("QEMU exited ({status}): {}", self.log_tail(10)));
+        }
+        let log = String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default())
+            .into_owned();
+        if log.contains("KVM internal error") || log.contains("emulation failure") {
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    l.contains("KVM") || l.contains("emulation failure") || l.starts_with("RIP=")
+                })
+                .take(4)
+                .collect();
+            return Some(format!(
+                "QEMU reports a KVM failure, the guest is stuck (KVM unusable here? set VMTEST_ACCEL=tcg): {}",
+                lines.join(" / ")
+            ));
+        }
+        None
+    }
+
     /// The last `n` lines of QEMU's own output (its stderr).
     pub fn log_tail(&self, n: usize) -> String {
         tail(
@@ -373,6 +400,30 @@ impl Drop for QemuProcess {
         if let Some(handle) = self.watchdog.take() {
             let _ = handle.join();
         }
+    }
+}
+
+/// Makes the kernel SIGKILL the child when the thread that spawned it
+/// exits, so a test process killed by a signal (no destructors run) leaves
+/// no QEMU behind. Caveat of `PR_SET_PDEATHSIG`: it is tied to the spawning
+/// *thread*, so spawn from a thread that lives as long as the machine.
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid is async-signal-safe.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs between fork and exec and calls only
+    // async-signal-safe functions (prctl, getppid, _exit); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
     }
 }
 
@@ -498,6 +549,60 @@ mod tests {
             opt_path("path=", p, ",x").as_bytes(),
             b"path=/a,,b/\xff.log,x"
         );
+    }
+
+    #[test]
+    fn watchdog_kills_at_the_deadline_and_drop_kills() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::new("test");
+        let sleep = find_on_path("sleep").unwrap();
+        let argv = [OsString::from("30")];
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let p =
+            QemuProcess::spawn(&sleep, &argv, &dir.path().join("a.log"), deadline, &log).unwrap();
+        let status = p.wait_timeout(Duration::from_secs(10)).unwrap();
+        assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+        assert!(p.fatal_error().is_some());
+
+        let far = Instant::now() + Duration::from_secs(3600);
+        let p = QemuProcess::spawn(&sleep, &argv, &dir.path().join("b.log"), far, &log).unwrap();
+        let pid = p.pid();
+        assert!(p.fatal_error().is_none());
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        drop(p);
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    #[test]
+    fn child_dies_with_the_spawning_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("c.log");
+        let pid = std::thread::spawn(move || {
+            let sleep = find_on_path("sleep").unwrap();
+            let far = Instant::now() + Duration::from_secs(3600);
+            let p = QemuProcess::spawn(
+                &sleep,
+                &[OsString::from("30")],
+                &log_path,
+                far,
+                &Log::new("test"),
+            )
+            .unwrap();
+            let pid = p.pid();
+            // As if the process were killed: no destructor runs.
+            std::mem::forget(p);
+            pid
+        })
+        .join()
+        .unwrap();
+        let stat =
+            |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let end = Instant::now() + Duration::from_secs(5);
+        // Killed: a zombie (nobody reaps it), or gone.
+        while !(stat(pid).is_empty() || stat(pid).contains(") Z ")) {
+            assert!(Instant::now() < end, "child still alive: {}", stat(pid));
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]

@@ -370,8 +370,13 @@ impl ShellChannel {
 
     /// Waits until the guest shell answers, for up to `timeout`. Probes are
     /// re-sent every few seconds (bytes sent before the guest opened its end
-    /// may be dropped); answers to older probes are skipped.
-    pub fn wait_ready(&mut self, timeout: Duration) -> Result<Duration> {
+    /// may be dropped); answers to older probes are skipped. `check` runs
+    /// before each probe; its error (QEMU died, say) ends the wait at once.
+    pub fn wait_ready(
+        &mut self,
+        timeout: Duration,
+        check: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Duration> {
         let start = Instant::now();
         let end = start + timeout;
         while !self.ready {
@@ -382,6 +387,7 @@ impl ShellChannel {
                     secs(timeout)
                 );
             }
+            check()?;
             let round = (end - now).min(Duration::from_secs(3));
             match self.exchange("true", Duration::from_secs(5), round) {
                 Ok(_) => self.ready = true,

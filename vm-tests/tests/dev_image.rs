@@ -81,6 +81,15 @@ fn harness_end_to_end() -> Result<()> {
         t.elapsed().as_secs_f64() * 100.0
     );
 
+    // The channel's unit came from the credentials, for this boot only.
+    let fragment =
+        m.succeed("systemctl show --property=FragmentPath --value vmtest-shell.service")?;
+    assert_eq!(
+        fragment,
+        "/run/systemd/generator.early/vmtest-shell.service\n"
+    );
+    m.fail("ls /etc/systemd/system /usr/lib/systemd/system | grep -q vmtest")?;
+
     let kernel = m.succeed("uname -r")?;
     assert!(
         kernel.ends_with('\n') && kernel.trim().contains("amd64"),
@@ -220,5 +229,28 @@ fn uefi_boot() -> Result<()> {
     m.reboot()?;
     m.succeed("test -d /sys/firmware/efi")?;
     m.shutdown()?;
+    Ok(())
+}
+
+/// The whole-disk path: no direct kernel, the firmware boots from the
+/// overlay (a bare ext4 image has no boot loader, so this stops at the
+/// firmware's boot attempt; a real image would go on booting).
+#[test]
+fn firmware_boots_from_the_disk() -> Result<()> {
+    for (firmware, text) in [
+        (Firmware::Bios, "Booting from Hard Disk"),
+        (Firmware::Uefi, "Boot0001 \"UEFI Misc Device\""),
+    ] {
+        let Some(mut config) = dev_config(&format!("firmware_boots_from_the_disk_{firmware}"))
+        else {
+            return Ok(());
+        };
+        config.name = format!("disk-{firmware}");
+        config.firmware = firmware;
+        config.direct_kernel = None;
+        let mut m = Machine::start(config)?;
+        m.wait_for_console_text(text, MIN)?;
+        m.crash()?;
+    }
     Ok(())
 }

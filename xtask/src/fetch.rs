@@ -30,7 +30,7 @@ pub fn run(args: &FetchArgs) -> Result<()> {
         inputs.len(),
         store.root().display()
     );
-    let report = Fetcher::new(&store, args.input_dir.as_deref()).fetch_all(&inputs)?;
+    let report = Fetcher::new(&store, args.input_dir.as_deref())?.fetch_all(&inputs)?;
     let runtime = builder::npm::Runtime::new(&store, &lock.node, &lock.openclaw.npm)?;
     let tree = builder::npm::fetch_tree(&registry, &runtime, &project.npm_lock, &store)?;
     println!(

@@ -25,6 +25,8 @@ pub enum Task {
     Lock(LockArgs),
     /// Download every locked input into the content-addressed store, verified.
     Fetch(FetchArgs),
+    /// Build the disk image target/image/<name>.raw (+ .sha256, manifest) from the lock.
+    BuildImage(BuildImageArgs),
     /// Check host prerequisites; on Debian as root, install what is missing.
     Doctor(DoctorArgs),
     /// Run exactly what CI runs: formatting, lints, tests, lock check.
@@ -72,6 +74,28 @@ pub struct FetchArgs {
     /// A directory of inputs that cannot be downloaded here (e.g. tailscale_1.102.4_amd64.tgz).
     #[arg(long, value_name = "DIR")]
     pub input_dir: Option<PathBuf>,
+}
+
+/// `cargo xtask build-image`
+#[derive(Args, Debug)]
+pub struct BuildImageArgs {
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    /// Never download: build only from what the store already holds.
+    #[arg(long)]
+    pub offline: bool,
+    /// Also write <name>.raw.zst (zstd -3).
+    #[arg(long)]
+    pub compress: bool,
+    /// Output directory (default: target/image).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Stage cache directory (default: target/build/stages).
+    #[arg(long, value_name = "DIR")]
+    pub stage_dir: Option<PathBuf>,
+    /// Skip the host prerequisite check.
+    #[arg(long)]
+    pub no_doctor: bool,
 }
 
 /// `cargo xtask doctor`

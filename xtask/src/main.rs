@@ -4,6 +4,7 @@
 //! lives in `builder`, `image-spec` and `vm-tests`. Exit codes: 0 success,
 //! 1 failure (the error chain is printed once), 2 bad usage (clap).
 
+mod build_image;
 mod ci;
 mod doctor;
 mod fetch;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Lock(args) => lock::run(&args),
         Task::Fetch(args) => fetch::run(&args),
+        Task::BuildImage(args) => build_image::run(&args),
         Task::Doctor(args) => doctor::run(&args),
         Task::Ci(args) => ci::run(&args),
     };

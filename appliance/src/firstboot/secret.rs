@@ -72,6 +72,15 @@ impl Scrubber {
         if secret.len() >= 8 {
             self.secrets.push(secret.clone());
         }
+        // A multi-line secret (a private key): each long line on its own too,
+        // so a fragment quoted by some tool is caught.
+        if secret.expose().contains('\n') {
+            for line in secret.expose().lines() {
+                if line.len() >= 16 && !line.starts_with("-----") {
+                    self.secrets.push(Secret::new(line));
+                }
+            }
+        }
     }
 
     /// `text` with every known secret replaced.

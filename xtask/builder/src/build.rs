@@ -21,6 +21,7 @@ use crate::debian::mirror::Archives;
 use crate::disk;
 use crate::fsutil::write_atomic;
 use crate::locking::Project;
+use crate::npm::{AppTree, Runtime, install_app};
 use crate::rootfs::bootstrap::{self, Bootstrap};
 use crate::rootfs::merge::{Overlay, merge};
 use crate::rootfs::repo::LocalRepo;
@@ -43,6 +44,8 @@ pub struct BuildOptions {
     pub out_dir: PathBuf,
     /// Archive roots written into the image's apt sources.
     pub archives: Archives,
+    /// The npm registry the store's npm cache was filled from.
+    pub npm_registry: String,
     /// Also write `<name>.raw.zst`.
     pub compress: bool,
 }
@@ -76,7 +79,10 @@ pub fn stage_key(name: &str, inputs: &[&str]) -> String {
 }
 
 fn closure_hashes(lock: &Lock, set: &str) -> String {
-    lock.closure(set).map(|d| d.sha256.as_str()).collect::<Vec<_>>().join(",")
+    lock.closure(set)
+        .map(|d| d.sha256.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Builds the image.
@@ -86,10 +92,15 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     let lock = opts.project.require_lock()?;
     let diffs = opts.project.check(&spec, &lock)?;
     if !diffs.is_empty() {
-        bail!("image.lock does not match the spec: {}; run `cargo xtask lock`", diffs.join("; "));
+        bail!(
+            "image.lock does not match the spec: {}; run `cargo xtask lock`",
+            diffs.join("; ")
+        );
     }
-    fs::create_dir_all(&opts.stage_dir).with_context(|| format!("creating {}", opts.stage_dir.display()))?;
-    fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    fs::create_dir_all(&opts.stage_dir)
+        .with_context(|| format!("creating {}", opts.stage_dir.display()))?;
+    fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let epoch = spec.image.source_date_epoch;
     let mut stages = Vec::new();
 
@@ -102,9 +113,10 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     let app = app_stage(opts, &spec, &lock)?;
     stages.push(("app", app.1.clone()));
 
-    let tailscale = opts
-        .store
-        .has_verified(&lock.tailscale.sha256, &crate::sources::tailscale_input(&lock).name)?;
+    let tailscale = opts.store.has_verified(
+        &lock.tailscale.sha256,
+        &crate::sources::tailscale_input(&lock).name,
+    )?;
     if !tailscale {
         eprintln!(
             "warning: Tailscale {} is NOT in the store: building without it.\n  \
@@ -135,8 +147,11 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
 
     let mut overlay = Overlay::default();
     overlay.add_tree(&tree);
-    overlay.add_dir("opt/node", &app.0.join("opt/node"))?;
-    overlay.add_dir("opt/openclaw", &app.0.join("opt/openclaw"))?;
+    overlay.add_dir("opt/node", &app.0.root.join("opt/node"))?;
+    overlay.add_dir("opt/openclaw", &app.0.root.join("opt/openclaw"))?;
+    let mut wrapper = appliance::Tree::default();
+    wrapper.file("usr/local/bin/openclaw", 0o755, app.0.wrapper());
+    overlay.add_tree(&wrapper);
     overlay.add_file(files::SANDBOX_ARCHIVE, &sandbox.archive, 0o644);
     overlay.add_tree(&sources_tree(&opts.archives, &spec));
 
@@ -150,19 +165,38 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     eprintln!("root: {n} entries in {}", root_tar.display());
 
     let raw = opts.out_dir.join(format!("{}.raw", spec.image.name));
-    let report = disk::assemble(&tools.0, &root_tar, &lock.disk, spec.image.disk_size_mib, epoch, &raw)?;
+    let report = disk::assemble(
+        &tools.0,
+        &root_tar,
+        &lock.disk,
+        spec.image.disk_size_mib,
+        epoch,
+        &raw,
+    )?;
     write_atomic(
         &opts.out_dir.join(format!("{}.raw.sha256", spec.image.name)),
         format!("{}  {}.raw\n", report.sha256, spec.image.name).as_bytes(),
     )?;
-    let manifest_path = opts.out_dir.join(format!("{}.manifest.json", spec.image.name));
+    let manifest_path = opts
+        .out_dir
+        .join(format!("{}.manifest.json", spec.image.name));
     write_atomic(
         &manifest_path,
-        manifest(&spec, &lock, &stages, &sandbox, tailscale, Some(&report.sha256)).as_bytes(),
+        manifest(
+            &spec,
+            &lock,
+            &stages,
+            &sandbox,
+            tailscale,
+            Some(&report.sha256),
+        )
+        .as_bytes(),
     )?;
     if opts.compress {
         let zst = opts.out_dir.join(format!("{}.raw.zst", spec.image.name));
-        let tmp = opts.out_dir.join(format!(".{}.raw.zst.tmp", spec.image.name));
+        let tmp = opts
+            .out_dir
+            .join(format!(".{}.raw.zst.tmp", spec.image.name));
         duct::cmd!("zstd", "-q", "-f", "-T0", "-3", &raw, "-o", &tmp)
             .run()
             .context("compressing the image with zstd")?;
@@ -185,13 +219,22 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
 }
 
 fn tools_stage(opts: &BuildOptions, lock: &Lock, epoch: u64) -> Result<(ToolsTree, String)> {
-    let key = stage_key("tools", &[&closure_hashes(lock, "tools"), &epoch.to_string()]);
+    let key = stage_key(
+        "tools",
+        &[&closure_hashes(lock, "tools"), &epoch.to_string()],
+    );
     let dir = opts.stage_dir.join(format!("tools-{key}"));
     if dir.is_dir() {
         eprintln!("tools tree: cached ({key})");
         return Ok((ToolsTree::open(&dir)?, key));
     }
-    let repo = LocalRepo::create(&opts.stage_dir.join("repo-tools"), &opts.store, lock, "tools")?;
+    let repo = LocalRepo::create(
+        &opts.stage_dir.join("repo-tools"),
+        &opts.store,
+        lock,
+        "tools",
+        &lock.inputs.suites[0],
+    )?;
     Ok((ToolsTree::create(&dir, &repo.source_line(), epoch)?, key))
 }
 
@@ -206,7 +249,10 @@ fn base_hooks(spec: &Spec) -> Vec<String> {
             name = u.name
         ));
         for g in &u.groups {
-            hooks.push(format!("chroot \"$1\" usermod --append --groups {g} {}", u.name));
+            hooks.push(format!(
+                "chroot \"$1\" usermod --append --groups {g} {}",
+                u.name
+            ));
         }
     }
     // Known non-determinism and things that must never ship (SEC-1, SSH-2).
@@ -227,15 +273,26 @@ fn base_stage(opts: &BuildOptions, spec: &Spec, lock: &Lock) -> Result<(PathBuf,
     let epoch = spec.image.source_date_epoch.to_string();
     let key = stage_key(
         "base",
-        &[&closure_hashes(lock, "host"), &spec.packages.host.join(","), &hooks.join("\n"), &epoch],
+        &[
+            &closure_hashes(lock, "host"),
+            &spec.packages.host.join(","),
+            &hooks.join("\n"),
+            &epoch,
+        ],
     );
     let out = opts.stage_dir.join(format!("base-{key}.tar"));
     if out.is_file() {
         eprintln!("base rootfs: cached ({key})");
         return Ok((out, key));
     }
-    let repo = LocalRepo::create(&opts.stage_dir.join("repo-host"), &opts.store, lock, "host")?;
-    let tmp = opts.stage_dir.join(format!(".base-{key}.tar.tmp"));
+    let repo = LocalRepo::create(
+        &opts.stage_dir.join("repo-host"),
+        &opts.store,
+        lock,
+        "host",
+        &spec.debian.suites[0],
+    )?;
+    let tmp = opts.stage_dir.join(format!(".base-{key}.tmp.tar"));
     bootstrap::run(
         &Bootstrap {
             suite: &spec.debian.suites[0],
@@ -278,16 +335,33 @@ fn sandbox_stage(opts: &BuildOptions, spec: &Spec, lock: &Lock) -> Result<Sandbo
     let epoch = spec.image.source_date_epoch;
     let key = stage_key(
         "sandbox",
-        &[&closure_hashes(lock, "sandbox"), &spec.packages.sandbox.join(","), &hooks.join("\n"), &spec.sandbox.image, &epoch.to_string()],
+        &[
+            &closure_hashes(lock, "sandbox"),
+            &spec.packages.sandbox.join(","),
+            &hooks.join("\n"),
+            &spec.sandbox.image,
+            &epoch.to_string(),
+        ],
     );
     let archive = opts.stage_dir.join(format!("sandbox-{key}.image.tar"));
     let id_file = opts.stage_dir.join(format!("sandbox-{key}.id"));
     if archive.is_file() && id_file.is_file() {
         eprintln!("sandbox image: cached ({key})");
-        let image_id = fs::read_to_string(&id_file).with_context(|| format!("reading {}", id_file.display()))?;
-        return Ok(SandboxStage { key, archive, image_id: image_id.trim().to_string() });
+        let image_id = fs::read_to_string(&id_file)
+            .with_context(|| format!("reading {}", id_file.display()))?;
+        return Ok(SandboxStage {
+            key,
+            archive,
+            image_id: image_id.trim().to_string(),
+        });
     }
-    let repo = LocalRepo::create(&opts.stage_dir.join("repo-sandbox"), &opts.store, lock, "sandbox")?;
+    let repo = LocalRepo::create(
+        &opts.stage_dir.join("repo-sandbox"),
+        &opts.store,
+        lock,
+        "sandbox",
+        &spec.debian.suites[0],
+    )?;
     let rootfs = opts.stage_dir.join(format!(".sandbox-{key}.rootfs.tar"));
     bootstrap::run(
         &Bootstrap {
@@ -317,27 +391,57 @@ fn sandbox_stage(opts: &BuildOptions, spec: &Spec, lock: &Lock) -> Result<Sandbo
     fs::remove_file(&rootfs).with_context(|| format!("removing {}", rootfs.display()))?;
     write_atomic(&id_file, info.image_id.as_bytes())?;
     eprintln!("sandbox image: {} {}", spec.sandbox.image, info.image_id);
-    Ok(SandboxStage { key, archive, image_id: info.image_id })
+    Ok(SandboxStage {
+        key,
+        archive,
+        image_id: info.image_id,
+    })
 }
 
-fn app_stage(opts: &BuildOptions, spec: &Spec, lock: &Lock) -> Result<(PathBuf, String)> {
+fn app_stage(opts: &BuildOptions, spec: &Spec, lock: &Lock) -> Result<(AppTree, String)> {
+    let epoch = spec.image.source_date_epoch;
     let key = stage_key(
         "app",
-        &[&lock.node.sha256, &lock.openclaw.npm_lockfile_sha256, &spec.image.source_date_epoch.to_string()],
+        &[
+            &crate::npm::APP_RECIPE_VERSION.to_string(),
+            &lock.node.sha256,
+            &lock.openclaw.npm.sha256,
+            &lock.openclaw.npm_lockfile_sha256,
+            &epoch.to_string(),
+        ],
     );
     let dir = opts.stage_dir.join(format!("app-{key}"));
     if dir.is_dir() {
         eprintln!("app (Node + OpenClaw): cached ({key})");
-        return Ok((dir, key));
+        return Ok((AppTree::open(&dir)?, key));
     }
-    crate::npm::install_app(&opts.store, lock, &opts.project.npm_lock, spec.image.source_date_epoch, &dir)?;
-    Ok((dir, key))
+    let tmp = opts.stage_dir.join(format!(".app-{key}.tmp"));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
+    let runtime = Runtime::new(&opts.store, &lock.node, &lock.openclaw.npm)?;
+    install_app(
+        &runtime,
+        &opts.npm_registry,
+        &opts.project.npm_lock,
+        &opts.store,
+        &tmp,
+        epoch,
+    )?;
+    fs::rename(&tmp, &dir).with_context(|| format!("renaming into {}", dir.display()))?;
+    Ok((AppTree::open(&dir)?, key))
 }
 
 /// apt sources of the running appliance (for unattended-upgrades, SRV-4).
 fn sources_tree(archives: &Archives, spec: &Spec) -> appliance::Tree {
     let base = &spec.debian.suites[0];
-    let main: Vec<&str> = spec.debian.suites.iter().filter(|s| !s.ends_with("-security")).map(String::as_str).collect();
+    let main: Vec<&str> = spec
+        .debian
+        .suites
+        .iter()
+        .filter(|s| !s.ends_with("-security"))
+        .map(String::as_str)
+        .collect();
     let comps = spec.debian.components.join(" ");
     let mut t = appliance::Tree::default();
     t.file(
@@ -356,7 +460,14 @@ fn sources_tree(archives: &Archives, spec: &Spec) -> appliance::Tree {
 
 /// The manifest/SBOM (SUP-3): every input with version and hash, each
 /// stage's key, and (outside the image) the image's sha256.
-fn manifest(spec: &Spec, lock: &Lock, stages: &[(&str, String)], sandbox: &SandboxStage, tailscale: bool, image_sha256: Option<&str>) -> String {
+fn manifest(
+    spec: &Spec,
+    lock: &Lock,
+    stages: &[(&str, String)],
+    sandbox: &SandboxStage,
+    tailscale: bool,
+    image_sha256: Option<&str>,
+) -> String {
     let debs: Vec<_> = lock
         .debs
         .iter()

@@ -5,10 +5,12 @@
 //! `npm`, `store::fetch`) touches the network; build stages run offline
 //! from the store.
 
+pub mod build;
 pub mod debian;
 pub mod disk;
 pub mod doctor;
 pub mod fsutil;
+pub mod http;
 pub mod locking;
 pub mod npm;
 pub mod oci;

@@ -39,7 +39,7 @@ pub fn load_index(
     arch: &str,
     cache_dir: &Path,
 ) -> Result<(Index, Vec<Release>)> {
-    let agent = release::agent();
+    let agent = release::agent()?;
     let mut index = Index::new();
     let mut releases = Vec::new();
     for suite in suites {

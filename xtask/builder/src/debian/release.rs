@@ -11,7 +11,6 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use image_spec::lock::Release;
@@ -45,14 +44,9 @@ pub struct SuiteIndex {
     pub packages: Vec<PackagesFile>,
 }
 
-/// An HTTP agent with timeouts suited to index downloads.
-pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(20)))
-        .timeout_global(Some(Duration::from_secs(300)))
-        .user_agent("openclaw-image-builder")
-        .build()
-        .into()
+/// The builder's HTTP agent ([`crate::http::agent`]).
+pub fn agent() -> Result<ureq::Agent> {
+    crate::http::agent()
 }
 
 /// Downloads and verifies `suite` from the archive root `root` (named
@@ -487,7 +481,7 @@ SHA256:\n 1111111111111111111111111111111111111111111111111111111111111111 1234 
         fs::write(dir.path().join(format!("{sha}.Packages.xz")), &bytes).unwrap();
         // An unroutable URL: only the cache can answer.
         let urls = vec!["http://127.0.0.1:9/none".to_string()];
-        let agent = agent();
+        let agent = agent().unwrap();
         let got = cached_or_download(&agent, &urls, &sha, bytes.len() as u64, dir.path()).unwrap();
         assert_eq!(got, bytes);
 

@@ -376,7 +376,7 @@ pub fn install_app(
         runtime.node_dir().as_path(),
     ]
     .iter()
-    .filter_map(|p| p.canonicalize().ok().or_else(|| Some(p.to_path_buf())))
+    .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()))
     .map(|p| p.display().to_string())
     .collect();
     let leaks = find_build_paths(&[&node_dir, &app_dir], &needles)?;

@@ -86,3 +86,21 @@ fn lock_fetch_install_validate() {
     eprintln!("misspelled config: {e:#}");
     assert!(format!("{e:#}").contains("bnid"), "{e:#}");
 }
+
+#[test]
+#[ignore = "needs the npm registry; set NPM_LIVE_WORK"]
+fn missing_node_version_is_named() {
+    let Some(work) = work() else {
+        eprintln!("NPM_LIVE_WORK not set: skipped");
+        return;
+    };
+    let reg = registry(None).unwrap();
+    let store = Store::open(&work.join("store")).unwrap();
+    let e = format!(
+        "{:#}",
+        lock_node(&reg, "24.99.0", "x64", &store).unwrap_err()
+    );
+    eprintln!("{e}");
+    assert!(e.contains("node.version 24.99.0 in image.toml"), "{e}");
+    assert!(e.contains("does that version exist"), "{e}");
+}

@@ -36,6 +36,7 @@ pub use app::{
     AppTree, FetchReport, IMAGE_NODE_DIR, IMAGE_OPENCLAW_DIR, fetch_tree, install_app,
     npm_cache_dir, validate_config, wrapper_script,
 };
+pub use http::agent as http_agent;
 pub use integrity::{Integrity, sri_sha512};
 pub use lockfile::{
     LockfileSummary, PROJECT_NAME, PackageSpec, check_lockfile, project_manifest, tarball_path,
@@ -48,6 +49,10 @@ use crate::store::{Input, Store};
 /// The npm CLI pinned by `lock` (the registry's `npm` package). The latest
 /// 11.x when chosen; npm 12 would need `allowScripts` in the manifest.
 pub const NPM_VERSION: &str = "11.21.2";
+
+/// Version of [`install_app`]'s recipe, for stage keys: bump it whenever the
+/// tree it produces from the same inputs changes (cleanup, normalisation, flags).
+pub const APP_RECIPE_VERSION: u32 = 1;
 
 /// Default file name of the npm lockfile beside `image.lock`.
 pub const NPM_LOCKFILE: &str = "image.npm-lock.json";

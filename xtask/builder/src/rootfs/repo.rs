@@ -10,21 +10,40 @@ use image_spec::lock::Lock;
 
 use crate::store::Store;
 
-/// A flat repository directory (`Packages` plus the `.deb`s).
+/// A repository directory: `pool/` with the `.deb`s and
+/// `dists/<suite>/{Release,main/binary-<arch>/Packages}`. A real suite (not
+/// a flat repository) because mmdebstrap selects the essential set by
+/// archive/codename.
 #[derive(Debug, Clone)]
 pub struct LocalRepo {
     dir: PathBuf,
+    suite: String,
 }
 
 impl LocalRepo {
     /// Builds the repository for the closure `set` of `lock` in `dir`
     /// (recreated). Every `.deb` is verified against its locked sha256 first
     /// (SUP-1): a mismatch aborts.
-    pub fn create(dir: &Path, store: &Store, lock: &Lock, set: &str) -> Result<LocalRepo> {
+    pub fn create(
+        dir: &Path,
+        store: &Store,
+        lock: &Lock,
+        set: &str,
+        suite: &str,
+    ) -> Result<LocalRepo> {
         if dir.exists() {
             fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
         }
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let pool = dir.join("pool");
+        let arch = lock.inputs.architecture.as_str();
+        let index_dir = dir
+            .join("dists")
+            .join(suite)
+            .join("main")
+            .join(format!("binary-{arch}"));
+        for d in [&pool, &index_dir] {
+            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
         let mut packages = String::new();
         let mut count = 0;
         for deb in lock.closure(set) {
@@ -34,7 +53,7 @@ impl LocalRepo {
                     deb.name, deb.version
                 )
             })?;
-            let dest = dir.join(deb.file_name());
+            let dest = pool.join(deb.file_name());
             fs::hard_link(&src, &dest)
                 .or_else(|_| fs::copy(&src, &dest).map(|_| ()))
                 .with_context(|| format!("linking {} into {}", src.display(), dir.display()))?;
@@ -51,7 +70,7 @@ impl LocalRepo {
             packages.push_str(control.trim_end());
             let _ = write!(
                 packages,
-                "\nFilename: ./{}\nSize: {}\nSHA256: {}\n\n",
+                "\nFilename: pool/{}\nSize: {}\nSHA256: {}\n\n",
                 deb.file_name(),
                 deb.size,
                 deb.sha256
@@ -61,14 +80,30 @@ impl LocalRepo {
         if count == 0 {
             bail!("the lock has no packages in the `{set}` closure: run `cargo xtask lock`");
         }
-        crate::fsutil::write_atomic(&dir.join("Packages"), packages.as_bytes())?;
+        crate::fsutil::write_atomic(&index_dir.join("Packages"), packages.as_bytes())?;
+        let sha = crate::store::sha256_reader(packages.as_bytes()).context("hashing Packages")?;
+        let release = format!(
+            "Origin: openclaw-image\nLabel: locked {set} closure\nSuite: {suite}\nCodename: {suite}\n\
+             Architectures: {arch} all\nComponents: main\nSHA256:\n {sha} {} main/binary-{arch}/Packages\n",
+            packages.len()
+        );
+        crate::fsutil::write_atomic(
+            &dir.join("dists").join(suite).join("Release"),
+            release.as_bytes(),
+        )?;
         Ok(LocalRepo {
             dir: dir.to_path_buf(),
+            suite: suite.to_string(),
         })
     }
 
-    /// The apt source line for mmdebstrap.
+    /// The apt source line for mmdebstrap (`copy://`: apt copies the `.deb`s
+    /// into the chroot, which mmdebstrap needs to extract the essential set).
     pub fn source_line(&self) -> String {
-        format!("deb [trusted=yes] file://{} ./", self.dir.display())
+        format!(
+            "deb [trusted=yes] copy://{} {} main",
+            self.dir.display(),
+            self.suite
+        )
     }
 }

@@ -48,20 +48,13 @@ pub struct Fetcher<'a> {
 
 impl<'a> Fetcher<'a> {
     /// A fetcher into `store`; `input_dir` is searched first, by file name.
-    pub fn new(store: &'a Store, input_dir: Option<&Path>) -> Fetcher<'a> {
-        let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_recv_body(Some(Duration::from_secs(300)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .user_agent("openclaw-image-fetch")
-            .build()
-            .new_agent();
-        Fetcher {
+    pub fn new(store: &'a Store, input_dir: Option<&Path>) -> Result<Fetcher<'a>> {
+        Ok(Fetcher {
             store,
-            agent,
+            agent: crate::http::agent()?,
             input_dir: input_dir.map(Path::to_path_buf),
-            jobs: 4,
-        }
+            jobs: 8,
+        })
     }
 
     /// Makes sure every input is in the store, verified. Downloads run in

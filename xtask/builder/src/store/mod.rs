@@ -9,6 +9,7 @@ mod fetch;
 mod hashing;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -144,6 +145,10 @@ impl Store {
             bail!("`{name}`: expected sha256 {sha256}, got {actual}; the input was not stored");
         }
         let dest = self.entry_path(sha256, name);
+        // Readable by apt's unprivileged `_apt` user, which reads local repositories.
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("setting the mode of {}", tmp.path().display()))?;
         tmp.persist(&dest)
             .with_context(|| format!("moving `{name}` into the store at {}", dest.display()))?;
         Ok(dest)

@@ -1,0 +1,49 @@
+//! `cargo xtask build-image`
+
+use anyhow::Result;
+use builder::build::{BuildOptions, build_image};
+use builder::sources::archives;
+
+use crate::flags::BuildImageArgs;
+use crate::sources::{open_store, project, source_flags};
+
+pub fn run(args: &BuildImageArgs) -> Result<()> {
+    let root = crate::project_root();
+    let sources = &args.fetch.sources;
+    let store = open_store(sources)?;
+    if !args.no_doctor {
+        let target = root.join("target");
+        builder::doctor::ensure(&[store.root(), target.as_path()], true)?;
+    }
+    if !args.offline {
+        crate::fetch::run(&args.fetch)?;
+    }
+    let project = project(sources);
+    let spec = project.read_spec()?;
+    let flags = source_flags(sources);
+    let opts = BuildOptions {
+        archives: archives(&spec, &flags)?,
+        npm_registry: builder::npm::registry(flags.npm_registry.as_deref())?,
+        project,
+        store,
+        stage_dir: args
+            .stage_dir
+            .clone()
+            .unwrap_or_else(|| root.join("target/build/stages")),
+        out_dir: args
+            .out
+            .clone()
+            .unwrap_or_else(|| root.join("target/image")),
+        compress: args.compress,
+    };
+    let report = build_image(&opts)?;
+    println!("image:    {}", report.image.display());
+    println!("sha256:   {}", report.sha256);
+    println!("manifest: {}", report.manifest.display());
+    if !report.tailscale {
+        println!(
+            "note:     built WITHOUT Tailscale (not in the store); see README, section Tailscale"
+        );
+    }
+    Ok(())
+}
