@@ -120,6 +120,10 @@ pub struct Machine {
     run: Option<Running>,
 }
 
+/// How long `shutdown` waits after pressing the power button before it
+/// presses it again.
+const POWER_BUTTON_REPEAT: Duration = Duration::from_secs(10);
+
 /// Longest command text shown in log lines.
 const LOGGED_COMMAND_LEN: usize = 160;
 
@@ -713,30 +717,71 @@ impl Machine {
     }
 
     /// Writes `contents` to a file in the guest (created or replaced, mode
-    /// from the guest's umask).
+    /// from the guest's umask). The contents never appear in logs or errors
+    /// (they may be a secret).
     #[track_caller]
     pub fn copy_to_vm(&mut self, path: &str, contents: &[u8]) -> Result<()> {
         use base64::Engine;
         let caller = Location::caller();
         let b64 = base64::engine::general_purpose::STANDARD.encode(contents);
-        self.succeed_at(
-            &format!("printf %s {b64} | base64 -d > {}", quote(path)),
-            caller,
-        )
-        .map(drop)
+        let command = format!("printf %s {b64} | base64 -d > {}", quote(path));
+        let timeout = self.config.command_timeout;
+        let start = Instant::now();
+        // Only the root cause: the outer contexts quote the command, which
+        // holds the contents.
+        let out = self
+            .run_logged(&command, timeout, false)
+            .map_err(|e| anyhow!("copy_to_vm at {caller}: writing {path}: {}", e.root_cause()))?;
+        if out.status != 0 {
+            bail!(
+                "copy_to_vm at {caller}: cannot write {path} (exit {}): {}",
+                out.status,
+                out.stderr_text().trim()
+            );
+        }
+        self.log.info(format_args!(
+            "copy_to_vm {path}: {} bytes in {}",
+            contents.len(),
+            secs(start.elapsed())
+        ));
+        Ok(())
     }
 
     /// Clean power-off: presses the ACPI power button (QMP
-    /// `system_powerdown`) and waits for QEMU to exit. An error if the guest
-    /// does not power off within `shutdown_timeout` (QEMU is killed then).
+    /// `system_powerdown`, again every 10 s) and waits for QEMU to exit. An
+    /// error if the guest does not power off within `shutdown_timeout`
+    /// (QEMU is killed then). Needs systemd-logind in the guest, as a power
+    /// button press on a cloud console does.
     pub fn shutdown(&mut self) -> Result<()> {
         let timeout = self.budget(self.config.shutdown_timeout)?;
         let start = Instant::now();
+        let log = self.log.clone();
         let run = self.running().context("shutdown")?;
-        run.qmp
-            .system_powerdown()
-            .context("shutdown: QMP system_powerdown")?;
-        let exited = run.qemu.wait_timeout(timeout)?;
+        let end = start + timeout;
+        let mut presses = 0;
+        let exited = loop {
+            // A press before systemd-logind watches the button is lost (it
+            // happens when a test shuts down right after boot), so press
+            // again every little while; a press during shutdown is ignored.
+            if presses > 0 {
+                log.info("no power-off yet: pressing the power button again");
+            }
+            // QEMU may exit (closing QMP) between two presses.
+            if let Err(e) = run.qmp.system_powerdown() {
+                match run.qemu.try_wait()? {
+                    Some(status) => break Some(status),
+                    None => return Err(e).context("shutdown: QMP system_powerdown"),
+                }
+            }
+            presses += 1;
+            let left = end.saturating_duration_since(Instant::now());
+            if let Some(status) = run.qemu.wait_timeout(left.min(POWER_BUTTON_REPEAT))? {
+                break Some(status);
+            }
+            if Instant::now() >= end {
+                break None;
+            }
+        };
         let serial = tail_bytes(&std::fs::read(&run.serial_log).unwrap_or_default(), 25);
         let run = self.run.take();
         match exited {

@@ -428,12 +428,19 @@ fn die_with_parent(command: &mut Command) {
 }
 
 /// A shell-like rendering of a command line, for logs.
+///
+/// Credential values are left out (they may be secrets): an SMBIOS string
+/// shows as `io.systemd.credential.binary:<name>=<N base64 chars>`.
 pub fn render_argv(program: &Path, argv: &[OsString]) -> String {
+    const CREDENTIAL: &str = "type=11,value=io.systemd.credential.binary:";
     std::iter::once(program.as_os_str())
         .chain(argv.iter().map(OsString::as_os_str))
         .map(|a: &OsStr| {
             let s = a.to_string_lossy();
-            if s.len() > 120 {
+            if let Some((name, value)) = s.strip_prefix(CREDENTIAL).and_then(|r| r.split_once('='))
+            {
+                format!("{CREDENTIAL}{name}=<{} base64 chars>", value.len())
+            } else if s.len() > 120 {
                 format!(
                     "{}…",
                     &s[..s.char_indices().nth(100).map_or(s.len(), |(i, _)| i)]
@@ -603,6 +610,17 @@ mod tests {
             assert!(Instant::now() < end, "child still alive: {}", stat(pid));
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn rendered_argv_hides_credential_values() {
+        let cred = Credential::new("token", b"s3cret".to_vec()).unwrap();
+        let argv = [OsString::from("-smbios"), cred.smbios_arg().into()];
+        let shown = render_argv(Path::new("qemu"), &argv);
+        assert_eq!(
+            shown,
+            "qemu -smbios type=11,value=io.systemd.credential.binary:token=<8 base64 chars>"
+        );
     }
 
     #[test]

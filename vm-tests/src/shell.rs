@@ -19,10 +19,12 @@
 //!
 //! # Protocol
 //!
-//! The host sends one line per command ([`wrap_command`]): the command,
-//! base64-encoded, runs in `bash -euo pipefail` under `timeout`, with stdin
-//! from `/dev/null`, stdout and stderr into files under `/run` (tmpfs). Then
-//! the guest shell prints a frame:
+//! The host sends one wrapper line per command ([`wrap_command`]), followed
+//! by the command itself as a quoted here-document whose delimiter holds a
+//! fresh id. The command runs in `bash -euo pipefail` under `timeout -k 5`,
+//! with stdin from `/dev/null`, stdout and stderr into two files under
+//! `/run/vmtest-shell` (tmpfs; emptied afterwards). Then the guest shell
+//! prints a frame:
 //!
 //! ```text
 //!

@@ -25,6 +25,7 @@ pub fn run(args: &BuildImageArgs) -> Result<()> {
         archives: archives(&spec, &flags)?,
         npm_registry: builder::npm::registry(flags.npm_registry.as_deref())?,
         project,
+        project_root: root.clone(),
         store,
         stage_dir: args
             .stage_dir

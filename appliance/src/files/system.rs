@@ -20,9 +20,9 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
         0o644,
         format!(
             "# Written by the image build; the root grows to fill the disk at first boot (BOOT-2).\n\
+             # The swap file (SRV-6) is made and enabled by first boot, never shipped.\n\
              UUID={root}\t/\text4\tdefaults,x-systemd.growfs\t0\t1\n\
-             UUID={esp}\t/boot/efi\tvfat\tumask=0077,nofail\t0\t2\n\
-             /swapfile\tnone\tswap\tsw,nofail\t0\t0\n",
+             UUID={esp}\t/boot/efi\tvfat\tumask=0077,nofail\t0\t2\n",
             root = ctx.root_fs_uuid,
             esp = ctx.esp_volume_id,
         ),

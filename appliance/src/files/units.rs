@@ -4,12 +4,33 @@
 use image_spec::Spec;
 
 use super::{Context, SANDBOX_ARCHIVE};
+use crate::firstboot;
 use crate::tree::Tree;
 
-/// Marker written when first boot has completed (SEC-4).
-pub const FIRSTBOOT_DONE: &str = "/var/lib/openclaw-appliance/firstboot.done";
+use crate::firstboot::DONE_MARKER as FIRSTBOOT_DONE;
 
 pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
+    // First boot (SEC-2, SEC-4) and the metadata firewall on every boot (SEC-5).
+    tree.file(
+        "etc/systemd/system/openclaw-firstboot.service",
+        0o644,
+        firstboot::unit_text(),
+    );
+    tree.symlink(
+        "etc/systemd/system/multi-user.target.wants/openclaw-firstboot.service",
+        "/etc/systemd/system/openclaw-firstboot.service",
+    );
+    let fw = firstboot::METADATA_FIREWALL_UNIT;
+    tree.file(
+        &format!("etc/systemd/system/{fw}"),
+        0o644,
+        firstboot::metadata_firewall_unit_text(),
+    );
+    tree.symlink(
+        &format!("etc/systemd/system/sysinit.target.wants/{fw}"),
+        &format!("/etc/systemd/system/{fw}"),
+    );
+
     let user = spec.gateway_user();
     let home = format!("home/{}", user.name);
     let (uid, gid) = (user.uid, user.gid);

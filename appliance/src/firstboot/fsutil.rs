@@ -107,6 +107,13 @@ pub fn sync_dir(dir: &Path) -> Result<(), Error> {
 /// Creates `path` (and missing parents, root-owned 0755) if needed, then
 /// sets its mode and owner.
 pub fn ensure_dir(path: &Path, mode: u32, owner: Owner) -> Result<(), Error> {
+    // chmod and chown follow symlinks: never let one redirect them.
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Invalid(format!(
+            "{} is a symlink; refusing to change its target's mode or owner",
+            path.display()
+        )));
+    }
     if !path.is_dir() {
         if let Some(parent) = path.parent().filter(|p| !p.is_dir()) {
             ensure_dir(parent, 0o755, None)?;
@@ -197,6 +204,18 @@ mod tests {
         ensure_file(&p, 0o600, None, b"whole").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"whole");
         assert!(!temp_path(&p).exists());
+    }
+
+    #[test]
+    fn symlinked_dirs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        fs::create_dir(&target).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+        let link = dir.path().join(".ssh");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(ensure_dir(&link, 0o700, None).is_err());
+        assert_eq!(mode(&target), 0o755);
     }
 
     #[test]

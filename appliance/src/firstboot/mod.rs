@@ -5,8 +5,8 @@
 //! 1. If the done marker [`DONE_MARKER`] exists, do nothing; without the
 //!    image's [`MANIFEST`], refuse (not an appliance).
 //! 2. Remove temp files an interrupted run may have left.
-//! 3. Read user-data ([`source`]: credential, else metadata service) and
-//!    the metadata document; validate all of it ([`userdata::parse`]),
+//! 3. Read user-data ([`acquire`]: credential, else metadata service) and
+//!    the metadata document; validate all of it ([`parse_userdata`]),
 //!    inspect the image (Tailscale? OpenSSH? the gateway user), and
 //!    compute every file's new content — all before writing anything. Any
 //!    problem: fail closed (non-zero exit, no marker, the gateway stays
@@ -76,7 +76,7 @@ pub const MANIFEST: &str = "/usr/share/openclaw-appliance/manifest.json";
 pub const RUN_DIR: &str = "/run/openclaw-firstboot";
 /// The Tailscale auth key, for the length of one `tailscale up`.
 pub const TAILSCALE_KEY_FILE: &str = "/run/openclaw-firstboot/tailscale-auth-key";
-/// The swap file (SRV-6); the image's fstab activates it on later boots.
+/// The swap file (SRV-6); first boot also adds it to `/etc/fstab`.
 pub const SWAPFILE: &str = "/swapfile";
 /// Largest swap file: min(2 GiB, a quarter of the root filesystem).
 pub const SWAP_MAX_BYTES: u64 = 2 << 30;
@@ -156,16 +156,29 @@ impl Error {
             }
             other => lines.push(other.to_string()),
         }
-        lines.push(
-            "first boot FAILED: the OpenClaw gateway stays down until first boot completes \
-             (nothing was written for a user-data error; see `journalctl -u openclaw-firstboot`)"
-                .into(),
-        );
-        lines.push(
-            "to retry: fix the user-data (Hetzner: rebuild, or the `openclaw.userdata` credential) \
-             and reboot, or run `systemctl start openclaw-firstboot` — docs/first-boot.md"
-                .into(),
-        );
+        if self.exit_code() == 2 {
+            lines.push(
+                "first boot FAILED, nothing was written: the OpenClaw gateway stays down until \
+                 first boot completes (`journalctl -u openclaw-firstboot`)"
+                    .into(),
+            );
+            lines.push(
+                "to retry: fix the user-data (Hetzner: rebuild the server with it; QEMU: the \
+                 `openclaw.userdata` credential) and boot again — docs/first-boot.md"
+                    .into(),
+            );
+        } else {
+            lines.push(format!(
+                "first boot FAILED: the OpenClaw gateway stays down until first boot completes; \
+                 finished steps are recorded in {STATE_FILE} and the next run resumes after them \
+                 (`journalctl -u openclaw-firstboot`)"
+            ));
+            lines.push(
+                "to retry: fix the cause and reboot, or run `systemctl start openclaw-firstboot` \
+                 — docs/first-boot.md"
+                    .into(),
+            );
+        }
         lines
     }
 }
@@ -384,6 +397,7 @@ impl Agent<'_> {
             STATE_FILE.into(),
             DONE_MARKER.into(),
             SWAPFILE.into(),
+            "/etc/fstab".into(),
             "/etc/hostname".into(),
             "/etc/hosts".into(),
             steps::NETWORK_FILE.into(),

@@ -325,12 +325,25 @@ impl Agent<'_> {
         }
         fs::set_permissions(&swapfile, fs::Permissions::from_mode(0o600))
             .map_err(io_err(&swapfile))?;
+        // Later boots: the image's fstab has no swap line (a missing file
+        // would be a failed unit at first boot), so add it now.
+        let fstab = self.layout.path("/etc/fstab");
+        let text = fs::read_to_string(&fstab).map_err(io_err(&fstab))?;
+        ensure_file(
+            &fstab,
+            0o644,
+            self.root_owner(),
+            fstab_with_swap(&text).as_bytes(),
+        )?;
         let size = fs::metadata(&swapfile).map(|m| m.len()).unwrap_or(0);
         if self.swap_active(&shown) {
             return Ok(format!("{SWAPFILE} ({} MiB) already active", size / MIB));
         }
         self.cmd_ok("/usr/sbin/swapon", &[&shown], scrub)?;
-        Ok(format!("{SWAPFILE} ({} MiB, mode 600) active", size / MIB))
+        Ok(format!(
+            "{SWAPFILE} ({} MiB, mode 600) active and in /etc/fstab",
+            size / MIB
+        ))
     }
 
     fn make_swapfile(&self, tmp: &Path, size: u64, scrub: &Scrubber) -> Result<(), Error> {
@@ -688,6 +701,27 @@ pub(super) fn has_swap_signature(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The line first boot adds to `/etc/fstab` for the swap file.
+pub(super) const FSTAB_SWAP_LINE: &str = "/swapfile\tnone\tswap\tsw,nofail\t0\t0";
+
+/// `/etc/fstab` with a swap line for [`SWAPFILE`] (unchanged if it has one).
+fn fstab_with_swap(fstab: &str) -> String {
+    let has = fstab.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        f.next() == Some(SWAPFILE) && f.nth(1) == Some("swap")
+    });
+    if has {
+        return fstab.to_string();
+    }
+    let mut s = fstab.to_string();
+    if !s.is_empty() && !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s.push_str(FSTAB_SWAP_LINE);
+    s.push('\n');
+    s
+}
+
 /// `/etc/hosts` with its `127.0.1.1` line naming `name`.
 fn hosts_with(hosts: &str, name: &str) -> String {
     let line = format!("127.0.1.1\t{name}");
@@ -771,6 +805,15 @@ fn ssh_config(ws: &Workspace) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fstab_gets_one_swap_line() {
+        let base = "UUID=x\t/\text4\tdefaults\t0\t1\n";
+        let once = fstab_with_swap(base);
+        assert_eq!(once, format!("{base}{FSTAB_SWAP_LINE}\n"));
+        assert_eq!(fstab_with_swap(&once), once);
+        assert_eq!(fstab_with_swap("a"), format!("a\n{FSTAB_SWAP_LINE}\n"));
+    }
 
     #[test]
     fn hosts_line_is_replaced_or_added() {

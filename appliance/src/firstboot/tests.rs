@@ -114,7 +114,10 @@ impl FakeRunner {
         st.calls.clear();
         drop(st);
         let swap = self.root.join("swapfile");
-        if super::steps::has_swap_signature(&swap) {
+        let fstab = fs::read_to_string(self.root.join("etc/fstab")).unwrap_or_default();
+        if fstab.lines().any(|l| l.starts_with("/swapfile\t"))
+            && super::steps::has_swap_signature(&swap)
+        {
             self.swapon(&swap.to_string_lossy());
         }
         let link = self
@@ -522,6 +525,13 @@ fn full_run_writes_every_destination() {
         100 << 20
     );
     assert!(runner.swaps_active());
+    assert_eq!(
+        read(root, "etc/fstab")
+            .lines()
+            .filter(|l| l.starts_with("/swapfile\t"))
+            .count(),
+        1
+    );
     assert_eq!(read(root, "etc/hostname"), "claw-1\n");
     assert!(read(root, "etc/hosts").contains("127.0.1.1\tclaw-1\n"));
     assert_eq!(runner.state().hostname.as_deref(), Some("claw-1"));
@@ -726,7 +736,7 @@ fn invalid_userdata_fails_closed() {
         report.contains("user-data field `gateway-token`"),
         "{report}"
     );
-    assert!(report.contains("first boot FAILED"));
+    assert!(report.contains("first boot FAILED, nothing was written"));
     assert!(!report.contains("short-secret-value"));
     no_secret_in(&report);
     no_secret_in(&log.all());
@@ -855,6 +865,16 @@ fn failed_tailscale_login_is_scrubbed_and_retried() {
     assert_eq!(err.exit_code(), 1);
     let report = err.report().join("\n");
     assert!(report.contains("step `tailscale`"), "{report}");
+    // The documented example is what an operator sees (paths aside).
+    let doc = include_str!("../../../docs/first-boot.md");
+    let root_shown = root.to_string_lossy().into_owned();
+    for line in err.report() {
+        let line = line.replace(&root_shown, "");
+        assert!(
+            doc.contains(&format!("openclaw-firstboot: error: {line}")),
+            "not in the docs: {line}"
+        );
+    }
     assert!(report.contains("<redacted>"), "{report}");
     no_secret_in(&report);
     assert!(
@@ -976,9 +996,44 @@ fn units_agree_with_the_image() {
         .text("etc/systemd/system/user@1000.service.d/10-openclaw.conf")
         .unwrap_or_default();
     assert!(dropin.contains("openclaw-firstboot.service"));
+    // The image ships no swap line (first boot adds it).
     assert!(
-        tree.text("etc/fstab")
+        !tree
+            .text("etc/fstab")
             .unwrap_or_default()
-            .contains(&format!("{SWAPFILE}\tnone\tswap"))
+            .contains(SWAPFILE)
     );
+}
+
+#[test]
+fn documented_example_is_valid_and_every_field_is_documented() {
+    let doc = include_str!("../../../docs/first-boot.md");
+    let start = doc
+        .find("<!-- user-data example: a test parses this block -->\n```toml\n")
+        .expect("example marker");
+    let body = &doc[start..];
+    let body = &body[body.find("```toml\n").unwrap_or(0) + "```toml\n".len()..];
+    let example = &body[..body.find("```").expect("end of example")];
+    let parsed = parse_userdata(example).expect("the documented example parses");
+    assert!(parsed.telegram.is_some() && parsed.workspace.is_some());
+    for field in FIELDS {
+        assert!(
+            doc.contains(&format!("| `{field}` |")),
+            "{field} not in docs/first-boot.md"
+        );
+    }
+    // The documented error lines are what the code prints.
+    let text = format!(
+        "{USERDATA_FIRST_LINE}\ntailscale-auth-key = \"{}\"\ngateway-token = \"{}\"\n",
+        ud::TAILSCALE,
+        "x".repeat(20)
+    );
+    let err = parse_userdata(&text).unwrap_err();
+    for line in Error::UserData(err).report() {
+        assert!(
+            doc.contains(&format!("openclaw-firstboot: error: {line}")),
+            "not in the docs: {line}"
+        );
+    }
+    assert_eq!(format!("/{}", crate::files::MANIFEST), MANIFEST);
 }

@@ -36,6 +36,8 @@ const RECIPE: &str = "openclaw-image/stages/v1";
 pub struct BuildOptions {
     /// Spec and lock files.
     pub project: Project,
+    /// The workspace root (the first-boot agent is built from it).
+    pub project_root: PathBuf,
     /// The verified input store.
     pub store: Store,
     /// Stage cache directory (never shared between the two builds of `verify-repro`).
@@ -145,7 +147,11 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     crate::npm::validate_config(&app.0, &cfg_path)
         .context("the baked openclaw.json is not valid for the pinned OpenClaw")?;
 
+    let agent = crate::agent_binary::build(&opts.project_root, epoch)?;
+    stages.push(("agent", sha256_file(&agent)?));
+
     let mut overlay = Overlay::default();
+    overlay.add_file(appliance::firstboot::BINARY_PATH, &agent, 0o755);
     overlay.add_tree(&tree);
     overlay.add_dir("opt/node", &app.0.root.join("opt/node"))?;
     overlay.add_dir("opt/openclaw", &app.0.root.join("opt/openclaw"))?;

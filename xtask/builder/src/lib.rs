@@ -5,6 +5,7 @@
 //! `npm`, `store::fetch`) touches the network; build stages run offline
 //! from the store.
 
+pub mod agent_binary;
 pub mod build;
 pub mod debian;
 pub mod disk;

@@ -74,25 +74,6 @@ pub fn early_config(root_fs_uuid: &str) -> String {
     )
 }
 
-/// `/boot/grub/grub.cfg` of the root filesystem: serial and VGA console,
-/// no menu delay, boot `/vmlinuz` with `/initrd.img` (the symlinks the
-/// Debian kernel package maintains) from the filesystem `root_fs_uuid`.
-pub fn grub_cfg(root_fs_uuid: &str) -> String {
-    format!(
-        "serial --unit=0 --speed=115200\n\
-         terminal_input serial console\n\
-         terminal_output serial console\n\
-         set default=0\n\
-         set timeout=0\n\
-         \n\
-         menuentry 'Debian GNU/Linux' {{\n\
-         \tsearch --no-floppy --fs-uuid --set=root {root_fs_uuid}\n\
-         \tlinux /vmlinuz root=UUID={root_fs_uuid} ro console=tty0 console=ttyS0,115200n8\n\
-         \tinitrd /initrd.img\n\
-         }}\n"
-    )
-}
-
 /// Size of a boot sector.
 pub const SECTOR_SIZE: usize = 512;
 /// `GRUB_BOOT_MACHINE_BPB_START`: the BIOS parameter block area of boot.img.
@@ -282,30 +263,5 @@ mod tests {
         c[BLOCKLIST_START - 4] = 1;
         assert!(patch_core_img(&mut c, 2048).is_err());
         assert!(patch_core_img(&mut [0u8; 600], 2048).is_err());
-    }
-
-    #[test]
-    fn grub_cfg_text() {
-        let u = "ab60f2c4-736f-458b-9f74-9117d7bba6b4";
-        assert_eq!(
-            grub_cfg(u),
-            "serial --unit=0 --speed=115200\n\
-             terminal_input serial console\n\
-             terminal_output serial console\n\
-             set default=0\n\
-             set timeout=0\n\
-             \n\
-             menuentry 'Debian GNU/Linux' {\n\
-             \tsearch --no-floppy --fs-uuid --set=root ab60f2c4-736f-458b-9f74-9117d7bba6b4\n\
-             \tlinux /vmlinuz root=UUID=ab60f2c4-736f-458b-9f74-9117d7bba6b4 ro console=tty0 console=ttyS0,115200n8\n\
-             \tinitrd /initrd.img\n\
-             }\n"
-        );
-        assert_eq!(
-            early_config(u),
-            "search --no-floppy --fs-uuid --set=root ab60f2c4-736f-458b-9f74-9117d7bba6b4\n\
-             set prefix=($root)/boot/grub\n\
-             configfile ($root)/boot/grub/grub.cfg\n"
-        );
     }
 }

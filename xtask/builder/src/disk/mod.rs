@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::tools::ToolsTree;
 
-pub use grub::{BIOS_MODULES, EFI_MODULES, early_config, grub_cfg, patch_boot_img, patch_core_img};
+pub use grub::{BIOS_MODULES, EFI_MODULES, early_config, patch_boot_img, patch_core_img};
 pub use layout::{
     BIOS_BOOT_TYPE, ESP_MIB, ESP_TYPE, Extent, Layout, MIB, ROOT_X86_64_TYPE, SECTOR,
     sfdisk_script, validate_ids,
