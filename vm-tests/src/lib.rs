@@ -15,13 +15,16 @@
 
 pub mod accel;
 pub mod credential;
+pub mod diskscan;
 pub mod firmware;
 pub mod log;
 pub mod machine;
+pub mod net;
 pub mod qemu;
 pub mod qmp;
 pub mod retry;
 pub mod shell;
+pub mod suite;
 
 pub use accel::{Accel, AccelChoice};
 pub use credential::Credential;

@@ -43,6 +43,8 @@ pub struct MachineConfig {
     /// More systemd credentials for the guest (SMBIOS type 11), besides the
     /// two of the command channel.
     pub credentials: Vec<Credential>,
+    /// Virtual disk size of the overlay in MiB (default: the image's size).
+    pub disk_size_mib: Option<u64>,
     /// Appended to QEMU's argv (network devices, …).
     pub extra_args: Vec<OsString>,
     /// Accelerator; `None` probes (see [`crate::accel`]).
@@ -77,6 +79,7 @@ impl MachineConfig {
             cpus: 2,
             direct_kernel: None,
             credentials: Vec::new(),
+            disk_size_mib: None,
             extra_args: Vec::new(),
             accel: None,
             deadline: Instant::now() + Duration::from_secs(3600),
@@ -168,7 +171,12 @@ impl Machine {
             accel.accel, accel.reason
         ));
         let overlay = config.state_dir.join(format!("{name}.qcow2"));
-        qemu::create_overlay(&config.image, config.image_format, &overlay)?;
+        qemu::create_overlay(
+            &config.image,
+            config.image_format,
+            &overlay,
+            config.disk_size_mib,
+        )?;
         let ovmf = match config.firmware {
             Firmware::Bios => None,
             Firmware::Uefi => {

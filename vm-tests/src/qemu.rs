@@ -219,7 +219,14 @@ pub fn qemu_argv(launch: &Launch<'_>) -> Vec<OsString> {
 
 /// Creates the qcow2 overlay `overlay` backed by `image`, so the guest's
 /// writes never reach the tested image. Replaces an existing overlay.
-pub fn create_overlay(image: &Path, format: ImageFormat, overlay: &Path) -> Result<()> {
+/// `size_mib`, when given, makes the overlay's virtual disk larger than the
+/// image (a bigger disk, as on Hetzner: BOOT-2).
+pub fn create_overlay(
+    image: &Path,
+    format: ImageFormat,
+    overlay: &Path,
+    size_mib: Option<u64>,
+) -> Result<()> {
     let image = image
         .canonicalize()
         .with_context(|| format!("image {} not found", image.display()))?;
@@ -232,6 +239,7 @@ pub fn create_overlay(image: &Path, format: ImageFormat, overlay: &Path) -> Resu
         .args(["create", "-q", "-f", "qcow2", "-F", format.as_str(), "-b"])
         .arg(&image)
         .arg(overlay)
+        .args(size_mib.map(|m| format!("{m}M")))
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {}", qemu_img.display()))?;

@@ -27,6 +27,8 @@ pub enum Task {
     Fetch(FetchArgs),
     /// Build the disk image target/image/<name>.raw (+ .sha256, manifest) from the lock.
     BuildImage(BuildImageArgs),
+    /// Boot the image in QEMU (BIOS and UEFI) and prove every invariant of invariants.md.
+    VmTest(VmTestArgs),
     /// Check host prerequisites; on Debian as root, install what is missing.
     Doctor(DoctorArgs),
     /// Run exactly what CI runs: formatting, lints, tests, lock check.
@@ -96,6 +98,34 @@ pub struct BuildImageArgs {
     /// Skip the host prerequisite check.
     #[arg(long)]
     pub no_doctor: bool,
+}
+
+/// `cargo xtask vm-test`
+#[derive(Args, Debug)]
+pub struct VmTestArgs {
+    /// The raw image to test (default: target/image/openclaw-appliance.raw); never modified.
+    #[arg(long, value_name = "PATH")]
+    pub image: Option<PathBuf>,
+    /// Firmware to boot under.
+    #[arg(long, value_enum, default_value = "both")]
+    pub firmware: FirmwareChoice,
+    /// Only these invariant IDs, comma-separated (e.g. NET-3,SRV-1).
+    #[arg(long, value_delimiter = ',', value_name = "ID,ID…")]
+    pub only: Vec<String>,
+    /// Skip the host prerequisite check.
+    #[arg(long)]
+    pub no_doctor: bool,
+}
+
+/// `--firmware`
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirmwareChoice {
+    /// Legacy BIOS (SeaBIOS).
+    Bios,
+    /// UEFI (OVMF).
+    Uefi,
+    /// BIOS, then UEFI.
+    Both,
 }
 
 /// `cargo xtask doctor`

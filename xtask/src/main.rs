@@ -11,6 +11,7 @@ mod fetch;
 mod flags;
 mod lock;
 mod sources;
+mod vm_test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         Task::Lock(args) => lock::run(&args),
         Task::Fetch(args) => fetch::run(&args),
         Task::BuildImage(args) => build_image::run(&args),
+        Task::VmTest(args) => vm_test::run(&args),
         Task::Doctor(args) => doctor::run(&args),
         Task::Ci(args) => ci::run(&args),
     };

@@ -1,0 +1,116 @@
+//! The checks, one function per invariant, grouped by area. Each returns
+//! an [`Outcome`]; an `Err` means the check itself broke and is reported as
+//! a failure with the error chain.
+
+pub mod agt;
+pub mod external;
+pub mod net;
+pub mod sec;
+pub mod srv;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::report::Outcome;
+use crate::machine::Machine;
+
+/// A check: proves one invariant on the context.
+pub type Check = fn(&mut Ctx<'_>) -> Result<Outcome>;
+
+/// Secrets injected by the harness for this run (generated per run).
+#[derive(Clone)]
+pub struct Secrets {
+    /// The gateway token.
+    pub gateway_token: String,
+    /// The Anthropic setup token.
+    pub anthropic_token: String,
+    /// The Tailscale auth key (only meaningful with Tailscale in the image).
+    pub tailscale_key: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(<redacted>)")
+    }
+}
+
+impl Secrets {
+    /// Every secret with a name, for scans (SEC-3).
+    pub fn all(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("gateway-token", &self.gateway_token),
+            ("anthropic-setup-token", &self.anthropic_token),
+            ("tailscale-auth-key", &self.tailscale_key),
+        ]
+    }
+}
+
+/// Facts about the image under test, read from its manifest and spec.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// The raw image under test.
+    pub image: PathBuf,
+    /// Its manifest (beside it), parsed.
+    pub manifest: serde_json::Value,
+    /// Whether Tailscale is in the image.
+    pub tailscale: bool,
+    /// The gateway user.
+    pub user: String,
+    /// The gateway port.
+    pub port: u16,
+    /// The sandbox image reference.
+    pub sandbox_image: String,
+    /// Where this run writes logs.
+    pub out_dir: PathBuf,
+    /// Firmware label of this pass (`bios`, `uefi`).
+    pub firmware: String,
+}
+
+impl Facts {
+    /// The raw image's size in bytes (0 if unknown).
+    pub fn manifest_disk_bytes(&self) -> u64 {
+        std::fs::metadata(&self.image).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// What a check can use.
+pub struct Ctx<'a> {
+    /// The running machine (first boot done).
+    pub machine: &'a mut Machine,
+    /// Facts about the image.
+    pub facts: &'a Facts,
+    /// The secrets injected at first boot.
+    pub secrets: &'a Secrets,
+    /// The external peer network, when the host could create it.
+    pub net: Option<&'a crate::net::TestNet>,
+    /// Notes for the report (audit counts, scores).
+    pub notes: &'a mut Vec<String>,
+    /// A config to start further machines from (SEC-2, SEC-4): same image,
+    /// firmware and accelerator, no credentials.
+    pub template: &'a crate::machine::MachineConfig,
+}
+
+/// Pass when `cond`, else fail; the detail says what was seen.
+pub fn expect(cond: bool, seen: impl Into<String>) -> Outcome {
+    if cond {
+        Outcome::Pass(seen.into())
+    } else {
+        Outcome::Fail(seen.into())
+    }
+}
+
+/// Runs a shell command as the gateway user (login environment, its user bus).
+pub fn as_user(ctx: &Ctx<'_>, cmd: &str) -> String {
+    let uid = 1000;
+    format!(
+        "runuser -u {user} -- env XDG_RUNTIME_DIR=/run/user/{uid} DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{uid}/bus HOME=/home/{user} bash -c {q}",
+        user = ctx.facts.user,
+        q = shell_quote(cmd)
+    )
+}
+
+/// Single-quotes `s` for bash.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}

@@ -1,0 +1,248 @@
+//! NET-1..3, NET-6..8, TS-1: firewall, listeners, gateway config and auth.
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use super::{Ctx, as_user, expect};
+use crate::suite::report::Outcome;
+
+/// `ufw status verbose`, as root.
+fn ufw_status(ctx: &mut Ctx<'_>) -> Result<String> {
+    ctx.machine.succeed("ufw status verbose")
+}
+
+/// NET-1: UFW active, default deny incoming, allow outgoing; the kernel's
+/// INPUT policy really drops.
+pub fn net_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let status = ufw_status(ctx)?;
+    let active = status.lines().any(|l| l.trim() == "Status: active");
+    let defaults = status
+        .lines()
+        .find(|l| l.starts_with("Default:"))
+        .unwrap_or("")
+        .to_string();
+    let deny_in = defaults.contains("deny (incoming)");
+    let allow_out = defaults.contains("allow (outgoing)");
+    let policy4 = ctx.machine.succeed("iptables -S INPUT | head -n1")?;
+    let policy6 = ctx.machine.succeed("ip6tables -S INPUT | head -n1")?;
+    let drops = policy4.trim() == "-P INPUT DROP" && policy6.trim() == "-P INPUT DROP";
+    Ok(expect(
+        active && deny_in && allow_out && drops,
+        format!(
+            "ufw active: {active}; {defaults}; iptables: {}; ip6tables: {}",
+            policy4.trim(),
+            policy6.trim()
+        ),
+    ))
+}
+
+/// NET-2: every ALLOW IN rule is on `tailscale0`, for v4 and v6; nothing opens 22.
+pub fn net_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let status = ufw_status(ctx)?;
+    let rules: Vec<&str> = status
+        .lines()
+        .skip_while(|l| !l.starts_with("--"))
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let allows: Vec<&str> = rules
+        .iter()
+        .copied()
+        .filter(|r| r.contains("ALLOW"))
+        .collect();
+    let stray: Vec<&str> = allows
+        .iter()
+        .copied()
+        .filter(|r| !r.contains("on tailscale0"))
+        .collect();
+    let v4 = allows
+        .iter()
+        .any(|r| r.contains("on tailscale0") && !r.contains("(v6)"));
+    let v6 = allows
+        .iter()
+        .any(|r| r.contains("on tailscale0") && r.contains("(v6)"));
+    let ssh = rules.iter().any(|r| {
+        r.split_whitespace()
+            .next()
+            .is_some_and(|p| p.starts_with("22"))
+    });
+    let detail = format!("rules:\n{}", rules.join("\n"));
+    Ok(expect(stray.is_empty() && v4 && v6 && !ssh, detail))
+}
+
+/// NET-3: the gateway listens, and only on loopback; no node socket on a
+/// wildcard or external address (18791, 18793 included).
+pub fn net_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let port = ctx.facts.port;
+    ctx.machine
+        .wait_for_open_port(port, std::time::Duration::from_secs(180))
+        .context("the gateway never listened")?;
+    let out = ctx.machine.succeed("ss -H -tulnp")?;
+    let mut node_lines = Vec::new();
+    let mut bad = Vec::new();
+    let mut gateway_seen = false;
+    for line in out.lines() {
+        if !(line.contains("\"node\"") || line.contains("openclaw")) {
+            continue;
+        }
+        node_lines.push(line.to_string());
+        let local = line.split_whitespace().nth(4).unwrap_or("");
+        let (addr, p) = local.rsplit_once(':').unwrap_or((local, ""));
+        let loopback = addr == "127.0.0.1" || addr == "[::1]" || addr.starts_with("127.");
+        if p == port.to_string() {
+            gateway_seen = true;
+        }
+        if !loopback {
+            bad.push(local.to_string());
+        }
+    }
+    let detail = format!(
+        "node/openclaw sockets:\n{}{}",
+        node_lines.join("\n"),
+        if bad.is_empty() {
+            String::new()
+        } else {
+            format!("\nNOT loopback: {}", bad.join(", "))
+        }
+    );
+    Ok(expect(gateway_seen && bad.is_empty(), detail))
+}
+
+/// Reads the gateway user's `openclaw.json` (JSON written by the build and first boot).
+pub fn openclaw_json(ctx: &mut Ctx<'_>) -> Result<Value> {
+    let path = format!("/home/{}/.openclaw/openclaw.json", ctx.facts.user);
+    let bytes = ctx.machine.copy_from_vm(&path)?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{path} is not JSON"))
+}
+
+/// Compares `cfg[pointer]` with `want`; records the line in `seen`.
+pub fn key_is(cfg: &Value, pointer: &str, want: &Value, seen: &mut Vec<String>) -> bool {
+    let got = cfg.pointer(pointer).cloned().unwrap_or(Value::Null);
+    let ok = &got == want;
+    seen.push(format!(
+        "{} {pointer} = {got}{}",
+        if ok { "ok " } else { "BAD" },
+        if ok {
+            String::new()
+        } else {
+            format!(" (want {want})")
+        }
+    ));
+    ok
+}
+
+/// NET-6: the baked and first-boot config, valid under the pinned OpenClaw.
+pub fn net_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let cfg = openclaw_json(ctx)?;
+    let mut seen = Vec::new();
+    let serve = if ctx.facts.tailscale { "serve" } else { "off" };
+    let mut ok = true;
+    for (p, v) in [
+        ("/gateway/bind", Value::from("loopback")),
+        ("/gateway/port", Value::from(ctx.facts.port)),
+        ("/gateway/auth/mode", Value::from("token")),
+        ("/gateway/auth/allowTailscale", Value::from(true)),
+        (
+            "/gateway/trustedProxies",
+            serde_json::json!(["127.0.0.1", "100.64.0.0/10"]),
+        ),
+        ("/gateway/tailscale/mode", Value::from(serve)),
+        ("/update/checkOnStart", Value::from(false)),
+    ] {
+        ok &= key_is(&cfg, p, &v, &mut seen);
+    }
+    let funnel = cfg.pointer("/gateway/tailscale/mode") == Some(&Value::from("funnel"));
+    ok &= !funnel;
+    let device_auth_off =
+        cfg.pointer("/gateway/controlUi/dangerouslyDisableDeviceAuth") == Some(&Value::from(true));
+    ok &= !device_auth_off;
+    let (rc, out) = ctx
+        .machine
+        .execute(&as_user(ctx, "openclaw config validate --json"))?;
+    seen.push(format!("openclaw config validate: rc {rc}: {}", out.trim()));
+    ok &= rc == 0;
+    if !ctx.facts.tailscale {
+        seen.push("not run: gateway.tailscale.mode = serve (no Tailscale in this image; the gateway cannot start in serve mode without it)".into());
+    }
+    Ok(expect(ok, seen.join("\n")))
+}
+
+/// A curl call to the gateway as root; the token (if any) is read from the
+/// guest's own config and passed as a header file, never on a command line.
+fn gateway_status(ctx: &mut Ctx<'_>, with_token: bool) -> Result<String> {
+    let port = ctx.facts.port;
+    let cfg = format!("/home/{}/.openclaw/openclaw.json", ctx.facts.user);
+    let header = if with_token {
+        format!(
+            "-H @<(printf 'Authorization: Bearer %s\\n' \"$(sed -n 's/.*\"token\": *\"\\([^\"]*\\)\".*/\\1/p' {cfg} | head -n1)\")"
+        )
+    } else {
+        String::new()
+    };
+    let out = ctx.machine.succeed(&format!(
+        "curl -s -o /dev/null -w '%{{http_code}}' -m 20 -X POST -H 'Content-Type: application/json' \
+         --data '{{\"tool\":\"sessions_list\",\"args\":{{}}}}' {header} http://127.0.0.1:{port}/tools/invoke"
+    ))?;
+    Ok(out.trim().to_string())
+}
+
+/// NET-7: unauthenticated API request refused (401/403); accepted with the token.
+pub fn net_7(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let anon = gateway_status(ctx, false)?;
+    let authed = gateway_status(ctx, true)?;
+    let refused = anon == "401" || anon == "403";
+    let accepted = authed.starts_with('2') || authed == "400" || authed == "404";
+    Ok(expect(
+        refused && accepted,
+        format!("POST /tools/invoke without token → {anon}; with the token → {authed}"),
+    ))
+}
+
+/// NET-8: `tailscale serve status` proxies to the gateway, Funnel off.
+pub fn net_8(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    if !ctx.facts.tailscale {
+        return Ok(Outcome::NotRun(
+            "Tailscale is not in this image (its package server is unreachable from the build host)".into(),
+        ));
+    }
+    let status = ctx.machine.succeed("tailscale serve status --json")?;
+    let ok = status.contains(&format!("127.0.0.1:{}", ctx.facts.port))
+        && !status.contains("\"AllowFunnel\": {\n");
+    Ok(expect(ok, status))
+}
+
+/// TS-1: Tailscale preinstalled at the pinned version, enabled, state dir 700.
+pub fn ts_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    if !ctx.facts.tailscale {
+        return Ok(Outcome::NotRun(
+            "Tailscale is not in this image (its package server is unreachable from the build host; \
+             supply it with `cargo xtask fetch --input-dir`)"
+                .into(),
+        ));
+    }
+    let want = ctx
+        .facts
+        .manifest
+        .pointer("/tailscale/version")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let version = ctx.machine.succeed("tailscale version | head -n1")?;
+    let enabled = ctx.machine.succeed("systemctl is-enabled tailscaled")?;
+    let mode = ctx.machine.succeed("stat -c %a /var/lib/tailscale")?;
+    let operator = ctx
+        .machine
+        .execute("tailscale debug prefs 2>/dev/null | grep -i operator")?
+        .1;
+    let ok = version.trim() == want && enabled.trim() == "enabled" && mode.trim() == "700";
+    Ok(expect(
+        ok,
+        format!(
+            "version {} (want {want}); tailscaled {}; /var/lib/tailscale {}; {}",
+            version.trim(),
+            enabled.trim(),
+            mode.trim(),
+            operator.trim()
+        ),
+    ))
+}

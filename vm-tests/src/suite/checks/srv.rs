@@ -1,0 +1,393 @@
+//! SRV-*, SSH-*, BOOT-1/2: accounts, units, modes, sysctls, boot health.
+
+use anyhow::Result;
+
+use super::{Ctx, as_user, expect};
+use crate::suite::report::Outcome;
+
+/// SRV-1: the gateway process runs as `openclaw`, natively, from the enabled
+/// and active user unit; linger on; no system-level gateway unit.
+pub fn srv_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let user = ctx.facts.user.clone();
+    let active = ctx
+        .machine
+        .execute(&as_user(
+            ctx,
+            "systemctl --user is-active openclaw-gateway.service",
+        ))?
+        .1;
+    let enabled = ctx
+        .machine
+        .execute(&as_user(
+            ctx,
+            "systemctl --user is-enabled openclaw-gateway.service",
+        ))?
+        .1;
+    let linger = ctx
+        .machine
+        .succeed(&format!("loginctl show-user {user} -p Linger --value"))?;
+    let pid = ctx.machine.succeed(&as_user(
+        ctx,
+        "systemctl --user show -p MainPID --value openclaw-gateway.service",
+    ))?;
+    let pid = pid.trim().to_string();
+    let owner = ctx
+        .machine
+        .succeed(&format!("ps -o user= -p {pid} || true"))?;
+    let cgroup = ctx
+        .machine
+        .succeed(&format!("cat /proc/{pid}/cgroup 2>/dev/null || true"))?;
+    let system_units = ctx.machine.succeed(
+        "systemctl list-unit-files --type=service --no-legend 'openclaw-gateway*' | wc -l",
+    )?;
+    let native = cgroup.contains(&format!("user@{}.service", 1000)) && !cgroup.contains("docker");
+    let ok = active.trim() == "active"
+        && enabled.trim() == "enabled"
+        && linger.trim() == "yes"
+        && owner.trim() == user
+        && native
+        && system_units.trim() == "0";
+    Ok(expect(
+        ok,
+        format!(
+            "user unit {} / {}; linger {}; MainPID {pid} runs as {}; cgroup {}; system-level gateway units: {}",
+            active.trim(),
+            enabled.trim(),
+            linger.trim(),
+            owner.trim(),
+            cgroup.trim(),
+            system_units.trim()
+        ),
+    ))
+}
+
+/// SRV-2: every password field of `/etc/shadow` is locked (`*` or `!…`).
+pub fn srv_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let fields = ctx.machine.succeed("cut -d: -f1,2 /etc/shadow")?;
+    let usable: Vec<&str> = fields
+        .lines()
+        .filter(|l| {
+            let pw = l.split_once(':').map_or("", |(_, p)| p);
+            !(pw.starts_with('*') || pw.starts_with('!'))
+        })
+        .map(|l| l.split(':').next().unwrap_or(l))
+        .collect();
+    let n = fields.lines().count();
+    Ok(expect(
+        usable.is_empty() && n > 0,
+        if usable.is_empty() {
+            format!("{n} accounts, all locked")
+        } else {
+            format!("usable password: {}", usable.join(", "))
+        },
+    ))
+}
+
+/// SRV-3: `openclaw` has no sudo rights (no sudo, no sudoers entry, no admin group).
+pub fn srv_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let user = ctx.facts.user.clone();
+    let sudo = ctx.machine.execute("command -v sudo")?.0 == 0;
+    let rights = if sudo {
+        ctx.machine.execute(&format!("sudo -l -U {user}"))?.1
+    } else {
+        "sudo is not installed".into()
+    };
+    let groups = ctx.machine.succeed(&format!("id -nG {user}"))?;
+    let admin = groups
+        .split_whitespace()
+        .any(|g| matches!(g, "sudo" | "wheel" | "admin" | "root"));
+    let sudoers = ctx
+        .machine
+        .execute(&format!(
+            "grep -rs '^[^#]*\\b{user}\\b' /etc/sudoers /etc/sudoers.d"
+        ))?
+        .0
+        == 0;
+    let ok = !admin && !sudoers && (!sudo || rights.contains("not allowed"));
+    Ok(expect(
+        ok,
+        format!(
+            "{}; groups: {}; sudoers entry: {sudoers}",
+            rights.trim(),
+            groups.trim()
+        ),
+    ))
+}
+
+/// SRV-4: unattended-upgrades installed and enabled for the security origin, no reboot.
+pub fn srv_4(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let installed = ctx
+        .machine
+        .execute("dpkg-query -W -f='${Status}' unattended-upgrades")?
+        .1;
+    let config = ctx.machine.succeed("apt-config dump")?;
+    let pick = |key: &str| -> String {
+        config
+            .lines()
+            .filter(|l| l.starts_with(key))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let origins = pick("Unattended-Upgrade::Origins-Pattern::");
+    let reboot = pick("Unattended-Upgrade::Automatic-Reboot ");
+    let periodic = pick("APT::Periodic::Unattended-Upgrade ");
+    let timer = ctx
+        .machine
+        .execute("systemctl is-enabled apt-daily-upgrade.timer")?
+        .1;
+    let ok = installed.contains("install ok installed")
+        && origins.contains("-security")
+        && reboot.contains("\"false\"")
+        && periodic.contains("\"1\"")
+        && timer.trim() == "enabled";
+    Ok(expect(
+        ok,
+        format!(
+            "{}; {origins}; {reboot}; {periodic}; apt-daily-upgrade.timer {}",
+            installed.trim(),
+            timer.trim()
+        ),
+    ))
+}
+
+/// SRV-5: modes of the gateway's state, after the gateway created a session
+/// through OpenClaw's own code; OpenClaw's audit reports 0 critical.
+pub fn srv_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let user = ctx.facts.user.clone();
+    let created = ctx.machine.execute(&as_user(
+        ctx,
+        "openclaw gateway call sessions.create --params '{\"agentId\":\"main\",\"label\":\"vmtest\"}' --json",
+    ))?;
+    let home = format!("/home/{user}/.openclaw");
+    let listing = ctx.machine.succeed(&format!(
+        "cd {home} && find . \\( -name '*.sqlite' -o -name '*.jsonl' -o -name 'sessions.json' -o -name 'auth-profiles.json' -o -name 'openclaw.json' -o -name '.env' -o -path ./credentials -o -path . \\) -printf '%m %u %p\\n' | sort"
+    ))?;
+    let dirs = ctx.machine.succeed(&format!(
+        "cd {home} && find . -name '*.sqlite' -printf '%h\\n' | sort -u | while read -r d; do while [ \"$d\" != . ]; do stat -c '%a %n' \"$d\"; d=$(dirname \"$d\"); done; done | sort -u"
+    ))?;
+    let mut bad = Vec::new();
+    let mut sessions = 0;
+    for line in listing.lines() {
+        let mut it = line.splitn(3, ' ');
+        let (mode, owner, path) = (
+            it.next().unwrap_or(""),
+            it.next().unwrap_or(""),
+            it.next().unwrap_or(""),
+        );
+        let want = if path == "." || path == "./credentials" {
+            "700"
+        } else {
+            "600"
+        };
+        if path.ends_with(".sqlite") || path.ends_with(".jsonl") {
+            sessions += 1;
+        }
+        if mode != want || owner != user {
+            bad.push(format!("{path}: {mode} {owner} (want {want} {user})"));
+        }
+    }
+    for line in dirs.lines() {
+        if let Some((mode, path)) = line.split_once(' ')
+            && mode != "700"
+        {
+            bad.push(format!("{path}: {mode} (want 700)"));
+        }
+    }
+    let audit = ctx
+        .machine
+        .execute(&as_user(ctx, "openclaw security audit --json"))?
+        .1;
+    let (critical, warn) = audit_counts(&audit);
+    ctx.notes.push(format!(
+        "[{}] openclaw security audit: {critical:?} critical, {warn:?} warn",
+        ctx.facts.firmware
+    ));
+    let deep = ctx
+        .machine
+        .execute(&as_user(ctx, "openclaw security audit --deep --json"))?
+        .1;
+    let (dc, dw) = audit_counts(&deep);
+    ctx.notes.push(format!(
+        "[{}] openclaw security audit --deep: {dc:?} critical, {dw:?} warn",
+        ctx.facts.firmware
+    ));
+    let ok = created.0 == 0 && sessions > 0 && bad.is_empty() && critical == Some(0);
+    Ok(expect(
+        ok,
+        format!(
+            "sessions.create rc {} ({} session stores)\n{listing}{}\naudit: {critical:?} critical, {warn:?} warn",
+            created.0,
+            sessions,
+            if bad.is_empty() {
+                String::new()
+            } else {
+                format!("\nBAD: {}", bad.join("; "))
+            }
+        ),
+    ))
+}
+
+/// Critical and warn counts from `openclaw security audit --json`.
+fn audit_counts(text: &str) -> (Option<u64>, Option<u64>) {
+    let start = text.find('{').unwrap_or(0);
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text[start..]) else {
+        return (None, None);
+    };
+    let summary = v.get("summary").unwrap_or(&v);
+    let get = |k: &str| summary.get(k).and_then(serde_json::Value::as_u64);
+    (get("critical"), get("warn").or_else(|| get("warning")))
+}
+
+/// SRV-6: sysctls, and an active root-owned 600 swap file made at first boot.
+pub fn srv_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let watches = ctx
+        .machine
+        .succeed("sysctl -n fs.inotify.max_user_watches")?;
+    let swappiness = ctx.machine.succeed("sysctl -n vm.swappiness")?;
+    let swaps = ctx.machine.succeed("swapon --show=NAME --noheadings")?;
+    let file = ctx.machine.execute("stat -c '%a %U' /swapfile")?.1;
+    let ok = watches.trim() == "524288"
+        && swappiness.trim() == "1"
+        && swaps.lines().any(|l| l.trim() == "/swapfile")
+        && file.trim() == "600 root";
+    Ok(expect(
+        ok,
+        format!(
+            "max_user_watches {}; swappiness {}; swaps [{}]; /swapfile {}",
+            watches.trim(),
+            swappiness.trim(),
+            swaps.trim(),
+            file.trim()
+        ),
+    ))
+}
+
+/// SRV-7: the gateway unit's sandboxing; the exposure score goes to the report.
+pub fn srv_7(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let props = ctx.machine.succeed(&as_user(
+        ctx,
+        "systemctl --user show openclaw-gateway.service -p NoNewPrivileges -p RestrictSUIDSGID -p LockPersonality -p RestrictRealtime -p UMask",
+    ))?;
+    let score = ctx
+        .machine
+        .execute(&as_user(
+            ctx,
+            "systemd-analyze security --user openclaw-gateway.service --no-pager | tail -n1",
+        ))?
+        .1;
+    ctx.notes.push(format!(
+        "[{}] systemd-analyze security --user openclaw-gateway: {}",
+        ctx.facts.firmware,
+        score.trim()
+    ));
+    let ok = props.contains("NoNewPrivileges=yes")
+        && props.contains("RestrictSUIDSGID=yes")
+        && props.contains("LockPersonality=yes");
+    Ok(expect(ok, format!("{}\n{}", props.trim(), score.trim())))
+}
+
+/// SSH-1: OpenSSH is off in this spec: no sshd, nothing on :22 (the
+/// hardening checks apply only when a spec turns OpenSSH on).
+pub fn ssh_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let sshd = ctx
+        .machine
+        .execute("command -v sshd || test -x /usr/sbin/sshd")?
+        .0
+        == 0;
+    if sshd {
+        let t = ctx.machine.succeed("sshd -T")?;
+        let ok = t.contains("passwordauthentication no")
+            && t.contains("kbdinteractiveauthentication no")
+            && t.contains("permitrootlogin no");
+        return Ok(expect(
+            ok,
+            t.lines()
+                .filter(|l| l.contains("authentication") || l.contains("permitroot"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ));
+    }
+    let listen = ctx.machine.succeed("ss -H -tln 'sport = :22' | wc -l")?;
+    Ok(expect(
+        listen.trim() == "0",
+        format!("OpenSSH not installed; listeners on :22: {}", listen.trim()),
+    ))
+}
+
+/// SSH-2: no SSH host key shipped; any present were made on this machine after first boot.
+pub fn ssh_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let keys = ctx
+        .machine
+        .succeed("ls /etc/ssh/ssh_host_* 2>/dev/null | wc -l")?;
+    let sshd = ctx.machine.execute("test -x /usr/sbin/sshd")?.0 == 0;
+    if !sshd {
+        return Ok(expect(
+            keys.trim() == "0",
+            format!("OpenSSH not installed; host keys present: {}", keys.trim()),
+        ));
+    }
+    let newer = ctx.machine.succeed(
+        "find /etc/ssh -name 'ssh_host_*' ! -newer /var/lib/openclaw-appliance/firstboot.state | wc -l",
+    )?;
+    Ok(expect(
+        keys.trim() != "0" && newer.trim() == "0",
+        format!(
+            "{} host keys, {} older than first boot",
+            keys.trim(),
+            newer.trim()
+        ),
+    ))
+}
+
+/// BOOT-1: the system reached its target with no failed unit.
+pub fn boot_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let state = ctx.machine.execute("systemctl is-system-running --wait")?.1;
+    let failed = ctx
+        .machine
+        .succeed("systemctl list-units --failed --no-legend --plain")?;
+    let multi = ctx
+        .machine
+        .succeed("systemctl is-active multi-user.target")?;
+    let user_failed = ctx.machine.succeed(&as_user(
+        ctx,
+        "systemctl --user list-units --failed --no-legend --plain",
+    ))?;
+    let ok = state.trim() == "running"
+        && failed.trim().is_empty()
+        && user_failed.trim().is_empty()
+        && multi.trim() == "active";
+    Ok(expect(
+        ok,
+        format!(
+            "firmware {}: system {}; multi-user.target {}; failed: [{}]; failed user units: [{}]",
+            ctx.facts.firmware,
+            state.trim(),
+            multi.trim(),
+            failed.trim(),
+            user_failed.trim()
+        ),
+    ))
+}
+
+/// BOOT-2: the root filesystem filled the larger virtual disk at first boot.
+pub fn boot_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let disk = ctx
+        .machine
+        .succeed("lsblk -bndo SIZE \"$(lsblk -npo PKNAME \"$(findmnt -no SOURCE /)\")\"")?;
+    let root = ctx.machine.succeed("df -B1 --output=size / | tail -n1")?;
+    let image = ctx.facts.manifest_disk_bytes();
+    let (disk, root) = (
+        disk.trim().parse::<u64>().unwrap_or(0),
+        root.trim().parse::<u64>().unwrap_or(0),
+    );
+    if disk <= image {
+        return Ok(Outcome::NotRun(format!(
+            "the test disk ({disk} B) is not larger than the image ({image} B)"
+        )));
+    }
+    // Grown: the filesystem is larger than the whole original image.
+    Ok(expect(
+        root > image,
+        format!("disk {disk} B, image {image} B, root filesystem {root} B"),
+    ))
+}

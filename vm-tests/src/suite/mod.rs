@@ -1,0 +1,12 @@
+//! The invariant suite of `cargo xtask vm-test`: every ID of
+//! `invariants.md` is a named case whose outcome is pass, fail or not-run
+//! with a reason. Not-run never counts as pass; nothing is skipped silently.
+
+mod catalogue;
+mod checks;
+mod report;
+mod run;
+
+pub use catalogue::{CATALOGUE, Invariant, Phase};
+pub use report::{CaseResult, Outcome, Report, junit_xml, table};
+pub use run::{SuiteOptions, run_suite};

@@ -1,0 +1,233 @@
+//! Outcomes, the human table and JUnit XML.
+
+use std::fmt::Write as _;
+
+/// The outcome of one case. Not-run never counts as pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Proven, with what was observed.
+    Pass(String),
+    /// Disproven or broken, with why.
+    Fail(String),
+    /// Could not run here, with why.
+    NotRun(String),
+}
+
+impl Outcome {
+    /// `pass`, `FAIL` or `not-run`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Pass(_) => "pass",
+            Outcome::Fail(_) => "FAIL",
+            Outcome::NotRun(_) => "not-run",
+        }
+    }
+    /// The detail text.
+    pub fn detail(&self) -> &str {
+        match self {
+            Outcome::Pass(s) | Outcome::Fail(s) | Outcome::NotRun(s) => s,
+        }
+    }
+}
+
+/// One case's result.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// Invariant ID.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Firmware it ran under (`bios`, `uefi`).
+    pub firmware: String,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+/// All results of a run, plus facts for the report.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Case results, in run order.
+    pub cases: Vec<CaseResult>,
+    /// Free-form facts (accelerator, audit counts, security score…).
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Number of failures.
+    pub fn failures(&self) -> usize {
+        self.cases
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Fail(_)))
+            .count()
+    }
+}
+
+/// The human table: ID, title, outcome, seconds, per firmware.
+pub fn table(report: &Report) -> String {
+    let mut out = String::new();
+    let mut fw = "";
+    for c in &report.cases {
+        if c.firmware != fw {
+            fw = &c.firmware;
+            let _ = writeln!(out, "\n== firmware: {fw}");
+            let _ = writeln!(
+                out,
+                "{:<7} {:<62} {:<8} {:>7}",
+                "ID", "title", "outcome", "seconds"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{:<7} {:<62} {:<8} {:>7.1}",
+            c.id,
+            truncate(&c.title, 62),
+            c.outcome.label(),
+            c.seconds
+        );
+        if !matches!(c.outcome, Outcome::Pass(_)) || !c.outcome.detail().is_empty() {
+            for line in c.outcome.detail().lines().take(12) {
+                let _ = writeln!(out, "        {line}");
+            }
+        }
+    }
+    let pass = report
+        .cases
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Pass(_)))
+        .count();
+    let notrun = report
+        .cases
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::NotRun(_)))
+        .count();
+    let _ = writeln!(
+        out,
+        "\n{pass} passed, {} failed, {notrun} not run",
+        report.failures()
+    );
+    for n in &report.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&apos;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// JUnit XML: one testcase per ID and firmware; not-run as skipped.
+pub fn junit_xml(report: &Report) -> String {
+    let total: f64 = report.cases.iter().map(|c| c.seconds).sum();
+    let skipped = report
+        .cases
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::NotRun(_)))
+        .count();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuite name=\"vm-test\" tests=\"{}\" failures=\"{}\" skipped=\"{skipped}\" time=\"{total:.1}\">",
+        report.cases.len(),
+        report.failures()
+    );
+    for c in &report.cases {
+        let _ = write!(
+            out,
+            "  <testcase classname=\"vm-test.{}\" name=\"{} {}\" time=\"{:.1}\"",
+            xml_escape(&c.firmware),
+            xml_escape(&c.id),
+            xml_escape(&c.title),
+            c.seconds
+        );
+        match &c.outcome {
+            Outcome::Pass(_) => out.push_str("/>\n"),
+            Outcome::Fail(why) => {
+                let _ = writeln!(
+                    out,
+                    ">\n    <failure message=\"{}\"/>\n  </testcase>",
+                    xml_escape(why)
+                );
+            }
+            Outcome::NotRun(why) => {
+                let _ = writeln!(
+                    out,
+                    ">\n    <skipped message=\"{}\"/>\n  </testcase>",
+                    xml_escape(why)
+                );
+            }
+        }
+    }
+    out.push_str("</testsuite>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Report {
+        let case = |id: &str, outcome| CaseResult {
+            id: id.into(),
+            title: format!("title of {id} <&>"),
+            firmware: "bios".into(),
+            outcome,
+            seconds: 1.25,
+        };
+        Report {
+            cases: vec![
+                case("NET-1", Outcome::Pass("ufw active".into())),
+                case("NET-3", Outcome::Fail("listens on 0.0.0.0:18789".into())),
+                case(
+                    "TS-1",
+                    Outcome::NotRun("Tailscale absent from the image".into()),
+                ),
+            ],
+            notes: vec!["accelerator: tcg".into()],
+        }
+    }
+
+    #[test]
+    fn junit_marks_not_run_as_skipped_and_fail_as_failure() {
+        let xml = junit_xml(&sample());
+        assert!(
+            xml.contains("tests=\"3\" failures=\"1\" skipped=\"1\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<skipped message=\"Tailscale absent from the image\"/>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<failure message=\"listens on 0.0.0.0:18789\"/>"),
+            "{xml}"
+        );
+        assert!(xml.contains("title of NET-1 &lt;&amp;&gt;"), "{xml}");
+    }
+
+    #[test]
+    fn table_counts() {
+        let t = table(&sample());
+        assert!(t.contains("1 passed, 1 failed, 1 not run"), "{t}");
+        assert_eq!(sample().failures(), 1);
+    }
+}

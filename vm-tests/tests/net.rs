@@ -1,0 +1,264 @@
+//! The test network ([`vm_tests::net::TestNet`]) on the host, and the
+//! NET-4/NET-5 logic against the real appliance image.
+//!
+//! Both need root (bridges, taps, network namespaces) and skip with a
+//! message otherwise. The image test runs only when `VMTEST_IMAGE` names
+//! the raw image (e.g. `target/image/openclaw-appliance.raw`); under TCG
+//! it takes a few minutes. Logs and the overlay stay under
+//! `target/tmp/vm-tests-net/`.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use vm_tests::net::external::{ScanPlan, scan_external};
+use vm_tests::net::tailscale::prove_tailscale_allow;
+use vm_tests::net::{GATEWAY_IP, METADATA_IP, Probe, TestNet, UdpProbe};
+use vm_tests::{Machine, MachineConfig};
+
+const DONE_MARKER: &str = "/var/lib/openclaw-appliance/firstboot.done";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .context("opening /dev/urandom")?
+        .read_exact(&mut buf)
+        .context("reading /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A valid v1 user-data document with fresh secrets.
+fn userdata() -> Result<Vec<u8>> {
+    Ok(format!(
+        "#openclaw-appliance-userdata v1\n\
+         gateway-token = \"{}\"\n\
+         anthropic-setup-token = \"sk-ant-oat01-vmtest-{}\"\n",
+        random_hex(24)?,
+        random_hex(45)?
+    )
+    .into_bytes())
+}
+
+const METADATA: &str = "hostname: vmtest-net\ninstance-id: 4242\npublic-keys: []\n";
+
+/// Names of our links and namespaces that still exist.
+fn leftovers(base: &str) -> Result<Vec<String>> {
+    let links = Command::new("ip").args(["-o", "link", "show"]).output()?;
+    let netns = Command::new("ip").args(["netns", "list"]).output()?;
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&links.stdout),
+        String::from_utf8_lossy(&netns.stdout)
+    );
+    Ok(text
+        .split(|c: char| c.is_whitespace() || c == ':' || c == '@')
+        .filter(|w| w.starts_with(base))
+        .map(str::to_string)
+        .collect())
+}
+
+/// The net on its own: the peer reaches the gateway, the metadata service
+/// answers and records the request, everything is gone after drop.
+#[test]
+fn testnet_on_the_host() -> Result<()> {
+    if !is_root() {
+        eprintln!("skipping testnet_on_the_host: needs root");
+        return Ok(());
+    }
+    let net = TestNet::create(
+        "vtu",
+        b"#openclaw-appliance-userdata v1\n".to_vec(),
+        METADATA.into(),
+    )?;
+    let base = net.base_name().to_string();
+    ensure!(!leftovers(&base)?.is_empty(), "no links for {base}");
+
+    // Nothing listens on the gateway address: a RST, not a timeout.
+    let t = Duration::from_secs(2);
+    assert_eq!(net.peer_tcp(IpAddr::V4(GATEWAY_IP), 22, t)?, Probe::Closed);
+    assert_eq!(
+        net.peer_udp(IpAddr::V4(GATEWAY_IP), 53, t)?,
+        UdpProbe::Unreachable
+    );
+
+    // The metadata service, reached through the gateway like the guest does.
+    let route = net.peer_run(&[
+        "ip",
+        "route",
+        "add",
+        &format!("{METADATA_IP}/32"),
+        "via",
+        &GATEWAY_IP.to_string(),
+    ])?;
+    ensure!(
+        route.status.success(),
+        "ip route add: {}",
+        String::from_utf8_lossy(&route.stderr)
+    );
+    let (probe, body) = net.peer_tcp_read(IpAddr::V4(METADATA_IP), 80, t)?;
+    assert_eq!(probe, Probe::Open);
+    assert!(body.is_empty(), "no request, no answer");
+    let curl = net.peer_run(&[
+        "curl",
+        "-fsS",
+        "--max-time",
+        "5",
+        "http://169.254.169.254/hetzner/v1/metadata",
+    ]);
+    match curl {
+        Ok(out) if out.status.success() => {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), METADATA);
+            let reqs = net.metadata_requests();
+            let last = reqs.last().context("no request recorded")?;
+            assert_eq!(last.path, "/hetzner/v1/metadata");
+            assert_eq!(last.peer.ip(), IpAddr::V4(vm_tests::net::PEER_IP));
+            assert_eq!(net.userdata_requests(), 0);
+        }
+        other => eprintln!("curl not usable on the host, HTTP part skipped: {other:?}"),
+    }
+
+    // A listener in the peer sees a connection from the infrastructure side.
+    let listener = net.peer_listen(0)?;
+    let port = listener.port().to_string();
+    let out = Command::new("ip")
+        .args(["netns", "exec", net.infra_netns(), "bash", "-c"])
+        .arg(format!("exec 3<>/dev/tcp/10.77.0.99/{port}"))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "connect from infra: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(listener.wait_for(IpAddr::V4(GATEWAY_IP), Duration::from_secs(5)));
+    drop(listener);
+
+    drop(net);
+    let left = leftovers(&base)?;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    Ok(())
+}
+
+/// Boots the appliance image on a [`TestNet`]: first boot reads user-data
+/// from the metadata service, then NET-4 and NET-5 run from the peer.
+#[test]
+fn net_checks_on_the_image() -> Result<()> {
+    let Some(image) = std::env::var_os("VMTEST_IMAGE") else {
+        eprintln!(
+            "skipping net_checks_on_the_image: set VMTEST_IMAGE=target/image/openclaw-appliance.raw to run it"
+        );
+        return Ok(());
+    };
+    if !is_root() {
+        eprintln!("skipping net_checks_on_the_image: needs root");
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    // Declared before the machine: dropped after it, once QEMU let go of the taps.
+    let net = TestNet::create("vt", userdata()?, METADATA.into())?;
+    let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vm-tests-net");
+    let mut config = MachineConfig::new("net", image, state);
+    config.extra_args = net.qemu_args();
+    config.deadline = Instant::now() + Duration::from_secs(30 * 60);
+    let mut m = Machine::start(config)?;
+
+    // First boot, from the metadata service this time.
+    let state = m.wait_until_succeeds(
+        &format!(
+            "if test -e {DONE_MARKER}; then echo done; \
+             elif systemctl is-failed --quiet openclaw-firstboot.service; then echo failed; \
+             else exit 1; fi"
+        ),
+        Duration::from_secs(15 * 60),
+    )?;
+    let firstboot = t0.elapsed();
+    if state.trim() != "done" {
+        let journal = m.succeed(
+            "journalctl -b -u openclaw-firstboot.service --no-pager -o cat | tail -n 40",
+        )?;
+        bail!("openclaw-firstboot.service failed:\n{journal}");
+    }
+    let result = m.succeed("systemctl show -P Result openclaw-firstboot.service")?;
+    ensure!(result.trim() == "success", "first boot result: {result}");
+    let guest = net.guest_ip(Duration::from_secs(60))?;
+    let reqs = net.metadata_requests();
+    eprintln!("metadata requests: {reqs:?}");
+    ensure!(
+        reqs.iter().any(|r| r.path == "/hetzner/v1/userdata"
+            && r.status == 200
+            && r.peer.ip() == IpAddr::V4(guest)),
+        "the guest ({guest}) did not fetch user-data from the metadata service: {reqs:?}"
+    );
+    let source = m.succeed("journalctl -b -u openclaw-firstboot.service --no-pager -o cat | grep -i 'user-data: read from' || true")?;
+    eprintln!("first boot: {}", source.trim());
+
+    // SEC-5 as seen from our metadata service: root may, openclaw may not.
+    let before = net.metadata_requests().len();
+    let root = m.execute("curl -fsS --max-time 5 -o /dev/null -w '%{http_code}' http://169.254.169.254/hetzner/v1/metadata")?;
+    let user = m.execute(
+        "runuser -u openclaw -- curl -sS --max-time 5 -o /dev/null http://169.254.169.254/hetzner/v1/metadata 2>&1",
+    )?;
+    eprintln!(
+        "SEC-5 probe: root curl exit {} ({}); openclaw curl exit {} ({}); server saw {} new request(s)",
+        root.0,
+        root.1.trim(),
+        user.0,
+        user.1.trim(),
+        net.metadata_requests().len() - before
+    );
+
+    // NET-4.
+    let t = Instant::now();
+    let scan = scan_external(&mut m, &net, &ScanPlan::default(), false)?;
+    let net4 = t.elapsed();
+    eprintln!(
+        "NET-4 {}:\n{}",
+        if scan.passed() { "PASS" } else { "FAIL" },
+        scan.detail()
+    );
+
+    // NET-5.
+    let t = Instant::now();
+    let proof = prove_tailscale_allow(&mut m, &net)?;
+    let net5 = t.elapsed();
+    eprintln!(
+        "NET-5 {}: {}",
+        if proof.passed() { "PASS" } else { "FAIL" },
+        proof.detail()
+    );
+
+    // The link went away again, and nothing new listens outside.
+    let links = m.succeed("ip -o link show | cut -d: -f2")?;
+    eprintln!(
+        "guest links after NET-5: {}",
+        links.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    eprintln!(
+        "TIMING first-boot-done={:.1}s net4={:.1}s net5={:.1}s total={:.1}s accel={}",
+        firstboot.as_secs_f64(),
+        net4.as_secs_f64(),
+        net5.as_secs_f64(),
+        t0.elapsed().as_secs_f64(),
+        m.accel().accel
+    );
+    m.shutdown()?;
+    ensure!(scan.passed(), "NET-4 failed:\n{}", scan.detail());
+    ensure!(proof.passed(), "NET-5 failed: {}", proof.detail());
+    ensure!(
+        proof.cleanup.is_empty(),
+        "NET-5 cleanup: {:?}",
+        proof.cleanup
+    );
+    ensure!(
+        !links.contains("tailscale0"),
+        "tailscale0 still there: {links}"
+    );
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! `cargo xtask vm-test`
+
+use anyhow::{Context, Result, bail};
+use vm_tests::Firmware;
+use vm_tests::suite::{SuiteOptions, junit_xml, run_suite, table};
+
+use crate::flags::{FirmwareChoice, VmTestArgs};
+
+pub fn run(args: &VmTestArgs) -> Result<()> {
+    let root = crate::project_root();
+    if !args.no_doctor {
+        let target = root.join("target");
+        builder::doctor::ensure(&[target.as_path()], true)?;
+    }
+    let image = match &args.image {
+        Some(p) => p.clone(),
+        None => {
+            let spec = builder::locking::Project::new(&root.join("image.toml")).read_spec()?;
+            root.join("target/image")
+                .join(format!("{}.raw", spec.image.name))
+        }
+    };
+    if !image.is_file() {
+        bail!(
+            "{} does not exist: run `cargo xtask build-image` first",
+            image.display()
+        );
+    }
+    let firmwares = match args.firmware {
+        FirmwareChoice::Bios => vec![Firmware::Bios],
+        FirmwareChoice::Uefi => vec![Firmware::Uefi],
+        FirmwareChoice::Both => vec![Firmware::Bios, Firmware::Uefi],
+    };
+    let out_dir = root.join("target/vm-test");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let report = run_suite(&SuiteOptions {
+        image,
+        out_dir: out_dir.clone(),
+        firmwares,
+        only: args.only.clone(),
+    })?;
+    let text = table(&report);
+    println!("{text}");
+    builder::fsutil::write_atomic(&out_dir.join("report.txt"), text.as_bytes())?;
+    builder::fsutil::write_atomic(&out_dir.join("junit.xml"), junit_xml(&report).as_bytes())?;
+    println!("JUnit: {}", out_dir.join("junit.xml").display());
+    if report.failures() > 0 {
+        bail!(
+            "{} invariant check(s) failed (serial logs under {})",
+            report.failures(),
+            out_dir.display()
+        );
+    }
+    Ok(())
+}
