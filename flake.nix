@@ -19,6 +19,8 @@
         qemu # qemu-system-x86_64, qemu-img
         OVMF
         iproute2
+        dnsmasq
+        e2fsprogs # debugfs
         nix
       ];
       xtask = pkgs: name: {

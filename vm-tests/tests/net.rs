@@ -73,6 +73,15 @@ fn testnet_on_the_host() -> Result<()> {
         eprintln!("skipping testnet_on_the_host: needs root");
         return Ok(());
     }
+    // What a killed run (a pid that cannot exist) left behind is swept.
+    let stale = "vtu3ffffe-0";
+    let _ = Command::new("ip")
+        .args(["link", "add", &format!("{stale}br"), "type", "bridge"])
+        .status()?;
+    let _ = Command::new("ip")
+        .args(["netns", "add", &format!("{stale}p")])
+        .status()?;
+    ensure!(leftovers(stale)?.len() == 2, "stale objects not created");
     let net = TestNet::create(
         "vtu",
         b"#openclaw-appliance-userdata v1\n".to_vec(),
@@ -80,6 +89,8 @@ fn testnet_on_the_host() -> Result<()> {
     )?;
     let base = net.base_name().to_string();
     ensure!(!leftovers(&base)?.is_empty(), "no links for {base}");
+    let left = leftovers(stale)?;
+    ensure!(left.is_empty(), "stale objects not swept: {left:?}");
 
     // Nothing listens on the gateway address: a RST, not a timeout.
     let t = Duration::from_secs(2);
@@ -234,8 +245,61 @@ fn net_checks_on_the_image() -> Result<()> {
         proof.detail()
     );
 
-    // The link went away again, and nothing new listens outside.
+    // The link went away again.
     let links = m.succeed("ip -o link show | cut -d: -f2")?;
+
+    // The checks can fail. A wildcard listener on 8080: filtered while UFW
+    // is on (NET-4 still passes), open once UFW is off (NET-4 fails), and
+    // with UFW off NET-5 fails too (its listener is reachable from outside).
+    let t = Instant::now();
+    let quick = ScanPlan {
+        tcp_v4_extra: Vec::new(),
+        ipv6: false,
+        ..ScanPlan::default()
+    };
+    m.succeed(
+        "systemd-run --unit=vmtest-wildcard --collect --quiet -- \
+         systemd-socket-activate --listen=0.0.0.0:8080 --accept --inetd /bin/echo hello",
+    )?;
+    m.wait_for_open_port(8080, Duration::from_secs(60))?;
+    let with_ufw = scan_external(&mut m, &net, &quick, false)?;
+    eprintln!(
+        "NET-4 with a wildcard listener on 8080, UFW on: {}\n{}",
+        with_ufw.passed(),
+        with_ufw.detail()
+    );
+    m.succeed("ufw disable")?;
+    let without_ufw = scan_external(&mut m, &net, &quick, false)?;
+    eprintln!(
+        "NET-4 with UFW disabled: {}\n{}",
+        without_ufw.passed(),
+        without_ufw.detail()
+    );
+    let proof_off = prove_tailscale_allow(&mut m, &net)?;
+    eprintln!(
+        "NET-5 with UFW disabled: {}: {}",
+        proof_off.passed(),
+        proof_off.detail()
+    );
+    m.succeed("systemctl stop vmtest-wildcard.service || true; ufw --force enable")?;
+    let negative = t.elapsed();
+
+    eprintln!("TIMING negative-controls={:.1}s", negative.as_secs_f64());
+    ensure!(
+        with_ufw.passed(),
+        "NET-4 with UFW on must not see 8080:\n{}",
+        with_ufw.detail()
+    );
+    ensure!(
+        !without_ufw.passed() && without_ufw.open_tcp().iter().any(|a| a.ends_with(":8080")),
+        "NET-4 must see 8080 open with UFW off:\n{}",
+        without_ufw.detail()
+    );
+    ensure!(
+        !proof_off.passed(),
+        "NET-5 must fail with UFW off: {}",
+        proof_off.detail()
+    );
     eprintln!(
         "guest links after NET-5: {}",
         links.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -51,7 +51,21 @@ pub fn run(args: &CiArgs) -> Result<()> {
     }
     if !args.quick {
         steps.push(step("host prerequisites", &[&cargo, "xtask", "doctor"]));
-        steps.push(step("fetch inputs", &[&cargo, "xtask", "fetch"]));
+        steps.push(step(
+            "build the image",
+            &[&cargo, "xtask", "build-image", "--no-doctor"],
+        ));
+        steps.push(step(
+            "prove the invariants",
+            &[
+                &cargo,
+                "xtask",
+                "vm-test",
+                "--no-doctor",
+                "--firmware",
+                "both",
+            ],
+        ));
     }
     let started = Instant::now();
     for s in &steps {

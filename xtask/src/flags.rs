@@ -29,9 +29,11 @@ pub enum Task {
     BuildImage(BuildImageArgs),
     /// Boot the image in QEMU (BIOS and UEFI) and prove every invariant of invariants.md.
     VmTest(VmTestArgs),
+    /// Build the image twice (other directory, time, TZ, locale, umask) and compare; on a mismatch say where.
+    VerifyRepro(VerifyReproArgs),
     /// Check host prerequisites; on Debian as root, install what is missing.
     Doctor(DoctorArgs),
-    /// Run exactly what CI runs: formatting, lints, tests, lock check.
+    /// Run exactly what CI runs: formatting, lints, tests, lock check, build-image, vm-test.
     Ci(CiArgs),
 }
 
@@ -142,4 +144,35 @@ pub struct CiArgs {
     /// Skip the slow steps (image build, vm-test): formatting, lints, unit tests, lock check only.
     #[arg(long)]
     pub quick: bool,
+}
+
+/// `cargo xtask verify-repro`
+#[derive(Args, Debug)]
+pub struct VerifyReproArgs {
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    /// Rebuild once and compare with a published image: a sha256 (64 hex) or a manifest / .sha256 file.
+    #[arg(long, value_name = "SHA256|MANIFEST")]
+    pub against: Option<String>,
+    /// Keep both build directories (stage caches, images) after a match (always kept on a mismatch).
+    #[arg(long)]
+    pub keep: bool,
+    /// Never download: use only what the store already holds.
+    #[arg(long)]
+    pub offline: bool,
+    /// Where the builds go (default: target/repro; builds in <DIR>/a and <DIR>/b).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// How many differing files, inodes or entries to list per section.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub max_diffs: usize,
+    /// Skip the host prerequisite check.
+    #[arg(long)]
+    pub no_doctor: bool,
+    /// Test the detector: write the current time into one file of build B's appliance layer.
+    #[arg(long, hide = true)]
+    pub inject_nondeterminism: bool,
+    /// Do not build: explain the kept builds <DIR>/a and <DIR>/b again.
+    #[arg(long, hide = true)]
+    pub compare_only: bool,
 }

@@ -11,6 +11,7 @@ mod fetch;
 mod flags;
 mod lock;
 mod sources;
+mod verify_repro;
 mod vm_test;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Task::Fetch(args) => fetch::run(&args),
         Task::BuildImage(args) => build_image::run(&args),
         Task::VmTest(args) => vm_test::run(&args),
+        Task::VerifyRepro(args) => verify_repro::run(&args),
         Task::Doctor(args) => doctor::run(&args),
         Task::Ci(args) => ci::run(&args),
     };

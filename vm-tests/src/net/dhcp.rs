@@ -19,13 +19,16 @@ pub(crate) struct DhcpConfig<'a> {
     pub router: Ipv4Addr,
     /// Lease file.
     pub lease_file: &'a Path,
-    /// PID file.
-    pub pid_file: &'a Path,
 }
+
+/// The line dnsmasq logs once its DHCP server is up.
+pub(crate) const READY_LINE: &str = "DHCP, IP range";
 
 /// `dnsmasq`'s argv (without the program): foreground, no config file, no
 /// DNS, DHCP on one interface only, leases in our file, runs as root (so
-/// it can write the lease file in the harness's private directory).
+/// it can write the lease file in the harness's private directory). No
+/// `--pid-file`: dnsmasq does not write one with `--no-daemon`; the
+/// harness knows the pid as dnsmasq's parent.
 pub(crate) fn dnsmasq_args(c: &DhcpConfig<'_>) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "--no-daemon".to_string(),
@@ -50,10 +53,7 @@ pub(crate) fn dnsmasq_args(c: &DhcpConfig<'_>) -> Vec<OsString> {
     .collect();
     let mut lease = OsString::from("--dhcp-leasefile=");
     lease.push(c.lease_file.as_os_str());
-    let mut pid = OsString::from("--pid-file=");
-    pid.push(c.pid_file.as_os_str());
     args.push(lease);
-    args.push(pid);
     args
 }
 
@@ -96,14 +96,12 @@ mod tests {
     #[test]
     fn dnsmasq_is_dhcp_only_and_foreground() {
         let lease = Path::new("/tmp/x/leases");
-        let pid = Path::new("/tmp/x/pid");
         let args = dnsmasq_args(&DhcpConfig {
             interface: "lan0",
             range: (Ipv4Addr::new(10, 77, 0, 10), Ipv4Addr::new(10, 77, 0, 50)),
             netmask: Ipv4Addr::new(255, 255, 255, 0),
             router: Ipv4Addr::new(10, 77, 0, 1),
             lease_file: lease,
-            pid_file: pid,
         });
         let args: Vec<String> = args
             .iter()
@@ -118,7 +116,6 @@ mod tests {
             "--dhcp-range=10.77.0.10,10.77.0.50,255.255.255.0,1h",
             "--dhcp-option=3,10.77.0.1",
             "--dhcp-leasefile=/tmp/x/leases",
-            "--pid-file=/tmp/x/pid",
         ] {
             assert!(
                 args.iter().any(|a| a == expected),

@@ -351,10 +351,7 @@ fn scan_address(
     control: Control,
 ) -> Result<AddressScan> {
     let tcp = net.peer_tcp_scan(addr, tcp_ports, plan.timeout, plan.workers)?;
-    let mut udp = Vec::new();
-    for port in &plan.udp {
-        udp.push((*port, net.peer_udp(addr, *port, plan.timeout)?));
-    }
+    let udp = net.peer_udp_scan(addr, &plan.udp, plan.timeout, plan.workers)?;
     Ok(AddressScan {
         addr,
         control,

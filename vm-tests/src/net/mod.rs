@@ -59,11 +59,22 @@
 //!   policy is not handled; NET-4's positive control (the guest connects
 //!   out to the peer) reports such a blocked path instead of passing.
 //!
+//! - **No way out:** the infrastructure namespace does not forward (a new
+//!   namespace starts with `ip_forward = 0`), so the guest has no Internet,
+//!   as the appliance must cope with at first boot anyway (AGT-2).
+//!
 //! Everything is removed when the [`TestNet`] is dropped (and on every
 //! error during creation): the dnsmasq process, the metadata thread, the
 //! iptables rules, both namespaces (which takes their veth ends along), the
 //! taps, the bridges and the temporary directory. Drop the `Machine`
 //! first (declare the `TestNet` before it), so QEMU lets go of the taps.
+//!
+//! Use: one running QEMU per net (a tap has one user; a second machine at
+//! the same time needs its own `TestNet`); a machine may be shut down and
+//! booted again on the same net (SEC-4). dnsmasq gets `SIGKILL` when the
+//! thread that created the net ends (`PR_SET_PDEATHSIG`, so a killed test
+//! run leaves no DHCP server behind): create the net on a thread that
+//! outlives it.
 //!
 //! Host requirements: root, `ip` (iproute2), `dnsmasq` (package
 //! `dnsmasq-base`), `/dev/net/tun`, kernel bridge/veth/tun/netns support;
@@ -360,7 +371,6 @@ impl TestNet {
 
     fn start_dnsmasq(&mut self) -> Result<()> {
         let lease_file = self.lease_file();
-        let pid_file = self.dir.path().join("dnsmasq.pid");
         let log_path = self.dir.path().join("dnsmasq.log");
         File::create(&lease_file).with_context(|| format!("creating {}", lease_file.display()))?;
         let log =
@@ -372,7 +382,6 @@ impl TestNet {
             netmask: Ipv4Addr::new(255, 255, 255, 0),
             router: GATEWAY_IP,
             lease_file: &lease_file,
-            pid_file: &pid_file,
         });
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.infra_ns, "dnsmasq"])
@@ -398,8 +407,15 @@ impl TestNet {
                         .trim()
                 );
             }
-            if pid_file.exists() || Instant::now() >= end {
+            let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if log_text.contains(dhcp::READY_LINE) {
                 return Ok(());
+            }
+            if Instant::now() >= end {
+                bail!(
+                    "dnsmasq did not report its DHCP server up within 10 s: {}",
+                    log_text.trim()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -569,6 +585,25 @@ impl TestNet {
         workers: usize,
     ) -> Result<Vec<(u16, Probe)>> {
         probe::tcp_scan(
+            &self.peer_path(),
+            addr,
+            PEER_LAN_IF,
+            ports,
+            timeout,
+            workers,
+        )
+    }
+
+    /// UDP requests from the peer to every port of `ports` (payloads of
+    /// [`probe::udp_payload`]), `workers` at a time.
+    pub fn peer_udp_scan(
+        &self,
+        addr: IpAddr,
+        ports: &[u16],
+        timeout: Duration,
+        workers: usize,
+    ) -> Result<Vec<(u16, UdpProbe)>> {
+        probe::udp_scan(
             &self.peer_path(),
             addr,
             PEER_LAN_IF,

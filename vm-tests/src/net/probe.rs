@@ -276,15 +276,48 @@ pub fn tcp_scan(
     timeout: Duration,
     workers: usize,
 ) -> Result<Vec<(u16, Probe)>> {
+    let scope_if = scope_if.to_string();
+    parallel(ns, ports, workers, move |port| {
+        let target = socket_addr(addr, port, &scope_if)?;
+        Ok(tcp_connect(target, timeout)?.0)
+    })
+    .with_context(|| format!("TCP scan of {addr}"))
+}
+
+/// Sends each port of `ports` on `addr` its [`udp_payload`], in parallel
+/// from inside the namespace `ns`, and waits up to `timeout` for answers.
+pub fn udp_scan(
+    ns: &Path,
+    addr: IpAddr,
+    scope_if: &str,
+    ports: &[u16],
+    timeout: Duration,
+    workers: usize,
+) -> Result<Vec<(u16, UdpProbe)>> {
+    let scope_if = scope_if.to_string();
+    parallel(ns, ports, workers, move |port| {
+        let target = socket_addr(addr, port, &scope_if)?;
+        udp_probe(target, &udp_payload(port), timeout)
+    })
+    .with_context(|| format!("UDP scan of {addr}"))
+}
+
+/// Runs `probe` for every port on `workers` threads inside namespace
+/// `ns`; results in the order of `ports`; the first error wins.
+fn parallel<T, F>(ns: &Path, ports: &[u16], workers: usize, probe: F) -> Result<Vec<(u16, T)>>
+where
+    T: Send + Clone + 'static,
+    F: Fn(u16) -> Result<T> + Send + Sync + 'static,
+{
     let queue: Arc<Mutex<VecDeque<(usize, u16)>>> =
         Arc::new(Mutex::new(ports.iter().copied().enumerate().collect()));
-    let results: Arc<Mutex<Vec<Option<Probe>>>> = Arc::new(Mutex::new(vec![None; ports.len()]));
+    let results: Arc<Mutex<Vec<Option<T>>>> = Arc::new(Mutex::new(vec![None; ports.len()]));
+    let probe = Arc::new(probe);
     let mut handles: Vec<JoinHandle<Result<()>>> = Vec::new();
     for _ in 0..workers.clamp(1, ports.len().max(1)) {
-        let queue = Arc::clone(&queue);
-        let results = Arc::clone(&results);
+        let (queue, results, probe) =
+            (Arc::clone(&queue), Arc::clone(&results), Arc::clone(&probe));
         let ns = ns.to_path_buf();
-        let scope_if = scope_if.to_string();
         let handle = thread::Builder::new()
             .name("vmtest-scan".into())
             .spawn(move || -> Result<()> {
@@ -295,11 +328,10 @@ pub fn tcp_scan(
                         .map_err(|_| anyhow!("scan queue poisoned"))?
                         .pop_front();
                     let Some((i, port)) = next else { return Ok(()) };
-                    let target = socket_addr(addr, port, &scope_if)?;
-                    let (probe, _) = tcp_connect(target, timeout)?;
+                    let r = probe(port)?;
                     results
                         .lock()
-                        .map_err(|_| anyhow!("scan results poisoned"))?[i] = Some(probe);
+                        .map_err(|_| anyhow!("scan results poisoned"))?[i] = Some(r);
                 }
             })
             .context("spawning a scan thread")?;
@@ -316,7 +348,7 @@ pub fn tcp_scan(
         }
     }
     if let Some(e) = first_error {
-        return Err(e).with_context(|| format!("TCP scan of {addr}"));
+        return Err(e);
     }
     let results = results
         .lock()
@@ -325,8 +357,8 @@ pub fn tcp_scan(
         .iter()
         .zip(results.iter())
         .map(|(port, r)| match r {
-            Some(p) => Ok((*port, *p)),
-            None => Err(anyhow!("TCP scan of {addr}: port {port} was not probed")),
+            Some(p) => Ok((*port, p.clone())),
+            None => Err(anyhow!("port {port} was not probed")),
         })
         .collect()
 }

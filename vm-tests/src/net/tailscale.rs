@@ -75,6 +75,16 @@ impl TestNet {
                 .context("tailscale0 did not go away with tailscaled")?;
             restart_tailscaled = true;
         }
+        let link = TailscaleLink { restart_tailscaled };
+        if let Err(e) = self.plug_tailscale_nic(machine) {
+            // Leave the guest as it was (best effort); the plug error matters.
+            let _ = self.detach_tailscale_link(machine, link);
+            return Err(e);
+        }
+        Ok(link)
+    }
+
+    fn plug_tailscale_nic(&self, machine: &mut Machine) -> Result<()> {
         machine.succeed(&prepare_script())?;
         machine
             .qmp(
@@ -96,7 +106,6 @@ impl TestNet {
             .context(
                 "QMP device_add for the tailscale0 NIC (is the root port in the QEMU args?)",
             )?;
-        let link = TailscaleLink { restart_tailscaled };
         machine
             .wait_until_succeeds(
                 &format!("grep -qix '{TS_MAC}' /sys/class/net/tailscale0/address"),
@@ -104,8 +113,7 @@ impl TestNet {
             )
             .context("the hot-plugged NIC did not appear as tailscale0")?;
         machine.succeed(&format!(
-            "ip addr add {TS_GUEST_IP}/24 dev tailscale0\nip link set dev tailscale0 up\n\
-             networkctl list --no-legend tailscale0 || true"
+            "ip addr add {TS_GUEST_IP}/24 dev tailscale0\nip link set dev tailscale0 up"
         ))?;
         machine
             .wait_until_succeeds(
@@ -116,42 +124,78 @@ impl TestNet {
                 Duration::from_secs(30),
             )
             .context("tailscale0 did not come up with its address")?;
-        Ok(link)
+        Ok(())
     }
 
     /// Undoes [`TestNet::attach_tailscale_link`]: unplugs the NIC, removes
-    /// the runtime files, starts tailscaled again if it was stopped.
+    /// the runtime files, starts tailscaled again if it was stopped. Every
+    /// step is tried; the error lists the ones that failed.
     pub fn detach_tailscale_link(&self, machine: &mut Machine, link: TailscaleLink) -> Result<()> {
-        machine.succeed("ip link set dev tailscale0 down 2>/dev/null || true")?;
-        machine
-            .qmp("device_del", Some(json!({ "id": TS_DEVICE_ID })))
-            .context("QMP device_del for the tailscale0 NIC")?;
-        // The guest acknowledges the unplug (pciehp waits about 5 s).
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            let devices =
-                machine.qmp("qom-list", Some(json!({ "path": "/machine/peripheral" })))?;
-            let present = devices
-                .as_array()
-                .is_some_and(|a| a.iter().any(|d| d["name"] == TS_DEVICE_ID));
-            if !present {
-                break;
+        let mut problems: Vec<String> = Vec::new();
+        let mut note = |what: &str, r: Result<()>| {
+            if let Err(e) = r {
+                problems.push(format!("{what}: {e:#}"));
             }
-            if Instant::now() >= end {
-                bail!("the guest did not release the tailscale0 NIC within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        machine
+        };
+        let r = machine
+            .run("ip link set dev tailscale0 down 2>/dev/null || true")
+            .map(drop);
+        note("taking tailscale0 down", r);
+        let r = unplug(machine);
+        note("unplugging the NIC", r);
+        let r = machine
             .qmp("netdev_del", Some(json!({ "id": TS_NETDEV_ID })))
-            .context("QMP netdev_del for the tailscale0 NIC")?;
-        machine.succeed(&format!(
-            "rm -f {LINK_FILE} {NETWORK_FILE}\nudevadm control --reload\nnetworkctl reload"
-        ))?;
+            .map(drop)
+            .or_else(|e| {
+                if format!("{e:#}").contains("not found") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            });
+        note("QMP netdev_del", r);
+        let r = machine
+            .succeed(&format!(
+                "rm -f {LINK_FILE} {NETWORK_FILE}\nudevadm control --reload\nnetworkctl reload"
+            ))
+            .map(drop);
+        note("removing the runtime udev/networkd files", r);
         if link.restart_tailscaled {
-            machine.succeed("systemctl start tailscaled.service")?;
+            let r = machine
+                .succeed("systemctl start tailscaled.service")
+                .map(drop);
+            note("starting tailscaled again", r);
         }
-        Ok(())
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", problems.join("; "))
+        }
+    }
+}
+
+/// `device_del` of the NIC, then waits until QEMU dropped it (the guest
+/// acknowledges the unplug; pciehp takes about 5 s). Absent: nothing to do.
+fn unplug(machine: &mut Machine) -> Result<()> {
+    if let Err(e) = machine.qmp("device_del", Some(json!({ "id": TS_DEVICE_ID }))) {
+        if format!("{e:#}").contains("not found") {
+            return Ok(());
+        }
+        return Err(e).context("QMP device_del");
+    }
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let devices = machine.qmp("qom-list", Some(json!({ "path": "/machine/peripheral" })))?;
+        let present = devices
+            .as_array()
+            .is_some_and(|a| a.iter().any(|d| d["name"] == TS_DEVICE_ID));
+        if !present {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            bail!("the guest did not release the NIC within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
@@ -208,8 +252,9 @@ pub fn prove_tailscale_allow(machine: &mut Machine, net: &TestNet) -> Result<Tai
     let link = net.attach_tailscale_link(machine)?;
     let probes = listen_and_probe(machine, net, external_ip);
     let mut cleanup = Vec::new();
-    if let Err(e) = machine.run(&format!(
-        "systemctl stop {LISTENER_UNIT}.service 2>/dev/null; systemctl reset-failed {LISTENER_UNIT}.service 2>/dev/null; true"
+    // `--collect`: the stopped unit is unloaded, failed or not.
+    if let Err(e) = machine.succeed(&format!(
+        "systemctl stop {LISTENER_UNIT}.service 2>/dev/null || true\n! systemctl is-active --quiet {LISTENER_UNIT}.service"
     )) {
         cleanup.push(format!("stopping the listener: {e:#}"));
     }

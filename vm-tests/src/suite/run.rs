@@ -85,6 +85,11 @@ fn facts(opts: &SuiteOptions, firmware: &str) -> Result<Facts> {
     })
 }
 
+/// The Hetzner metadata document the harness serves (no secrets in it).
+fn metadata_yaml() -> String {
+    "hostname: openclaw-vmtest\ninstance-id: 1\npublic-ipv4: 10.77.0.2\npublic-keys: []\nregion: vmtest\n".into()
+}
+
 fn wanted(opts: &SuiteOptions, inv: &Invariant) -> bool {
     opts.only.is_empty() || opts.only.iter().any(|o| o.eq_ignore_ascii_case(inv.id))
 }
@@ -119,15 +124,43 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
     template.extra_args = vec!["-nic".into(), "user,model=virtio-net-pci".into()];
     template.deadline = Instant::now() + Duration::from_secs(3000);
 
+    let userdata = userdata_text(&secrets, facts.tailscale);
+    // The external network: a peer for NET-4/NET-5 and the Hetzner metadata
+    // service. Needs root and the host's bridge/netns support.
+    let net = match crate::net::TestNet::create(
+        "vt",
+        userdata.clone().into_bytes(),
+        metadata_yaml(),
+    ) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            report.notes.push(format!(
+                "[{label}] no external test network ({e:#}): NET-4, NET-5 not run; secrets via credential"
+            ));
+            None
+        }
+    };
     let mut main_cfg = template.clone();
-    main_cfg.credentials.push(Credential::new(
-        "openclaw.userdata",
-        userdata_text(&secrets, facts.tailscale).as_bytes(),
-    )?);
+    // BIOS pass: secrets by systemd credential; UEFI pass: by the metadata
+    // service, so both sources of SEC-2 are exercised.
+    let via_metadata = net.is_some() && fw == Firmware::Uefi;
+    if let Some(n) = &net {
+        main_cfg.extra_args = n.qemu_args();
+    }
+    if !via_metadata {
+        main_cfg
+            .credentials
+            .push(Credential::new("openclaw.userdata", userdata.as_bytes())?);
+    }
     let started = Instant::now();
     eprintln!(
-        "vm-test [{label}]: booting {} (secrets via systemd credential)",
-        opts.image.display()
+        "vm-test [{label}]: booting {} (secrets via {})",
+        opts.image.display(),
+        if via_metadata {
+            "the metadata service"
+        } else {
+            "a systemd credential"
+        }
     );
     let mut machine = Machine::start(main_cfg)?;
     report
@@ -181,7 +214,7 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
             machine: &mut machine,
             facts: &facts,
             secrets: &secrets,
-            net: None,
+            net: net.as_ref(),
             notes: &mut notes,
             template: &template,
         };
@@ -204,7 +237,15 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
         });
     }
     report.notes.extend(notes);
+    if let Some(n) = &net {
+        report.notes.push(format!(
+            "[{label}] metadata service: {} user-data request(s) in total",
+            n.userdata_requests()
+        ));
+    }
     let _ = machine.shutdown();
+    drop(machine);
+    drop(net);
     report.notes.push(format!(
         "[{label}] total: {:.0} s",
         started.elapsed().as_secs_f64()

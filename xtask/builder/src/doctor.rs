@@ -65,6 +65,16 @@ pub const REQUIREMENTS: &[Requirement] = &[
         package: "ovmf",
     },
     Requirement {
+        purpose: "DHCP on vm-test's test network",
+        paths: &["/usr/sbin/dnsmasq"],
+        package: "dnsmasq-base",
+    },
+    Requirement {
+        purpose: "map secret hits to files in vm-test's disk scan (SEC-3)",
+        paths: &["/usr/sbin/debugfs", "/sbin/debugfs"],
+        package: "e2fsprogs",
+    },
+    Requirement {
         purpose: "network namespaces and taps for vm-test's external peer",
         paths: &["/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip"],
         package: "iproute2",

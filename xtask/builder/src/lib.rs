@@ -15,6 +15,7 @@ pub mod http;
 pub mod locking;
 pub mod npm;
 pub mod oci;
+pub mod repro;
 pub mod rootfs;
 pub mod sources;
 pub mod store;

@@ -1,0 +1,70 @@
+//! Boots the real appliance image and runs the sandbox checks (AGT-1..6,
+//! NODE-1, LAT-1) through the suite runner, printing every outcome.
+//!
+//! Slow (10–20 minutes under TCG: first boot, then `docker load` of the
+//! ~1 GB sandbox image): runs only when `VMTEST_IMAGE` names the raw image
+//! (its manifest must lie beside it, as `cargo xtask build-image` writes
+//! it), and prints why it skipped otherwise.
+//!
+//! - `VMTEST_IMAGE`: `target/image/openclaw-appliance.raw` (left unchanged).
+//! - `VMTEST_FIRMWARE`: `bios` (default) or `uefi`.
+//!
+//! Logs, overlays and the serial console stay under
+//! `target/tmp/vm-tests-sandbox/`.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use vm_tests::Firmware;
+use vm_tests::suite::{Outcome, SuiteOptions, run_suite, table};
+
+/// The IDs this test runs, in catalogue order.
+const IDS: &[&str] = &[
+    "AGT-1", "AGT-2", "AGT-3", "AGT-4", "AGT-5", "AGT-6", "NODE-1", "LAT-1",
+];
+
+#[test]
+fn sandbox_invariants_on_the_real_image() -> Result<()> {
+    let Some(image) = std::env::var_os("VMTEST_IMAGE") else {
+        eprintln!(
+            "skipping sandbox_invariants_on_the_real_image: set \
+             VMTEST_IMAGE=target/image/openclaw-appliance.raw to run it"
+        );
+        return Ok(());
+    };
+    let firmware = match std::env::var("VMTEST_FIRMWARE").as_deref() {
+        Ok("uefi") => Firmware::Uefi,
+        _ => Firmware::Bios,
+    };
+    let opts = SuiteOptions {
+        image: PathBuf::from(image),
+        out_dir: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vm-tests-sandbox"),
+        firmwares: vec![firmware],
+        only: IDS.iter().map(|s| s.to_string()).collect(),
+    };
+    let report = run_suite(&opts)?;
+    let text = table(&report);
+    eprintln!("{text}");
+    // Print every detail line (the table keeps twelve per case).
+    for case in &report.cases {
+        eprintln!("--- {} {}: {}", case.id, case.outcome.label(), case.title);
+        eprintln!("{}", case.outcome.detail());
+    }
+
+    let ran: Vec<&str> = report.cases.iter().map(|c| c.id.as_str()).collect();
+    for id in IDS {
+        if !ran.contains(id) {
+            bail!("{id} did not run:\n{text}");
+        }
+    }
+    let not_passed: Vec<String> = report
+        .cases
+        .iter()
+        .filter(|c| !matches!(c.outcome, Outcome::Pass(_)))
+        .map(|c| format!("{} {}", c.id, c.outcome.label()))
+        .collect();
+    if !not_passed.is_empty() {
+        bail!("not proven: {}\n{text}", not_passed.join(", "));
+    }
+    Ok(())
+}
