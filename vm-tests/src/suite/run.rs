@@ -279,6 +279,6 @@ fn wait_ready(m: &mut Machine, facts: &Facts) -> Result<()> {
         Some(&facts.user),
         Duration::from_secs(600),
     )?;
-    m.wait_for_open_port(facts.port, Duration::from_secs(300))?;
+    m.wait_for_open_port(facts.port, Duration::from_secs(900))?;
     Ok(())
 }
