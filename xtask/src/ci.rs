@@ -6,6 +6,12 @@ use anyhow::{Context, Result};
 
 use crate::flags::CiArgs;
 
+/// The invariants CI proves on every change. The rest of the catalogue runs
+/// with a plain `cargo xtask vm-test`; an ID joins this list once its check
+/// has passed on the image (see the closing notes of the vm-test issue for
+/// what is still open).
+pub const CI_INVARIANTS: &[&str] = &["BOOT-1"];
+
 /// One step: a name and an argv, run from the project root.
 struct Step {
     name: &'static str,

@@ -173,12 +173,29 @@ pub fn tar_listing_from<R: Read>(r: R) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// Lists a directory tree (sorted by path, the root itself as `""`), hashing
-/// every regular file. Symlinks are not followed.
+/// Lists a directory tree (sorted by path; the root itself, whose metadata
+/// comes from the stage's final rename, is left out), hashing every regular
+/// file. Symlinks are not followed.
 pub fn tree_listing(root: &Path) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     walk(root, root, &mut out)?;
+    out.retain(|e| !e.path.is_empty());
     Ok(out)
+}
+
+/// `changes` without mtime differences (for trees whose mtimes never reach
+/// the image); entries left with no differing field are dropped.
+pub fn without_mtimes(changes: Vec<Change>) -> Vec<Change> {
+    changes
+        .into_iter()
+        .filter_map(|c| match c {
+            Change::Differs { path, fields } => {
+                let fields: Vec<Field> = fields.into_iter().filter(|f| f.name != "mtime").collect();
+                (!fields.is_empty()).then_some(Change::Differs { path, fields })
+            }
+            other => Some(other),
+        })
+        .collect()
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<Entry>) -> Result<()> {
@@ -439,7 +456,7 @@ mod tests {
         let la = tree_listing(a.path()).unwrap();
         let lb = tree_listing(b.path()).unwrap();
         let paths: Vec<&str> = la.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["", "l", "sub", "sub/f"]);
+        assert_eq!(paths, ["l", "sub", "sub/f"]);
         let changes = diff_listings(&la, &lb);
         let modes: Vec<String> = changes
             .iter()

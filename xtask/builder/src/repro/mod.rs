@@ -260,6 +260,11 @@ pub fn explain(a: &BuildDir, b: &BuildDir, scratch: &Path, limit: usize) -> Resu
         Err(e) => lines.push(format!("cannot compare the stages: {e:#}")),
     }
 
+    // Known causes, recognised in what differs.
+    for hint in hints(a, b, lines) {
+        lines.push(format!("hint: {hint}"));
+    }
+
     // 2. Disk regions.
     lines.push("== disk ==".into());
     let diff = bytes::diff_files(&a.image, &b.image, MAX_RANGES)?;
@@ -357,6 +362,44 @@ pub fn explain(a: &BuildDir, b: &BuildDir, scratch: &Path, limit: usize) -> Resu
         );
     }
     Ok(ex)
+}
+
+/// Known causes recognised in report `lines` about builds `a` and `b`.
+pub fn hints(a: &BuildDir, b: &BuildDir, lines: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let leaks = |d: &BuildDir| {
+        let plain = d.stage_dir.display().to_string();
+        let mangled = plain.trim_start_matches('/').replace('/', "_");
+        lines
+            .iter()
+            .any(|l| l.contains(&plain) || (!mangled.is_empty() && l.contains(&mangled)))
+    };
+    if leaks(a) || leaks(b) {
+        out.push(
+            "a build directory's path is in a file name or content (apt keeps the local \
+             repository's lists, named after its file:// path, in var/lib/apt/lists and \
+             var/cache/apt/*.bin): the image depends on where it is built"
+                .into(),
+        );
+    }
+    if lines.iter().any(|l| l.contains("etc/gitconfig")) {
+        out.push(
+            "etc/gitconfig: `git lfs install --system` (git-lfs postinst) writes the \
+             [filter \"lfs\"] keys in random (Go map) order"
+                .into(),
+        );
+    }
+    if lines
+        .iter()
+        .any(|l| l.contains("etc/apt/sources.list.d/debian.sources"))
+    {
+        out.push(
+            "the image's apt sources differ: without debian.mirror in image.toml they come \
+             from the host's apt configuration or --mirror"
+                .into(),
+        );
+    }
+    out
 }
 
 /// The two builds' output tarballs of stage `name`, if it has one.

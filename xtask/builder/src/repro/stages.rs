@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::listing::{Change, Entry, diff_listings, tar_listing, tree_listing};
+use super::listing::{Change, Entry, diff_listings, tar_listing, tree_listing, without_mtimes};
 use crate::store::sha256_file;
 
 /// One build's outputs.
@@ -104,10 +104,13 @@ pub fn compare_stages(
         }
         let (sa, sb) = (&a.stage_dir, &b.stage_dir);
         let outcome = match name {
+            // The tools tree reaches the image only through what its tools
+            // do: contents, modes and links matter, extraction mtimes not.
             "tools" => compare_trees(
                 &sa.join(format!("tools-{x}")),
                 &sb.join(format!("tools-{x}")),
                 limit,
+                true,
             ),
             "base" => compare_tars(
                 &sa.join(format!("base-{x}.tar")),
@@ -137,6 +140,7 @@ pub fn compare_stages(
                 &sa.join(format!("app-{x}")),
                 &sb.join(format!("app-{x}")),
                 limit,
+                false,
             ),
             // The key is the binary's sha256: equal keys, equal binaries.
             _ => Ok(Vec::new()),
@@ -213,8 +217,11 @@ pub fn describe(changes: &[Change], limit: usize) -> Vec<String> {
     out
 }
 
-fn compare_trees(a: &Path, b: &Path, limit: usize) -> Result<Vec<String>> {
-    let changes = diff_listings(&tree_listing(a)?, &tree_listing(b)?);
+fn compare_trees(a: &Path, b: &Path, limit: usize, ignore_mtimes: bool) -> Result<Vec<String>> {
+    let mut changes = diff_listings(&tree_listing(a)?, &tree_listing(b)?);
+    if ignore_mtimes {
+        changes = without_mtimes(changes);
+    }
     Ok(describe(&changes, limit))
 }
 
