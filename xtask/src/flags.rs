@@ -33,7 +33,7 @@ pub enum Task {
     VerifyRepro(VerifyReproArgs),
     /// Check host prerequisites; on Debian as root, install what is missing.
     Doctor(DoctorArgs),
-    /// Run exactly what CI runs: formatting, lints, tests, lock check, build-image, vm-test.
+    /// Run exactly what CI runs: formatting, lints, tests, lock check, doctor, build-image.
     Ci(CiArgs),
 }
 

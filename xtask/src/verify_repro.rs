@@ -28,6 +28,7 @@ use crate::flags::VerifyReproArgs;
 use crate::sources::{open_store, project};
 
 /// The environment one build runs in.
+#[derive(Clone)]
 struct Variant {
     label: &'static str,
     tz: &'static str,
@@ -231,7 +232,11 @@ fn check_against(
 ) -> Result<()> {
     let dir = work.join("check");
     fresh_dir(&dir)?;
-    let built = build(args, exe, &dir, name, variant)?;
+    let variant = Variant {
+        label: "check",
+        ..variant.clone()
+    };
+    let built = build(args, exe, &dir, name, &variant)?;
     let identical = built.sha256 == published.sha256();
     let record = Record {
         name: name.into(),

@@ -390,7 +390,7 @@ pub fn explain(
         let sa = debugfs(tools, &dev_a, &format!("stat <{ino}>"))?;
         let sb = debugfs(tools, &dev_b, &format!("stat <{ino}>"))?;
         for l in line_diff(&stat_lines(&sa), &stat_lines(&sb)) {
-            out.push(format!("    {l}"));
+            out.push(format!("    {}", clip_line(&l, 160)));
         }
         if sa.contains("Type: regular") && what.contains(&"data/directory/extent blocks") {
             let size = sa
@@ -411,6 +411,14 @@ pub fn explain(
         }
     }
     Ok(out)
+}
+
+/// `l` cut to at most `max` characters (extent lists can be kilobytes long).
+fn clip_line(l: &str, max: usize) -> String {
+    match l.char_indices().nth(max) {
+        Some((i, _)) => format!("{} … ({} more bytes)", &l[..i], l.len() - i),
+        None => l.to_string(),
+    }
 }
 
 fn content_hash(tools: &ToolsTree, dev: &str, ino: u64) -> Result<String> {

@@ -276,7 +276,20 @@ pub fn explain(a: &BuildDir, b: &BuildDir, scratch: &Path, limit: usize) -> Resu
         diff.len_a,
         diff.len_b
     ));
-    let table = gpt::read_gpt(&a.image)?;
+    let table = match gpt::read_gpt(&a.image) {
+        Ok(t) => t,
+        Err(e) => {
+            lines.push(format!("cannot read image A's partition table: {e:#}"));
+            let first: Vec<String> = diff
+                .ranges
+                .iter()
+                .take(8)
+                .map(|r| format!("{}..{}", r.start, r.end))
+                .collect();
+            lines.push(format!("first differing byte ranges: {}", first.join(" ")));
+            return Ok(ex);
+        }
+    };
     let located = gpt::locate(&diff.ranges, &table.regions(diff.len_a));
     let tools = tools_tree(a);
     for (region, ranges) in &located {
@@ -530,6 +543,26 @@ mod tests {
             record_path(Path::new("target/image/openclaw-appliance.raw")),
             Path::new("target/image/openclaw-appliance.repro.json")
         );
+    }
+
+    #[test]
+    fn known_causes_are_hinted() {
+        let dir = |d: &str| BuildDir {
+            label: d.into(),
+            stage_dir: PathBuf::from(format!("/w/target/repro/{d}/stages")),
+            image: PathBuf::new(),
+            manifest: PathBuf::new(),
+        };
+        let lines = [
+            "var/lib/apt/lists/_w_target_repro_a_stages_repo-host_dists_trixie_Release: only in A"
+                .to_string(),
+            "etc/apt/sources.list.d/debian.sources: content sha256 1 → 2".to_string(),
+        ];
+        let h = hints(&dir("a"), &dir("b"), &lines);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert!(h[0].contains("build directory"));
+        assert!(h[1].contains("apt sources"));
+        assert!(hints(&dir("a"), &dir("b"), &["x: mtime 1 → 2".to_string()]).is_empty());
     }
 
     #[test]
