@@ -9,6 +9,9 @@ use crate::tree::Tree;
 
 use crate::firstboot::DONE_MARKER as FIRSTBOOT_DONE;
 
+/// Loads and checks the sandbox image (AGT-2).
+const LOAD_SANDBOX_SCRIPT: &str = "usr/libexec/openclaw-appliance/load-sandbox-image";
+
 pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
     // First boot (SEC-2, SEC-4) and the metadata firewall on every boot (SEC-5).
     tree.file(
@@ -36,6 +39,29 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
     let (uid, gid) = (user.uid, user.gid);
 
     tree.file(
+        LOAD_SANDBOX_SCRIPT,
+        0o755,
+        format!(
+            "#!/bin/sh\n\
+             # AGT-2: load the baked sandbox image (never pulled) unless Docker already\n\
+             # holds it under the ID recorded at build time; then check that ID.\n\
+             set -eu\n\
+             want='{expected}'\n\
+             have=$(docker image inspect --format '{{{{.Id}}}}' '{image}' 2>/dev/null || true)\n\
+             if [ \"$have\" != \"$want\" ]; then\n\
+             \x20   docker load --input /{SANDBOX_ARCHIVE}\n\
+             \x20   have=$(docker image inspect --format '{{{{.Id}}}}' '{image}')\n\
+             fi\n\
+             if [ \"$have\" != \"$want\" ]; then\n\
+             \x20   echo \"sandbox image {image} has id $have, expected $want\" >&2\n\
+             \x20   exit 1\n\
+             fi\n\
+             echo \"sandbox image {image} present with id $want\"\n",
+            image = spec.sandbox.image,
+            expected = ctx.sandbox_image_id,
+        ),
+    );
+    tree.file(
         "etc/systemd/system/openclaw-sandbox-image.service",
         0o644,
         format!(
@@ -43,20 +69,17 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
              [Unit]\n\
              Description=Load the OpenClaw sandbox image into Docker\n\
              Requires=docker.service\n\
-             After=docker.service\n\
+             After=docker.service openclaw-firstboot.service\n\
              ConditionPathExists=/{SANDBOX_ARCHIVE}\n\
              \n\
              [Service]\n\
              Type=oneshot\n\
              RemainAfterExit=yes\n\
-             ExecStart=/usr/bin/docker load --input /{SANDBOX_ARCHIVE}\n\
-             ExecStart=/bin/sh -ec 'id=$(docker image inspect --format \"{{{{.Id}}}}\" {image}); \
-             test \"$id\" = \"{expected}\" || {{ echo \"sandbox image id $id, expected {expected}\" >&2; exit 1; }}'\n\
+             ExecStart=/{LOAD_SANDBOX_SCRIPT}\n\
+             TimeoutStartSec=1h\n\
              \n\
              [Install]\n\
-             WantedBy=multi-user.target\n",
-            image = spec.sandbox.image,
-            expected = ctx.sandbox_image_id,
+             WantedBy=multi-user.target\n"
         ),
     );
     tree.symlink(
