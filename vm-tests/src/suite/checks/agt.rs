@@ -144,6 +144,13 @@ fn parse_probes(text: &str) -> Vec<Probe> {
         .collect()
 }
 
+/// [`as_user`] from the user's home: OpenClaw's CLI spawns helpers with
+/// the current directory, and the harness shell's (`/root`) is not
+/// accessible to the user (`spawn … EACCES`).
+fn user_cmd(ctx: &Ctx<'_>, cmd: &str) -> String {
+    as_user(ctx, &format!("cd \"$HOME\" && {cmd}"))
+}
+
 /// The gateway user's home in the guest.
 fn home(ctx: &Ctx<'_>) -> String {
     format!("/home/{}", ctx.facts.user)
@@ -263,9 +270,10 @@ pub fn agt_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     }
 
     // OpenClaw's own resolution of the same settings for the main session.
-    let (status, text) = ctx
-        .machine
-        .execute(&as_user(ctx, "openclaw sandbox explain --json 2>/dev/null"))?;
+    let (status, text) = ctx.machine.execute(&user_cmd(
+        ctx,
+        "openclaw sandbox explain --json 2>/dev/null",
+    ))?;
     let explained: Option<Value> = if status == 0 {
         serde_json::from_str(&text).ok()
     } else {
@@ -547,7 +555,7 @@ fn sandbox(ctx: &mut Ctx<'_>) -> Result<Sandbox> {
             .as_deref()
             .map(|m| format!(" --model {}", shell_quote(m)))
             .unwrap_or_default();
-        let turn = as_user(
+        let turn = user_cmd(
             ctx,
             &format!(
                 "timeout 240 openclaw agent --agent main --session-id vmtest-sandbox-probe{flag} \
@@ -604,7 +612,7 @@ fn sandbox(ctx: &mut Ctx<'_>) -> Result<Sandbox> {
 /// model of OpenClaw's catalog (first boot installs only Anthropic
 /// credentials), else a model 2026.9.6 is known to list.
 fn anthropic_model(ctx: &mut Ctx<'_>) -> Result<String> {
-    let (_, text) = ctx.machine.execute(&as_user(
+    let (_, text) = ctx.machine.execute(&user_cmd(
         ctx,
         "openclaw models list --provider anthropic --json 2>/dev/null || true",
     ))?;
@@ -658,7 +666,7 @@ fn mirrored_sandbox(ctx: &mut Ctx<'_>, why: &str) -> Result<Sandbox> {
     let cmd = format!(
         "docker rm -f {MIRROR_NAME} >/dev/null 2>&1 || true; docker {args} >/dev/null && docker start {MIRROR_NAME}"
     );
-    ctx.machine.succeed(&as_user(ctx, &cmd))?;
+    ctx.machine.succeed(&user_cmd(ctx, &cmd))?;
     Ok(Sandbox {
         name: MIRROR_NAME.into(),
         origin: format!(
@@ -948,7 +956,7 @@ pub fn agt_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 /// status of `/health` on loopback.
 fn gateway_health(ctx: &mut Ctx<'_>) -> Result<String> {
     let port = ctx.facts.port;
-    let (_, code) = ctx.machine.execute(&as_user(
+    let (_, code) = ctx.machine.execute(&user_cmd(
         ctx,
         &format!(
             "curl -sS -m 5 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/health || true"
@@ -986,7 +994,7 @@ pub fn agt_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     // The same probe on the host side: proves the probe itself connects.
     let host_side = parse_probes(
         &ctx.machine
-            .succeed(&as_user(ctx, &probe_script(&[("127.0.0.1".into(), port)])))?,
+            .succeed(&user_cmd(ctx, &probe_script(&[("127.0.0.1".into(), port)])))?,
     );
     let mut targets: Vec<(String, u16)> = vec![("127.0.0.1".into(), port), ("::1".into(), port)];
     for p in std::iter::once(port).chain(GATEWAY_SIDE_PORTS.iter().copied()) {
@@ -1109,7 +1117,7 @@ pub fn node_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 
     let on_path = ctx.machine.succeed(&format!(
         "{{ command -v node-exec-mcp || true; {} || true; }}",
-        as_user(ctx, "command -v node-exec-mcp")
+        user_cmd(ctx, "command -v node-exec-mcp")
     ))?;
     if !on_path.trim().is_empty() {
         problems.push(format!("node-exec-mcp on PATH: {}", on_path.trim()));
