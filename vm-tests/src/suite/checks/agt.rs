@@ -104,8 +104,15 @@ struct Probe {
 }
 
 impl Probe {
+    /// The TCP connection was made.
     fn open(&self) -> bool {
         self.verdict == "open"
+    }
+
+    /// The target (or the network on its behalf) answered: connected, or
+    /// refused with a reset. Either shows the path to it is open.
+    fn answered(&self) -> bool {
+        self.open() || self.verdict == "refused"
     }
 }
 
@@ -365,19 +372,20 @@ pub fn agt_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .and_then(Value::as_array)
         .map(Vec::len)
         .unwrap_or(0);
-    // The daemon's event buffer since it started: the image must have come
-    // by `load`, and nothing may have been pulled.
+    // How it got there: `docker load` in the loading unit (its journal
+    // says `Loaded image: …`), and the daemon's event buffer since it
+    // started shows no pull (a pulled image would also carry RepoDigests).
+    let (_, loaded) = ctx.machine.execute(&format!(
+        "journalctl -b -u {IMAGE_UNIT} --no-pager -o cat | grep -c -F {} || true",
+        shell_quote(&format!("Loaded image: {image}"))
+    ))?;
+    let loaded: u32 = loaded.trim().parse().unwrap_or(0);
     let events = ctx.machine.succeed(
         "docker events --since 0 --until \"$(date +%s)\" --filter type=image \
          --format '{{.Action}} {{.Actor.ID}}'",
     )?;
     let pulls: Vec<&str> = events.lines().filter(|l| l.starts_with("pull")).collect();
     let loads = events.lines().filter(|l| l.starts_with("load")).count();
-    let (_, journal_pulls) = ctx.machine.execute(
-        "journalctl -b -u docker.service -u containerd.service --no-pager -o cat \
-         | grep -ci -E 'pulling|pull.*(image|from)|fetch.*manifest' || true",
-    )?;
-    let journal_pulls: u32 = journal_pulls.trim().parse().unwrap_or(0);
     let mut problems = Vec::new();
     if id != expected {
         problems.push(format!("image ID {id}, the build recorded {expected}"));
@@ -390,18 +398,15 @@ pub fn agt_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     if !pulls.is_empty() {
         problems.push(format!("docker events show pulls: {pulls:?}"));
     }
-    if loads == 0 {
-        problems.push("docker events show no `load` of the image since the daemon started".into());
-    }
-    if journal_pulls != 0 {
+    if loaded == 0 {
         problems.push(format!(
-            "{journal_pulls} pull-like line(s) in the docker/containerd journal"
+            "the journal of {IMAGE_UNIT} has no `Loaded image: {image}` this boot"
         ));
     }
     let seen = format!(
         "{image}: Id {id} (manifest {expected}); RepoDigests: {repo_digests}; \
-         image events since the daemon started: {loads} load, {} pull; \
-         pull-like journal lines: {journal_pulls}",
+         {IMAGE_UNIT}: `Loaded image` x{loaded}; \
+         image events since the daemon started: {loads} load, {} pull",
         pulls.len()
     );
     Ok(if problems.is_empty() {
@@ -541,6 +546,24 @@ fn sandbox(ctx: &mut Ctx<'_>) -> Result<Sandbox> {
             origin: format!("container {name}, created by the gateway (found running)"),
         });
     }
+    if existing.iter().any(|n| n == MIRROR_NAME) {
+        return Ok(Sandbox {
+            name: MIRROR_NAME.into(),
+            origin: format!(
+                "container {MIRROR_NAME}, made by hand with buildSandboxCreateArgs' argv \
+                 earlier in this run, when the gateway created none (see the notes)"
+            ),
+        });
+    }
+    let health = gateway_health(ctx)?;
+    if health != "200" {
+        let why = format!("the gateway does not answer on 127.0.0.1 (/health: {health:?})");
+        ctx.notes.push(format!(
+            "AGT/LAT sandbox: {why}; probing a container created with OpenClaw's \
+             buildSandboxCreateArgs argv instead"
+        ));
+        return mirrored_sandbox(ctx, &why);
+    }
 
     // An agent turn through the gateway: OpenClaw provisions the session's
     // sandbox (ensureSandboxContainer → buildSandboxCreateArgs) after it
@@ -596,15 +619,6 @@ fn sandbox(ctx: &mut Ctx<'_>) -> Result<Sandbox> {
         "AGT/LAT sandbox: the gateway created no sandbox container for an agent turn ({why}); \
          probing one created with OpenClaw's buildSandboxCreateArgs argv instead"
     ));
-    if existing.iter().any(|n| n == MIRROR_NAME) {
-        return Ok(Sandbox {
-            name: MIRROR_NAME.into(),
-            origin: format!(
-                "container {MIRROR_NAME}, made by hand with buildSandboxCreateArgs' argv \
-                 (the gateway created none: {why})"
-            ),
-        });
-    }
     mirrored_sandbox(ctx, &why)
 }
 
@@ -1260,7 +1274,7 @@ fn lat_probe(ctx: &mut Ctx<'_>, sb: &Sandbox) -> Result<Outcome> {
         .collect();
     // The guest's own default gateway (on Hetzner 172.31.1.1, under QEMU's
     // user network 10.0.2.2): a private host of its real network, when
-    // some common port of it answers the guest.
+    // some common port of it answers the guest (a reset counts).
     let gateway = ctx
         .machine
         .succeed("ip -4 route show default | awk '{print $3; exit}'")?
@@ -1276,7 +1290,7 @@ fn lat_probe(ctx: &mut Ctx<'_>, sb: &Sandbox) -> Result<Outcome> {
                     .collect::<Vec<_>>(),
             ))?,
         );
-        if let Some(p) = found.iter().find(|p| p.open()) {
+        if let Some(p) = found.iter().find(|p| p.answered()) {
             targets.push((gateway.clone(), p.port));
         } else {
             ctx.notes.push(format!(
@@ -1307,29 +1321,30 @@ fn lat_probe(ctx: &mut Ctx<'_>, sb: &Sandbox) -> Result<Outcome> {
         let (Some(base), Some(inner)) = (base, inner) else {
             continue;
         };
-        if base.open() {
+        if base.answered() {
             tested += 1;
         }
-        if inner.open() {
-            problems.push(format!("{host}:{port}"));
+        if inner.answered() {
+            problems.push(format!("{host}:{port} ({})", inner.verdict));
         }
         lines.push(format!("  {inner}   (from the guest: {})", base.verdict));
     }
-    let tailnet_ok = baseline
+    let silent: Vec<String> = baseline
         .iter()
-        .filter(|p| p.host.starts_with("100.") || p.host.starts_with("fd7a:"))
-        .any(Probe::open);
-    if !tailnet_ok {
+        .filter(|p| LAT_PEERS.contains(&p.host.as_str()) && !p.answered())
+        .map(|p| p.to_string())
+        .collect();
+    if !silent.is_empty() {
         bail!(
-            "LAT-1's planted tailnet peers are unreachable even from the guest, so the probe proves nothing:\n{}",
-            baseline
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
+            "LAT-1's planted peers do not answer even the guest, so probing them from the sandbox proves nothing: {}",
+            silent.join(", ")
         );
     }
-    let head = format!("{tested} target(s) reachable from the guest itself; from the sandbox:");
+    let head = format!(
+        "{tested} of {} target(s) answer the guest itself; from the sandbox \
+         (open or refused = reachable):",
+        targets.len()
+    );
     lines.insert(1, head);
     Ok(if problems.is_empty() {
         Outcome::Pass(lines.join("\n"))
@@ -1534,5 +1549,28 @@ mod tests {
                 .1
                 .contains("a.c is not set")
         );
+    }
+
+    #[test]
+    fn reads_why_an_agent_turn_failed() {
+        let out = "{\n  \"ok\": false,\n  \"error\": {\n    \"type\": \"cli_error\",\n    \"message\": \"No route-compatible authentication source is configured for openai.\"\n  }\n}\n[openclaw] The CLI command failed.\n";
+        assert_eq!(
+            turn_reason(out),
+            "No route-compatible authentication source is configured for openai."
+        );
+        assert_eq!(turn_reason("a\n\nb\nc\nd\n"), "b | c | d");
+    }
+
+    #[test]
+    fn the_lat_namespace_routes_only_planted_hosts() {
+        let script = lat_setup_script();
+        for peer in LAT_PEERS {
+            assert!(script.contains(peer), "{peer}");
+        }
+        // Host routes only: the guest's real networks keep their routes.
+        for line in script.lines().filter(|l| l.starts_with("ip route add")) {
+            assert!(line.contains("/32 dev vmt-lat0"), "{line}");
+        }
+        assert!(!script.contains("default dev vmt-lat0"));
     }
 }

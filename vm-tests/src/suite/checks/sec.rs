@@ -34,9 +34,10 @@ pub fn sec_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         Duration::from_secs(300),
     )?;
     let cfg_text = m.succeed("cat /home/openclaw/.openclaw/openclaw.json")?;
-    let hostkeys = m.succeed("ls /etc/ssh/ssh_host_* 2>/dev/null | wc -l")?;
+    let hostkeys =
+        m.succeed("{ find /etc/ssh -maxdepth 1 -name 'ssh_host_*' 2>/dev/null || true; } | wc -l")?;
     let env = m.execute("test -e /home/openclaw/.openclaw/.env")?.0 == 0;
-    let tokenish = m.succeed("grep -rIlE 'sk-ant-|tskey-|\"token\"' /etc /home /root /var/lib /usr/share/openclaw-appliance 2>/dev/null | wc -l")?;
+    let tokenish = m.succeed("{ grep -rIlE 'sk-ant-|tskey-|\"token\"' /etc /home /root /var/lib /usr/share/openclaw-appliance 2>/dev/null || true; } | wc -l")?;
     let machine_id_baked =
         m.succeed("journalctl -b -o cat | grep -c 'Initializing machine ID' || true")?;
     m.shutdown().ok();
@@ -288,9 +289,9 @@ pub fn sup_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .pointer("/plugins/allow")
         .cloned()
         .unwrap_or(Value::Null);
-    let installed = ctx
-        .machine
-        .succeed("ls -A /home/openclaw/.openclaw/extensions 2>/dev/null | wc -l")?;
+    let installed = ctx.machine.succeed(
+        "{ find /home/openclaw/.openclaw/extensions -mindepth 1 -maxdepth 1 2>/dev/null || true; } | wc -l",
+    )?;
     let entries = cfg.pointer("/plugins/entries").cloned();
     let ok = allow == serde_json::json!([])
         && installed.trim() == "0"
@@ -342,7 +343,7 @@ pub fn sup_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 /// INF-1: no Hetzner API token or hcloud configuration anywhere on the machine.
 pub fn inf_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let found = ctx.machine.succeed(
-        "{ grep -rIls 'HCLOUD_TOKEN' /etc /home /root /var/lib /usr/local 2>/dev/null; ls -d /root/.config/hcloud /home/*/.config/hcloud 2>/dev/null; } | wc -l",
+        "{ grep -rIls 'HCLOUD_TOKEN' /etc /home /root /var/lib /usr/local 2>/dev/null || true; ls -d /root/.config/hcloud /home/*/.config/hcloud 2>/dev/null || true; } | wc -l",
     )?;
     Ok(expect(
         found.trim() == "0",
