@@ -285,7 +285,15 @@ mod tests {
         s.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         assert!(answer.ends_with("\r\n\r\nhostname: vm\n"), "{answer}");
-        let reqs = server.requests.lock().unwrap().clone();
+        // The server records a request after answering it: wait for the record.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let reqs = loop {
+            let reqs = server.requests.lock().unwrap().clone();
+            if !reqs.is_empty() || std::time::Instant::now() > deadline {
+                break reqs;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         assert_eq!(reqs.len(), 1);
         assert_eq!(reqs[0].path, METADATA_PATH);
         assert_eq!(reqs[0].status, 200);
