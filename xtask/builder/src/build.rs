@@ -266,7 +266,7 @@ fn base_hooks(spec: &Spec) -> Vec<String> {
         "rm -f \"$1\"/etc/ssh/ssh_host_* \"$1\"/var/lib/dbus/machine-id \"$1\"/var/cache/ldconfig/aux-cache \
          \"$1\"/etc/*- \"$1\"/var/lib/systemd/random-seed \"$1\"/var/lib/systemd/credential.secret \
          \"$1\"/var/log/*.log \"$1\"/var/log/apt/* \"$1\"/var/cache/debconf/*-old \"$1\"/var/lib/dpkg/*-old \
-         && rm -rf \"$1\"/var/cache/man \"$1\"/tmp/* \"$1\"/etc/apt/sources.list \
+         && rm -rf \"$1\"/var/cache/man \"$1\"/etc/apt/sources.list \
          && find \"$1\"/usr -name __pycache__ -type d -prune -exec rm -rf {} + \
          && : > \"$1\"/etc/machine-id"
             .into(),
@@ -329,7 +329,7 @@ fn sandbox_hooks() -> Vec<String> {
         "ln -sf /usr/bin/fdfind \"$1\"/usr/local/bin/fd".into(),
         "rm -f \"$1\"/var/cache/ldconfig/aux-cache \"$1\"/etc/*- \"$1\"/var/log/*.log \"$1\"/var/log/apt/* \
          \"$1\"/var/cache/debconf/*-old \"$1\"/var/lib/dpkg/*-old \"$1\"/etc/apt/sources.list \
-         && rm -rf \"$1\"/var/cache/man \"$1\"/tmp/* \
+         && rm -rf \"$1\"/var/cache/man \
          && find \"$1\"/usr -name __pycache__ -type d -prune -exec rm -rf {} + \
          && : > \"$1\"/etc/machine-id"
             .into(),
