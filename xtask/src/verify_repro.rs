@@ -115,6 +115,22 @@ pub fn run(args: &VerifyReproArgs) -> Result<()> {
 
     if let Some(against) = &args.against {
         let published = Published::parse(against)?;
+        // The image's apt sources are part of its bytes: rebuild with the
+        // publisher's unless the command line names others.
+        if let Some((debian, security)) = published.apt_sources() {
+            if sources.mirror.is_none() {
+                eprintln!("verify-repro: --mirror {debian} (from the published manifest)");
+                b_variant.extra.extend(["--mirror".into(), debian.into()]);
+            }
+            if sources.security_mirror.is_none() {
+                eprintln!(
+                    "verify-repro: --security-mirror {security} (from the published manifest)"
+                );
+                b_variant
+                    .extra
+                    .extend(["--security-mirror".into(), security.into()]);
+            }
+        }
         return check_against(
             args, &root, &work, &exe, &name, epoch, &published, &b_variant,
         );

@@ -161,7 +161,15 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     overlay.add_file(files::SANDBOX_ARCHIVE, &sandbox.archive, 0o644);
     overlay.add_tree(&sources_tree(&opts.archives, &spec));
 
-    let manifest_inner = manifest(&spec, &lock, &stages, &sandbox, tailscale, None);
+    let manifest_inner = manifest(
+        &spec,
+        &lock,
+        &stages,
+        &sandbox,
+        tailscale,
+        &opts.archives,
+        None,
+    );
     let manifest_inner_path = opts.stage_dir.join("manifest.inner.json");
     write_atomic(&manifest_inner_path, manifest_inner.as_bytes())?;
     overlay.add_file(files::MANIFEST, &manifest_inner_path, 0o644);
@@ -194,6 +202,7 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
             &stages,
             &sandbox,
             tailscale,
+            &opts.archives,
             Some(&report.sha256),
         )
         .as_bytes(),
@@ -327,6 +336,14 @@ fn sandbox_hooks() -> Vec<String> {
         "chroot \"$1\" groupadd --gid 1000 node && chroot \"$1\" useradd --uid 1000 --gid 1000 --create-home --home-dir /home/node --shell /bin/bash node".into(),
         "echo 'en_US.UTF-8 UTF-8' > \"$1\"/etc/locale.gen && chroot \"$1\" locale-gen".into(),
         "ln -sf /usr/bin/fdfind \"$1\"/usr/local/bin/fd".into(),
+        // git-lfs's postinst (`git lfs install --system`) writes the keys of
+        // [filter "lfs"] in Go map order: rewrite /etc/gitconfig sorted.
+        "if [ -f \"$1\"/etc/gitconfig ]; then \
+         chroot \"$1\" git config --system --list | LC_ALL=C sort > \"$1\"/etc/gitconfig.sorted \
+         && rm \"$1\"/etc/gitconfig \
+         && while IFS== read -r k v; do chroot \"$1\" git config --system \"$k\" \"$v\" || exit 1; done < \"$1\"/etc/gitconfig.sorted \
+         && rm \"$1\"/etc/gitconfig.sorted; fi"
+            .into(),
         "rm -f \"$1\"/var/cache/ldconfig/aux-cache \"$1\"/etc/*- \"$1\"/var/log/*.log \"$1\"/var/log/apt/* \
          \"$1\"/var/cache/debconf/*-old \"$1\"/var/lib/dpkg/*-old \"$1\"/etc/apt/sources.list \
          && rm -rf \"$1\"/var/cache/man \
@@ -472,6 +489,7 @@ fn manifest(
     stages: &[(&str, String)],
     sandbox: &SandboxStage,
     tailscale: bool,
+    archives: &Archives,
     image_sha256: Option<&str>,
 ) -> String {
     let debs: Vec<_> = lock
@@ -488,6 +506,9 @@ fn manifest(
         "tailscale": {"version": lock.tailscale.version, "sha256": lock.tailscale.sha256, "present": tailscale,
                       "note": if tailscale { "included" } else { "ABSENT: not in the store at build time; TS-1 and NET-8 cannot hold" }},
         "sandbox_image": {"reference": spec.sandbox.image, "id": sandbox.image_id},
+        // Written into the image's apt sources: a rebuild must use the same
+        // (`verify-repro --against MANIFEST` passes them on).
+        "apt_sources": {"debian": archives.debian, "security": archives.security},
         "stages": stages.iter().map(|(n, k)| json!({"name": n, "key": k})).collect::<Vec<_>>(),
         "debian_packages": debs,
     });

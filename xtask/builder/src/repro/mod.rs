@@ -103,6 +103,20 @@ impl Published {
         }
     }
 
+    /// The apt sources the published build wrote into its image (manifest
+    /// `apt_sources`), when the manifest records them: (debian, security).
+    pub fn apt_sources(&self) -> Option<(String, String)> {
+        let Published::File {
+            manifest: Some(m), ..
+        } = self
+        else {
+            return None;
+        };
+        let src = m.get("apt_sources")?;
+        let get = |k: &str| src.get(k).and_then(Value::as_str).map(str::to_string);
+        Some((get("debian")?, get("security")?))
+    }
+
     /// Where the hash came from, for messages.
     pub fn source(&self) -> String {
         match self {
