@@ -20,7 +20,8 @@ const USAGE: &str = "usage: openclaw-firstboot [--metadata-firewall]\n\
     \n\
     Without arguments: run the appliance's first boot (secrets from the systemd credential\n\
     `openclaw.userdata` or the Hetzner metadata service). With --metadata-firewall: only\n\
-    close the metadata service to non-root users and containers (SEC-5).\n\
+    close the metadata service to non-root users and containers (SEC-5) and container\n\
+    traffic to the tailnet and private ranges (LAT-1).\n\
     Exit codes: 0 done, 1 failed, 2 user-data missing or invalid, 64 usage.";
 
 fn main() -> ExitCode {
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
         ["--metadata-firewall"] => match apply_metadata_firewall(&SystemRunner) {
             Ok(n) => {
                 log.info(&format!(
-                    "metadata service closed to non-root users and containers ({n} rule(s) added)"
+                    "metadata service closed to non-root users and containers, container egress to private ranges closed ({n} rule(s) added)"
                 ));
                 ExitCode::SUCCESS
             }

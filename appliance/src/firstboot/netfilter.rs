@@ -19,6 +19,13 @@
 //! Why not `DOCKER-USER`: it exists only once dockerd runs and covers only
 //! Docker's own bridges.
 //!
+//! LAT-1 (same table, same unit): packets entering from a container bridge
+//! (`docker0`, `br-+`) towards the tailnet (100.64.0.0/10,
+//! fd7a:115c:a1e0::/48), RFC 1918, ULA or link-local destinations are
+//! dropped, so a sandbox reaches the internet but not the host's networks.
+//! The raw table sees them before Docker's own `filter` rules, and the rules
+//! exist before dockerd starts (which `DOCKER-USER` does not).
+//!
 //! Persistence: the same binary applies the rules at every boot from the
 //! unit [`unit_text`] (`openclaw-firstboot --metadata-firewall`), ordered
 //! before networking, Docker and the gateway's user manager. The image
@@ -39,14 +46,52 @@ pub const METADATA_IP: &str = "169.254.169.254";
 pub const UNIT_NAME: &str = "openclaw-metadata-firewall.service";
 /// `iptables` in the image (iptables-nft).
 pub const IPTABLES: &str = "/usr/sbin/iptables";
+/// `ip6tables` in the image (iptables-nft).
+pub const IP6TABLES: &str = "/usr/sbin/ip6tables";
 const COMMENT: &str = "openclaw SEC-5: metadata service closed";
+const LAT_COMMENT: &str = "openclaw LAT-1: no sandbox egress to the tailnet or private ranges";
 
-/// The rules, as (chain, rule spec) in the `raw` table.
-pub fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
-    vec![
-        (
-            "OUTPUT",
-            vec![
+/// Interfaces container traffic enters the host from: Docker's default
+/// bridge and its user-defined bridges (`br-<id>`).
+pub const CONTAINER_INTERFACES: [&str; 2] = ["docker0", "br-+"];
+
+/// LAT-1's IPv4 destinations: the tailnet (CGNAT), RFC 1918 and link-local.
+pub const PRIVATE_V4: [&str; 5] = [
+    "100.64.0.0/10",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+];
+/// LAT-1's IPv6 destinations: Tailscale's ULA range, all ULAs, link-local.
+pub const PRIVATE_V6: [&str; 3] = ["fd7a:115c:a1e0::/48", "fc00::/7", "fe80::/10"];
+
+/// One rule of the `raw` table: the tool (`iptables` or `ip6tables`), the
+/// chain and the rule specification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The program: [`IPTABLES`] or [`IP6TABLES`].
+    pub tool: &'static str,
+    /// `OUTPUT` or `PREROUTING`.
+    pub chain: &'static str,
+    /// The rule after the chain name.
+    pub spec: Vec<&'static str>,
+}
+
+/// The rules in the `raw` table.
+///
+/// SEC-5: two rules close the metadata service (see the module doc).
+/// LAT-1: packets entering from a container bridge towards the tailnet or
+/// a private range are dropped before routing, so a sandbox reaches the
+/// internet but not the host's networks, the tailnet or the host itself
+/// through its bridge address. Container-to-container traffic on one
+/// bridge is private too and is dropped as well.
+pub fn rules() -> Vec<Rule> {
+    let mut out = vec![
+        Rule {
+            tool: IPTABLES,
+            chain: "OUTPUT",
+            spec: vec![
                 "-d",
                 "169.254.169.254/32",
                 "-m",
@@ -61,10 +106,11 @@ pub fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
                 "-j",
                 "DROP",
             ],
-        ),
-        (
-            "PREROUTING",
-            vec![
+        },
+        Rule {
+            tool: IPTABLES,
+            chain: "PREROUTING",
+            spec: vec![
                 "-d",
                 "169.254.169.254/32",
                 "-m",
@@ -74,35 +120,59 @@ pub fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
                 "-j",
                 "DROP",
             ],
-        ),
-    ]
+        },
+    ];
+    for (tool, ranges) in [(IPTABLES, &PRIVATE_V4[..]), (IP6TABLES, &PRIVATE_V6[..])] {
+        for iface in CONTAINER_INTERFACES {
+            for range in ranges {
+                out.push(Rule {
+                    tool,
+                    chain: "PREROUTING",
+                    spec: vec![
+                        "-i",
+                        iface,
+                        "-d",
+                        range,
+                        "-m",
+                        "comment",
+                        "--comment",
+                        LAT_COMMENT,
+                        "-j",
+                        "DROP",
+                    ],
+                });
+            }
+        }
+    }
+    out
 }
 
-/// Applies the rules if they are not there yet (`-C`, then `-I … 1`).
-/// Returns how many were inserted.
+/// Applies the rules if they are not there yet (`-C`, then `-A`, so they
+/// keep their order). Returns how many were added.
 pub fn apply(runner: &dyn Runner) -> Result<usize, Error> {
     let mut inserted = 0;
-    for (chain, spec) in rules() {
+    for rule in rules() {
+        let Rule { tool, chain, spec } = &rule;
         let mut check = vec!["-w", "-t", "raw", "-C", chain];
-        check.extend(&spec);
-        let out = runner.run(IPTABLES, &check).map_err(|e| Error::Command {
-            command: format!("{IPTABLES} -t raw -C {chain}"),
+        check.extend(spec);
+        let out = runner.run(tool, &check).map_err(|e| Error::Command {
+            command: format!("{tool} -t raw -C {chain}"),
             status: "could not start".into(),
             detail: e.to_string(),
         })?;
         if out.success() {
             continue;
         }
-        let mut insert = vec!["-w", "-t", "raw", "-I", chain, "1"];
-        insert.extend(&spec);
-        let out = runner.run(IPTABLES, &insert).map_err(|e| Error::Command {
-            command: format!("{IPTABLES} -t raw -I {chain}"),
+        let mut append = vec!["-w", "-t", "raw", "-A", chain];
+        append.extend(spec);
+        let out = runner.run(tool, &append).map_err(|e| Error::Command {
+            command: format!("{tool} -t raw -A {chain}"),
             status: "could not start".into(),
             detail: e.to_string(),
         })?;
         if !out.success() {
             return Err(Error::Command {
-                command: format!("{IPTABLES} -t raw -I {chain} 1 {}", spec.join(" ")),
+                command: format!("{tool} -t raw -A {chain} {}", spec.join(" ")),
                 status: format!("exit {:?}", out.code),
                 detail: format!(": {}", tail(&out.stderr)),
             });
@@ -122,8 +192,9 @@ pub fn unit_text() -> String {
     format!(
         "# SEC-5: the metadata service (user-data secrets) is closed to every user\n\
          # but root and to container traffic, on every boot, before networking.\n\
+         # LAT-1: container traffic to the tailnet and private ranges is dropped.\n\
          [Unit]\n\
-         Description=Close the cloud metadata service to non-root users and containers\n\
+         Description=Close the metadata service to non-root users and containers; no sandbox egress to private ranges\n\
          DefaultDependencies=no\n\
          After=local-fs.target\n\
          Before=network-pre.target docker.service openclaw-firstboot.service user@1000.service shutdown.target\n\

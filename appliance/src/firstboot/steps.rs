@@ -621,7 +621,7 @@ impl Agent<'_> {
         let added = netfilter::apply(self.runner)?;
         let persisted = self.persist_firewall_unit()?;
         Ok(format!(
-            "metadata service {} closed to non-root users and containers ({added} rule(s) added); {persisted}",
+            "metadata service {} closed to non-root users and containers, container egress to private ranges closed ({added} rule(s) added); {persisted}",
             netfilter::METADATA_IP
         ))
     }

@@ -245,8 +245,12 @@ impl Runner for FakeRunner {
                 assert!(host.starts_with("--hostname="));
                 ok("")
             }
-            ("iptables", ["-w", "-t", "raw", "-C", rest @ ..]) => {
-                if self.state().iptables.contains(&rest.join(" ")) {
+            (tool @ ("iptables" | "ip6tables"), ["-w", "-t", "raw", "-C", rest @ ..]) => {
+                if self
+                    .state()
+                    .iptables
+                    .contains(&format!("{tool} {}", rest.join(" ")))
+                {
                     ok("")
                 } else {
                     exit(
@@ -256,8 +260,8 @@ impl Runner for FakeRunner {
                     )
                 }
             }
-            ("iptables", ["-w", "-t", "raw", "-I", chain, "1", rest @ ..]) => {
-                let mut rule = vec![*chain];
+            (tool @ ("iptables" | "ip6tables"), ["-w", "-t", "raw", "-A", chain, rest @ ..]) => {
+                let mut rule = vec![tool, *chain];
                 rule.extend(rest);
                 self.state().iptables.insert(rule.join(" "));
                 ok("")
@@ -566,8 +570,14 @@ fn full_run_writes_every_destination() {
             .any(|c| c == "/usr/bin/tailscale set --operator=openclaw --hostname=claw-1 --ssh")
     );
 
-    // SEC-5: both rules now, and the boot-time unit installed and enabled.
-    assert_eq!(runner.state().iptables.len(), 2);
+    // SEC-5 and LAT-1: every rule now, and the boot-time unit installed and enabled.
+    assert_eq!(runner.state().iptables.len(), netfilter::rules().len());
+    assert!(
+        runner
+            .state()
+            .iptables
+            .contains("ip6tables PREROUTING -i docker0 -d fd7a:115c:a1e0::/48 -m comment --comment openclaw LAT-1: no sandbox egress to the tailnet or private ranges -j DROP")
+    );
     assert_eq!(
         read(
             root,
@@ -646,7 +656,11 @@ fn power_cut_after_any_step_converges() {
             // What a reboot loses comes back: swap via fstab or the step, SEC-5
             // via the boot-time unit or the step.
             assert!(runner.swaps_active(), "swap after {what}");
-            assert_eq!(runner.state().iptables.len(), 2, "SEC-5 rules after {what}");
+            assert_eq!(
+                runner.state().iptables.len(),
+                netfilter::rules().len(),
+                "SEC-5/LAT-1 rules after {what}"
+            );
             // Recorded steps are not redone; an unrecorded one is, harmlessly.
             let keygen = runner
                 .calls()
@@ -938,18 +952,27 @@ fn userdata_from_the_metadata_service() {
 #[test]
 fn metadata_firewall_is_idempotent() {
     let runner = FakeRunner::new(Path::new("/nonexistent"));
-    assert_eq!(apply_metadata_firewall(&runner).unwrap(), 2);
+    assert_eq!(
+        apply_metadata_firewall(&runner).unwrap(),
+        netfilter::rules().len()
+    );
     assert_eq!(apply_metadata_firewall(&runner).unwrap(), 0);
     let calls = runner.calls();
     assert!(
-        calls.iter().any(
-            |c| c.contains("-t raw -I OUTPUT 1 -d 169.254.169.254/32 -m owner ! --uid-owner 0")
-        )
+        calls
+            .iter()
+            .any(|c| c.contains("-t raw -A OUTPUT -d 169.254.169.254/32 -m owner ! --uid-owner 0"))
     );
     assert!(
         calls
             .iter()
-            .any(|c| c.contains("-t raw -I PREROUTING 1 -d 169.254.169.254/32"))
+            .any(|c| c.contains("-t raw -A PREROUTING -d 169.254.169.254/32"))
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c
+                .starts_with("/usr/sbin/ip6tables -w -t raw -A PREROUTING -i br-+ -d fc00::/7"))
     );
 }
 

@@ -1,5 +1,7 @@
 //! SRV-*, SSH-*, BOOT-1/2: accounts, units, modes, sysctls, boot health.
 
+use std::time::Duration;
+
 use anyhow::Result;
 
 use super::{Ctx, as_user, expect};
@@ -9,6 +11,13 @@ use crate::suite::report::Outcome;
 /// and active user unit; linger on; no system-level gateway unit.
 pub fn srv_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let user = ctx.facts.user.clone();
+    // Running is enough (listening is NET-3's): under TCG the gateway runs
+    // for minutes per start attempt.
+    ctx.machine.wait_for_unit(
+        "openclaw-gateway.service",
+        Some(&user),
+        Duration::from_secs(600),
+    )?;
     let active = ctx
         .machine
         .execute(&as_user(
