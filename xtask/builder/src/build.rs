@@ -160,6 +160,12 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     overlay.add_tree(&wrapper);
     overlay.add_file(files::SANDBOX_ARCHIVE, &sandbox.archive, 0o644);
     overlay.add_tree(&sources_tree(&opts.archives, &spec));
+    if tailscale {
+        let input = crate::sources::tailscale_input(&lock);
+        let tgz = opts.store.get(&lock.tailscale.sha256, &input.name)?;
+        overlay.add_tree(&crate::tailscale::tree(&tgz, &lock.tailscale.version)?);
+        eprintln!("tailscale: {} from {}", lock.tailscale.version, input.name);
+    }
 
     let manifest_inner = manifest(
         &spec,

@@ -19,4 +19,5 @@ pub mod repro;
 pub mod rootfs;
 pub mod sources;
 pub mod store;
+pub mod tailscale;
 pub mod tools;
