@@ -152,6 +152,9 @@ pub struct Tailscale {
     pub sha256: String,
 }
 
+/// The Debian package `features.openssh` adds to `packages.host`.
+pub const OPENSSH_PACKAGE: &str = "openssh-server";
+
 /// `[features]`: switches for optional, security-relevant parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -446,8 +449,14 @@ impl Ctx<'_> {
     fn validate(&self, raw: RawSpec) -> Result<Spec, SpecError> {
         let image = self.image(raw.image)?;
         let debian = self.debian(raw.debian)?;
+        let mut host = self.package_list(raw.packages.host, "packages.host")?;
+        // `features.openssh` ships the server (SSH-1); its package is part
+        // of the host set, so the lock pins it like any other.
+        if raw.features.openssh && !host.iter().any(|p| p == OPENSSH_PACKAGE) {
+            host.push(OPENSSH_PACKAGE.to_string());
+        }
         let packages = Packages {
-            host: self.package_list(raw.packages.host, "packages.host")?,
+            host,
             sandbox: self.package_list(raw.packages.sandbox, "packages.sandbox")?,
             tools: self.package_list(raw.packages.tools, "packages.tools")?,
         };

@@ -96,6 +96,35 @@ mod tests {
     }
 
     #[test]
+    fn openssh_switch_adds_a_hardened_server() {
+        let off = render(&spec(), &ctx(false));
+        assert!(
+            off.get("etc/ssh/sshd_config.d/50-openclaw-hardening.conf")
+                .is_none()
+        );
+        let text = include_str!("../../../image.toml").replace("openssh = false", "openssh = true");
+        assert_ne!(
+            text,
+            include_str!("../../../image.toml"),
+            "image.toml has no `openssh = false`"
+        );
+        let on_spec = Spec::parse("image.toml", &text).unwrap();
+        assert!(on_spec.packages.host.iter().any(|p| p == "openssh-server"));
+        let on = render(&on_spec, &ctx(false));
+        let conf = on
+            .text("etc/ssh/sshd_config.d/50-openclaw-hardening.conf")
+            .unwrap();
+        insta::assert_snapshot!("sshd-hardening", conf);
+        for line in [
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin no",
+        ] {
+            assert!(conf.lines().any(|l| l == line), "{line}");
+        }
+    }
+
+    #[test]
     fn no_secret_shaped_values() {
         // SEC-1: the image carries no token; openclaw.json has no auth token.
         let tree = render(&spec(), &ctx(true));

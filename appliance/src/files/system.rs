@@ -50,6 +50,25 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
          Unattended-Upgrade::Automatic-Reboot \"false\";\n",
     );
     tree.file("etc/default/locale", 0o644, "LANG=C.UTF-8\n");
+    if spec.features.openssh {
+        // SSH-1: keys only, no root; reachable only on tailscale0 through
+        // UFW (nothing else is allowed in). Host keys are made at first boot.
+        tree.file(
+            "etc/ssh/sshd_config.d/50-openclaw-hardening.conf",
+            0o644,
+            "# SSH-1: written by the image build (features.openssh = true).\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             PermitRootLogin no\n\
+             AuthenticationMethods publickey\n\
+             PermitEmptyPasswords no\n\
+             MaxAuthTries 3\n\
+             X11Forwarding no\n\
+             AllowAgentForwarding no\n\
+             AllowStreamLocalForwarding no\n\
+             PermitTunnel no\n",
+        );
+    }
 }
 
 /// GRUB's menu: serial and VGA console, the kernel through Debian's
