@@ -105,7 +105,7 @@ impl ImageInfo {
             sha256,
             spec_name: m.name,
             openclaw_version: m.openclaw.version,
-            build_date: utc_date(m.source_date_epoch),
+            build_date: image_spec::time::date(m.source_date_epoch),
             architecture: hetzner_architecture(&m.debian_packages).map_err(bad)?,
         })
     }
@@ -130,31 +130,9 @@ fn hetzner_architecture(packages: &[Package]) -> Result<String, String> {
     }
 }
 
-/// `YYYY-MM-DD` of a UNIX time, UTC (civil-from-days, proleptic Gregorian).
-pub fn utc_date(epoch: i64) -> String {
-    let days = epoch.div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(1_763_942_400), "2025-11-24");
-        assert_eq!(utc_date(951_782_400), "2000-02-29");
-    }
 
     #[test]
     fn manifest_beside_the_image() {
