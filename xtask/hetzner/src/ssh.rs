@@ -77,6 +77,13 @@ pub(crate) fn tail(bytes: &[u8]) -> String {
     lines[start..].join(" | ")
 }
 
+/// Run `cmd` to completion with no stdin; a spawn failure names `tool`.
+fn output(tool: &'static str, cmd: &mut Command) -> Result<Output, SshError> {
+    cmd.stdin(Stdio::null())
+        .output()
+        .map_err(|source| SshError::Spawn { tool, source })
+}
+
 fn check(command: String, out: Output) -> Result<Output, SshError> {
     if out.status.success() {
         Ok(out)
@@ -103,15 +110,12 @@ impl TempKey {
             .tempdir()
             .map_err(io("creating a temporary directory for the SSH key"))?;
         let key = dir.path().join("id_ed25519");
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-            .arg(&key)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| SshError::Spawn {
-                tool: "ssh-keygen",
-                source,
-            })?;
+        let out = output(
+            "ssh-keygen",
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+                .arg(&key),
+        )?;
         check(format!("ssh-keygen -t ed25519 -f {}", key.display()), out)?;
         let pub_path = dir.path().join("id_ed25519.pub");
         let public = std::fs::read_to_string(&pub_path)
@@ -178,15 +182,7 @@ impl Target<'_> {
 
     /// Run `remote` (a command line for the remote shell); its stdout.
     pub fn run(&self, remote: &str) -> Result<String, SshError> {
-        let out = self
-            .command(Duration::from_secs(20))
-            .arg(remote)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| SshError::Spawn {
-                tool: "ssh",
-                source,
-            })?;
+        let out = output("ssh", self.command(Duration::from_secs(20)).arg(remote))?;
         let out = check(self.describe(remote), out)?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -204,21 +200,12 @@ impl Target<'_> {
             if interrupt.is_set() {
                 return Err(SshError::Interrupted);
             }
-            match self
-                .command(interval.max(Duration::from_secs(5)))
-                .arg("true")
-                .stdin(Stdio::null())
-                .output()
-            {
-                Ok(out) if out.status.success() => return Ok(()),
-                Ok(out) => last = tail(&out.stderr),
-                Err(source) => {
-                    return Err(SshError::Spawn {
-                        tool: "ssh",
-                        source,
-                    });
-                }
+            let timeout = interval.max(Duration::from_secs(5));
+            let out = output("ssh", self.command(timeout).arg("true"))?;
+            if out.status.success() {
+                return Ok(());
             }
+            last = tail(&out.stderr);
             if attempt < attempts {
                 std::thread::sleep(interval);
             }

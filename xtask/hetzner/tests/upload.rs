@@ -74,6 +74,12 @@ impl Setup {
             .collect()
     }
 
+    /// Upload with `fault` injected; the error message.
+    fn fail_with(&self, fault: Fault) -> String {
+        self.mock.state().fault = Some(fault);
+        self.upload().expect_err("the upload must fail").to_string()
+    }
+
     #[track_caller]
     fn assert_called(&self, method: &str, path_prefix: &str) {
         let lines = self.mock.call_lines();
@@ -162,14 +168,13 @@ fn happy_path_writes_the_image_then_a_second_upload_is_skipped() {
 fn failure_after_the_server_exists_leaves_nothing() {
     within(60, || {
         let s = setup(2);
-        s.mock.state().fault = Some(Fault {
+        let err = s.fail_with(Fault {
             method: "POST",
             path_suffix: "/actions/poweron",
             status: 503,
             code: "resource_unavailable",
             message: "the host is in maintenance",
         });
-        let err = s.upload().expect_err("the upload must fail").to_string();
         assert!(err.contains("powering on"), "{err}");
         assert!(
             err.contains("503 resource_unavailable: the host is in maintenance"),
@@ -185,14 +190,13 @@ fn failure_after_the_server_exists_leaves_nothing() {
 fn api_error_is_shown_with_code_and_message() {
     within(60, || {
         let s = setup(1);
-        s.mock.state().fault = Some(Fault {
+        let err = s.fail_with(Fault {
             method: "POST",
             path_suffix: "/servers",
             status: 422,
             code: "invalid_input",
             message: "invalid input in field 'location'",
         });
-        let err = s.upload().expect_err("the upload must fail").to_string();
         assert_eq!(
             err,
             "creating the temporary server: POST /servers: the Hetzner API answered 422 invalid_input: invalid input in field 'location'"

@@ -110,20 +110,28 @@ pub enum UploadError {
     },
 }
 
-fn step(what: &str) -> impl FnOnce(ApiError) -> UploadError + '_ {
-    move |e| match e {
-        ApiError::Interrupted => UploadError::Interrupted,
-        e => UploadError::Step {
-            step: what.to_string(),
-            reason: e.to_string(),
-        },
+/// Errors that can mean "Ctrl-C" rather than a failure.
+trait MaybeInterrupted: std::fmt::Display {
+    fn interrupted(&self) -> bool;
+}
+
+impl MaybeInterrupted for ApiError {
+    fn interrupted(&self) -> bool {
+        matches!(self, ApiError::Interrupted)
     }
 }
 
-fn ssh_step(what: &str) -> impl FnOnce(SshError) -> UploadError + '_ {
-    move |e| match e {
-        SshError::Interrupted => UploadError::Interrupted,
-        e => UploadError::Step {
+impl MaybeInterrupted for SshError {
+    fn interrupted(&self) -> bool {
+        matches!(self, SshError::Interrupted)
+    }
+}
+
+/// Name the step an API or SSH error happened in (Ctrl-C stays Ctrl-C).
+fn step<E: MaybeInterrupted>(what: &str) -> impl FnOnce(E) -> UploadError + '_ {
+    move |e| match e.interrupted() {
+        true => UploadError::Interrupted,
+        false => UploadError::Step {
             step: what.to_string(),
             reason: e.to_string(),
         },
@@ -291,7 +299,7 @@ fn run(
     };
 
     say(1, "registering a temporary SSH key");
-    let key = TempKey::generate(&name).map_err(ssh_step("making a temporary SSH key"))?;
+    let key = TempKey::generate(&name).map_err(step("making a temporary SSH key"))?;
     let registered = client
         .create_ssh_key(&CreateSshKey {
             name: &name,
@@ -366,10 +374,10 @@ fn run(
     );
     target
         .wait_until_up(options.ssh_attempts, options.ssh_retry_interval, interrupt)
-        .map_err(ssh_step("waiting for the rescue system"))?;
+        .map_err(step("waiting for the rescue system"))?;
     target
         .run(&remote::check_tools())
-        .map_err(ssh_step("checking the rescue system's tools"))?;
+        .map_err(step("checking the rescue system's tools"))?;
 
     say(
         6,
@@ -385,7 +393,7 @@ fn run(
     say(7, "checking the sha256 of the written bytes on the server");
     let out = target
         .run(&remote::hash(&options.target_device, image.len))
-        .map_err(ssh_step("hashing the written disk"))?;
+        .map_err(step("hashing the written disk"))?;
     let written = remote::parse_hash(&out).ok_or_else(|| UploadError::Step {
         step: "hashing the written disk".into(),
         reason: format!("no sha256 in `{}`", out.trim()),
@@ -433,7 +441,7 @@ fn stream_to(
     let what = "streaming the image";
     let mut child = target
         .spawn_with_stdin(&remote::write(&options.target_device))
-        .map_err(ssh_step(what))?;
+        .map_err(step(what))?;
     let Some(stdin) = child.child.stdin.take() else {
         child.kill();
         return Err(UploadError::Invalid("ssh has no stdin".into()));
@@ -463,7 +471,7 @@ fn stream_to(
             });
         }
     };
-    child.finish().map_err(ssh_step(what))?;
+    child.finish().map_err(step(what))?;
     if read_hash != image.sha256 {
         return Err(UploadError::Invalid(format!(
             "{} hashes to {read_hash}, its manifest says {}: the image changed after it was built; rebuild it",
