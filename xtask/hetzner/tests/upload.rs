@@ -75,8 +75,8 @@ impl Setup {
     }
 
     /// Upload with `fault` injected; the error message.
-    fn fail_with(&self, fault: Fault) -> String {
-        self.mock.state().fault = Some(fault);
+    fn fail_with(&self, faults: Vec<Fault>) -> String {
+        self.mock.state().faults = faults;
         self.upload().expect_err("the upload must fail").to_string()
     }
 
@@ -168,13 +168,23 @@ fn happy_path_writes_the_image_then_a_second_upload_is_skipped() {
 fn failure_after_the_server_exists_leaves_nothing() {
     within(60, || {
         let s = setup(2);
-        let err = s.fail_with(Fault {
-            method: "POST",
-            path_suffix: "/actions/poweron",
-            status: 503,
-            code: "resource_unavailable",
-            message: "the host is in maintenance",
-        });
+        let err = s.fail_with(vec![
+            Fault {
+                method: "POST",
+                path_contains: "/actions/poweron",
+                status: 503,
+                code: "resource_unavailable",
+                message: "the host is in maintenance",
+            },
+            // The first delete finds the server busy: cleanup retries.
+            Fault {
+                method: "DELETE",
+                path_contains: "/servers/",
+                status: 423,
+                code: "locked",
+                message: "server is locked",
+            },
+        ]);
         assert!(err.contains("powering on"), "{err}");
         assert!(
             err.contains("503 resource_unavailable: the host is in maintenance"),
@@ -182,6 +192,15 @@ fn failure_after_the_server_exists_leaves_nothing() {
         );
         s.assert_called("DELETE", "/servers/");
         s.assert_called("DELETE", "/ssh_keys/");
+        let lines = s.mock.call_lines();
+        let deletes = lines
+            .iter()
+            .filter(|l| l.starts_with("DELETE /servers/"))
+            .count();
+        assert_eq!(
+            deletes, 2,
+            "the locked server was not deleted again: {lines:#?}"
+        );
         s.assert_nothing_left();
     });
 }
@@ -190,13 +209,13 @@ fn failure_after_the_server_exists_leaves_nothing() {
 fn api_error_is_shown_with_code_and_message() {
     within(60, || {
         let s = setup(1);
-        let err = s.fail_with(Fault {
+        let err = s.fail_with(vec![Fault {
             method: "POST",
-            path_suffix: "/servers",
+            path_contains: "/servers",
             status: 422,
             code: "invalid_input",
             message: "invalid input in field 'location'",
-        });
+        }]);
         assert_eq!(
             err,
             "creating the temporary server: POST /servers: the Hetzner API answered 422 invalid_input: invalid input in field 'location'"

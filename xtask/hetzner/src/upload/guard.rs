@@ -1,6 +1,8 @@
 //! The cleanup guard: whatever the flow created is deleted again, on
 //! success, on every error, on Ctrl-C, and (as a last resort) on drop.
 
+use std::time::{Duration, Instant};
+
 use crate::api::{ApiError, Client};
 
 /// The temporary resources of one upload.
@@ -61,12 +63,29 @@ impl<'c> Temporaries<'c> {
     }
 }
 
-/// `DELETE /servers/{id}` and wait for the deletion.
+/// The server is busy with another action (`locked`, `conflict`): retry.
+fn busy(e: &ApiError) -> bool {
+    matches!(e, ApiError::Api { code, .. } if code == "locked" || code == "conflict")
+}
+
+/// `DELETE /servers/{id}` and wait for the deletion; while the server is
+/// locked by a running action, retry for up to a minute.
 pub(crate) fn delete_server(client: &Client, id: i64) -> Result<(), ApiError> {
-    match client.delete_server(id) {
-        Ok(action) => client.wait_for(&[action], None),
-        Err(e) if gone(&e) => Ok(()),
-        Err(e) => Err(e),
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.delete_server(id) {
+            Ok(action) => return client.wait_for(&[action], None),
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) if busy(&e) && Instant::now() < deadline => {
+                std::thread::sleep(
+                    client
+                        .options()
+                        .poll_interval
+                        .max(Duration::from_millis(100)),
+                );
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

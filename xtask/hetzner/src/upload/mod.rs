@@ -420,8 +420,10 @@ fn run(
     let snap = client
         .create_snapshot(server, &desc, snapshot_labels)
         .map_err(step("creating the snapshot"))?;
+    // Not interruptible: the server is locked until the snapshot is done,
+    // so it could not be deleted before anyway.
     client
-        .wait_for(&[snap.action], Some(interrupt))
+        .wait_for(&[snap.action], None)
         .map_err(step("waiting for the snapshot"))?;
     Ok(snap.image)
 }
@@ -462,6 +464,9 @@ fn stream_to(
         }
         Err(StreamError::Write(e)) => {
             let stderr = child.kill();
+            // Ctrl-C in a terminal reaches `ssh` too; its exit may be seen
+            // before the handler has set the flag.
+            std::thread::sleep(Duration::from_millis(200));
             if interrupt.is_set() {
                 return Err(UploadError::Interrupted);
             }

@@ -30,14 +30,14 @@ pub struct Call {
     pub status: u16,
 }
 
-/// An injected error: the first request matching `method` and ending in
-/// `path_suffix` is answered with the envelope (once).
+/// An injected error: the first request matching `method` whose path
+/// contains `path_contains` is answered with the envelope (once).
 #[derive(Debug, Clone)]
 pub struct Fault {
     /// The method to fail.
     pub method: &'static str,
-    /// The end of the path to fail (e.g. `/actions/poweron`).
-    pub path_suffix: &'static str,
+    /// A part of the path to fail (e.g. `/actions/poweron`).
+    pub path_contains: &'static str,
     /// HTTP status.
     pub status: u16,
     /// Envelope code.
@@ -71,8 +71,8 @@ pub struct State {
     pub authorized_keys: Option<PathBuf>,
     /// Answer this many next requests with 429.
     pub rate_limit: u32,
-    /// Fail one request.
-    pub fault: Option<Fault>,
+    /// Requests to fail, each once.
+    pub faults: Vec<Fault>,
     /// Items per page of list answers.
     pub per_page: usize,
     /// Polls before an action succeeds.
@@ -429,7 +429,7 @@ impl Mock {
             next_id: 100,
             authorized_keys: None,
             rate_limit: 0,
-            fault: None,
+            faults: Vec::new(),
             per_page: 50,
             action_polls: 2,
         }));
@@ -523,12 +523,12 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
                 "limit of 3600 requests per hour reached",
             )),
         )
-    } else if let Some(f) = st
-        .fault
-        .clone()
-        .filter(|f| f.method == method && path.ends_with(f.path_suffix))
+    } else if let Some(i) = st
+        .faults
+        .iter()
+        .position(|f| f.method == method && path.contains(f.path_contains))
     {
-        st.fault = None;
+        let f = st.faults.remove(i);
         (f.status, Some(envelope(f.code, f.message)))
     } else {
         let empty = json!({});
