@@ -34,18 +34,20 @@ pub fn run(args: &UploadArgs) -> Result<()> {
     };
     let interrupt = Interrupt::on_ctrl_c().context("installing the Ctrl-C handler")?;
     let outcome = upload::upload(&client, &image, &options, &interrupt)?;
-    let (snapshot, verb) = match &outcome {
-        Outcome::Uploaded(s) => (s, "is the new snapshot of"),
-        Outcome::AlreadyPresent(s) => {
-            (s, "already holds (nothing uploaded; --force uploads again)")
-        }
+    let (snapshot, note) = match &outcome {
+        Outcome::Uploaded(s) => (s, "now holds"),
+        Outcome::AlreadyPresent(s) => (s, "already held"),
     };
     println!("{}", snapshot.id);
     eprintln!(
-        "upload: snapshot {} {verb} {} (sha256 {})\n{}",
+        "upload: snapshot {} {note} {} (sha256 {}){}\n{}",
         snapshot.id,
         image.path.display(),
         image.sha256,
+        match outcome {
+            Outcome::AlreadyPresent(_) => ": nothing uploaded (--force uploads again)",
+            Outcome::Uploaded(_) => "",
+        },
         upload::usage(snapshot, &options)
     );
     Ok(())

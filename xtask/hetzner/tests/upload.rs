@@ -148,6 +148,19 @@ fn happy_path_writes_the_image_then_a_second_upload_is_skipped() {
             assert_eq!(rescue.body.as_ref().expect("a body")["type"], "linux64");
         }
         s.assert_nothing_left();
+        let usage = upload::usage(&snap, &s.options);
+        assert!(
+            usage.contains(&format!(
+                "hcloud server create --name openclaw --image {}",
+                snap.id
+            )),
+            "{usage}"
+        );
+        assert!(usage.contains("--user-data-from-file"), "{usage}");
+        assert!(
+            usage.contains(&format!("hcloud server rebuild --image {}", snap.id)),
+            "{usage}"
+        );
 
         // The same image again: found by its sha256 labels, nothing uploaded.
         let before = s.mock.state().calls.len();
