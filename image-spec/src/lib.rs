@@ -8,6 +8,7 @@ mod error;
 pub mod lock;
 pub mod semver;
 pub mod spec;
+pub mod time;
 
 pub use error::{SpecError, locate};
 pub use lock::Lock;

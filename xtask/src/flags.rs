@@ -31,6 +31,18 @@ pub enum Task {
     VmTest(VmTestArgs),
     /// Build the image twice (other directory, time, TZ, locale, umask) and compare; on a mismatch say where.
     VerifyRepro(VerifyReproArgs),
+    /// Publish the image as a Hetzner Cloud snapshot (HCLOUD_TOKEN; `upload cleanup` removes leftovers).
+    ///
+    /// A temporary SSH key and server (labelled openclaw-image/temporary) are
+    /// created, the server boots the rescue system, the image is streamed
+    /// zstd-compressed over SSH onto its disk and checked by sha256 on the
+    /// server, the disk is snapshotted, and the server and key are deleted
+    /// again, also on errors and Ctrl-C. The token comes from HCLOUD_TOKEN, the
+    /// API endpoint from HCLOUD_ENDPOINT (default: https://api.hetzner.cloud/v1).
+    /// When a snapshot labelled with the image's sha256 exists, nothing is
+    /// uploaded. The snapshot id is printed on stdout. Exit codes: 0 uploaded
+    /// or already there, 1 failure. See docs/hetzner.md.
+    Upload(UploadArgs),
     /// Check host prerequisites; on Debian as root, install what is missing.
     Doctor(DoctorArgs),
     /// Run exactly what CI runs: formatting, lints, tests, lock check, doctor, build-image.
@@ -175,4 +187,42 @@ pub struct VerifyReproArgs {
     /// Do not build: explain the kept builds <DIR>/a and <DIR>/b again.
     #[arg(long, hide = true)]
     pub compare_only: bool,
+}
+
+/// `cargo xtask upload`
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct UploadArgs {
+    /// `cleanup`: delete leftover temporary servers and keys.
+    #[command(subcommand)]
+    pub command: Option<UploadCommand>,
+    /// The raw image (default: target/image/<name>.raw, <name> from image.toml); its <name>.manifest.json must be beside it.
+    #[arg(long, value_name = "PATH")]
+    pub image: Option<PathBuf>,
+    /// Location of the temporary server (e.g. fsn1, nbg1, hel1, ash, hil, sin).
+    #[arg(long, default_value = "fsn1", value_name = "LOCATION")]
+    pub location: String,
+    /// Server type of the temporary server; its architecture must be the image's (x86: cx23, arm: cax11).
+    #[arg(long, default_value = "cx23", value_name = "TYPE")]
+    pub server_type: String,
+    /// An extra label for the snapshot, key=value (repeatable); openclaw-image/* labels are set by upload.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// The snapshot's description (default: spec name, OpenClaw version, build date, image sha256).
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// Upload even when a snapshot labelled with the same image sha256 exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `cargo xtask upload <command>`
+#[derive(Subcommand, Debug)]
+pub enum UploadCommand {
+    /// Delete the servers and SSH keys labelled openclaw-image/temporary that failed uploads left behind (never snapshots).
+    Cleanup,
+}
+
+fn parse_label(arg: &str) -> Result<(String, String), String> {
+    hetzner::labels::parse(arg).map_err(|e| e.to_string())
 }

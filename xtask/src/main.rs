@@ -1,7 +1,7 @@
 //! `cargo xtask <task>`: the project's one command line.
 //!
 //! Parses flags, finds the project root and calls the libraries; the work
-//! lives in `builder`, `image-spec` and `vm-tests`. Exit codes: 0 success,
+//! lives in `builder`, `image-spec`, `vm-tests` and `hetzner`. Exit codes: 0 success,
 //! 1 failure (the error chain is printed once), 2 bad usage (clap).
 
 mod build_image;
@@ -11,10 +11,11 @@ mod fetch;
 mod flags;
 mod lock;
 mod sources;
+mod upload;
 mod verify_repro;
 mod vm_test;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Task::BuildImage(args) => build_image::run(&args),
         Task::VmTest(args) => vm_test::run(&args),
         Task::VerifyRepro(args) => verify_repro::run(&args),
+        Task::Upload(args) => upload::run(&args),
         Task::Doctor(args) => doctor::run(&args),
         Task::Ci(args) => ci::run(&args),
     };
@@ -45,4 +47,25 @@ fn main() -> ExitCode {
 pub fn project_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+/// The image a task works on: `explicit`, else `target/image/<name>.raw`
+/// with `<name>` from image.toml; it must exist.
+pub fn built_image(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let root = project_root();
+    let image = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let spec = builder::locking::Project::new(&root.join("image.toml")).read_spec()?;
+            root.join("target/image")
+                .join(format!("{}.raw", spec.image.name))
+        }
+    };
+    if !image.is_file() {
+        anyhow::bail!(
+            "{} does not exist: run `cargo xtask build-image` first",
+            image.display()
+        );
+    }
+    Ok(image)
 }

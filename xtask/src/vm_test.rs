@@ -12,20 +12,7 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
         let target = root.join("target");
         builder::doctor::ensure(&[target.as_path()], true)?;
     }
-    let image = match &args.image {
-        Some(p) => p.clone(),
-        None => {
-            let spec = builder::locking::Project::new(&root.join("image.toml")).read_spec()?;
-            root.join("target/image")
-                .join(format!("{}.raw", spec.image.name))
-        }
-    };
-    if !image.is_file() {
-        bail!(
-            "{} does not exist: run `cargo xtask build-image` first",
-            image.display()
-        );
-    }
+    let image = crate::built_image(args.image.as_deref())?;
     let firmwares = match args.firmware {
         FirmwareChoice::Bios => vec![Firmware::Bios],
         FirmwareChoice::Uefi => vec![Firmware::Uefi],

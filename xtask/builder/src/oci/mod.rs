@@ -120,23 +120,8 @@ fn digest_of(bytes: &[u8]) -> String {
 
 /// RFC 3339 (UTC, whole seconds) of `epoch`, e.g. `2025-05-20T00:00:00Z`.
 fn rfc3339(epoch: u64) -> Result<String> {
-    let days = i64::try_from(epoch / 86_400)?;
-    let secs = epoch % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let epoch = i64::try_from(epoch)?;
+    let (year, _, _) = image_spec::time::civil_date(epoch);
     anyhow::ensure!(year <= 9999, "created_epoch {epoch} is past the year 9999");
-    Ok(format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    ))
+    Ok(image_spec::time::rfc3339(epoch))
 }

@@ -1,0 +1,100 @@
+//! The cleanup guard: whatever the flow created is deleted again, on
+//! success, on every error, on Ctrl-C, and (as a last resort) on drop.
+
+use std::time::{Duration, Instant};
+
+use crate::api::{ApiError, Client};
+
+/// The temporary resources of one upload.
+pub(crate) struct Temporaries<'c> {
+    client: &'c Client,
+    /// The temporary server, once created.
+    pub server: Option<i64>,
+    /// The temporary SSH key, once registered.
+    pub ssh_key: Option<i64>,
+}
+
+/// `not_found` means somebody (or an earlier try) already deleted it.
+fn gone(e: &ApiError) -> bool {
+    matches!(e, ApiError::Api { status: 404, .. })
+}
+
+impl<'c> Temporaries<'c> {
+    pub(crate) fn new(client: &'c Client) -> Temporaries<'c> {
+        Temporaries {
+            client,
+            server: None,
+            ssh_key: None,
+        }
+    }
+
+    /// The client the resources belong to.
+    pub(crate) fn client(&self) -> &'c Client {
+        self.client
+    }
+
+    /// Delete the server (waiting for it to be gone), then the key. Never
+    /// stops at Ctrl-C. Errors name what is left and how to remove it.
+    pub(crate) fn delete_all(&mut self) -> Result<(), String> {
+        let mut left = Vec::new();
+        if let Some(id) = self.server {
+            eprintln!("upload: deleting the temporary server {id}");
+            match delete_server(self.client, id) {
+                Ok(()) => self.server = None,
+                Err(e) => left.push(format!("server {id} ({e})")),
+            }
+        }
+        if let Some(id) = self.ssh_key {
+            eprintln!("upload: deleting the temporary SSH key {id}");
+            match self.client.delete_ssh_key(id) {
+                Ok(()) => self.ssh_key = None,
+                Err(e) if gone(&e) => self.ssh_key = None,
+                Err(e) => left.push(format!("SSH key {id} ({e})")),
+            }
+        }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "could not delete {}: run `cargo xtask upload cleanup`, or delete them in the Hetzner console (they cost money)",
+                left.join(", ")
+            ))
+        }
+    }
+}
+
+/// The server is busy with another action (`locked`, `conflict`): retry.
+fn busy(e: &ApiError) -> bool {
+    matches!(e, ApiError::Api { code, .. } if code == "locked" || code == "conflict")
+}
+
+/// `DELETE /servers/{id}` and wait for the deletion; while the server is
+/// locked by a running action, retry for up to a minute.
+pub(crate) fn delete_server(client: &Client, id: i64) -> Result<(), ApiError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.delete_server(id) {
+            Ok(action) => return client.wait_for(&[action], None),
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) if busy(&e) && Instant::now() < deadline => {
+                std::thread::sleep(
+                    client
+                        .options()
+                        .poll_interval
+                        .max(Duration::from_millis(100)),
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Drop for Temporaries<'_> {
+    fn drop(&mut self) {
+        if (self.server.is_some() || self.ssh_key.is_some())
+            && let Err(e) = self.delete_all()
+        {
+            eprintln!("upload: {e}");
+        }
+    }
+}
