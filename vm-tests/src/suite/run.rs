@@ -339,9 +339,11 @@ fn wait_sandbox(m: &mut Machine) -> std::result::Result<(), String> {
 }
 
 /// Cases that need the sandbox image loaded.
-/// SRV-1 is here too: the gateway's unit starts after the image is loaded.
+/// SRV-1 and SRV-7 are here too: the gateway's user manager starts only
+/// after the image is loaded (`user@1000.service.d/10-openclaw.conf`); and
+/// BOOT-1, whose "no failed unit" means something only once boot settled.
 const SANDBOX_CASES: &[&str] = &[
-    "AGT-2", "AGT-3", "AGT-4", "AGT-5", "LAT-1", "SEC-5", "SRV-1",
+    "AGT-2", "AGT-3", "AGT-4", "AGT-5", "LAT-1", "SEC-5", "SRV-1", "SRV-7", "BOOT-1",
 ];
 
 /// Cases that need the gateway listening.

@@ -91,6 +91,50 @@ pub struct Ctx<'a> {
     pub template: &'a crate::machine::MachineConfig,
 }
 
+impl Ctx<'_> {
+    /// An extra machine of the run (SEC-1, SEC-2, SEC-4): the template with
+    /// `name` and `credentials`, one vCPU, and the sandbox image load
+    /// skipped (minutes under TCG, not what these cases are about).
+    pub fn side_config(
+        &self,
+        name: &str,
+        credentials: Vec<crate::credential::Credential>,
+    ) -> Result<crate::machine::MachineConfig> {
+        let mut cfg = self.template.clone();
+        cfg.name = format!("{}-{name}", self.facts.firmware);
+        cfg.cpus = 1;
+        cfg.credentials
+            .push(crate::suite::run::skip_sandbox_load()?);
+        cfg.credentials.extend(credentials);
+        Ok(cfg)
+    }
+
+    /// Runs `f` on a fresh machine started from `cfg`, shut down afterwards.
+    /// With `pause_main`, the main machine's CPUs are stopped meanwhile
+    /// (QMP `stop`/`cont`), so that two emulated guests do not starve each
+    /// other on a small host.
+    pub fn with_side_machine<T>(
+        &mut self,
+        cfg: crate::machine::MachineConfig,
+        pause_main: bool,
+        f: impl FnOnce(&mut Machine) -> Result<T>,
+    ) -> Result<T> {
+        let paused = pause_main && self.machine.is_running();
+        if paused {
+            self.machine.pause()?;
+        }
+        let result = Machine::start(cfg).and_then(|mut m| {
+            let r = f(&mut m);
+            let _ = m.shutdown();
+            r
+        });
+        if paused {
+            self.machine.resume()?;
+        }
+        result
+    }
+}
+
 /// Pass when `cond`, else fail; the detail says what was seen.
 pub fn expect(cond: bool, seen: impl Into<String>) -> Outcome {
     if cond {

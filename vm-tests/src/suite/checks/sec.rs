@@ -24,35 +24,48 @@ const DONE: &str = "/var/lib/openclaw-appliance/firstboot.done";
 pub fn sec_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     // A boot of the pristine image without user-data: nothing first boot
     // would create exists, so what is there came from the image.
-    let mut cfg = ctx.template.clone();
-    cfg.name = format!("{}-pristine", ctx.facts.firmware);
-    cfg.credentials
-        .push(crate::suite::run::skip_sandbox_load()?);
-    let mut m = Machine::start(cfg)?;
-    m.wait_until_succeeds(
-        "systemctl show -p ActiveState --value openclaw-firstboot.service | grep -qx failed",
-        Duration::from_secs(300),
-    )?;
-    let cfg_text = m.succeed("cat /home/openclaw/.openclaw/openclaw.json")?;
-    let hostkeys =
-        m.succeed("{ find /etc/ssh -maxdepth 1 -name 'ssh_host_*' 2>/dev/null || true; } | wc -l")?;
-    let env = m.execute("test -e /home/openclaw/.openclaw/.env")?.0 == 0;
-    let tokenish = m.succeed("{ grep -rIlE 'sk-ant-|tskey-|\"token\"' /etc /home /root /var/lib /usr/share/openclaw-appliance 2>/dev/null || true; } | wc -l")?;
-    let machine_id_baked =
-        m.succeed("journalctl -b -o cat | grep -c 'Initializing machine ID' || true")?;
-    m.shutdown().ok();
-    let ok =
-        !cfg_text.contains("\"token\"") && hostkeys.trim() == "0" && !env && tokenish.trim() == "0";
+    let cfg = ctx.side_config("pristine", Vec::new())?;
+    let seen = ctx.with_side_machine(cfg, false, |m| {
+        m.wait_until_succeeds(
+            "systemctl show -p ActiveState --value openclaw-firstboot.service | grep -qx failed",
+            Duration::from_secs(600),
+        )?;
+        let tokens = config_tokens(m)?;
+        let hostkeys = m.succeed(
+            "{ find /etc/ssh -maxdepth 1 -name 'ssh_host_*' 2>/dev/null || true; } | wc -l",
+        )?;
+        let env = m.execute("test -e /home/openclaw/.openclaw/.env")?.0 == 0;
+        let tokenish = m.succeed(TOKENISH_FILES)?;
+        let machine_id =
+            m.succeed("journalctl -b -o cat | grep -c 'Initializing machine ID' || true")?;
+        Ok((tokens, hostkeys, env, tokenish, machine_id))
+    })?;
+    let (tokens, hostkeys, env, tokenish, machine_id) = seen;
+    let ok = tokens.is_empty() && hostkeys.trim() == "0" && !env && tokenish.trim().is_empty();
     Ok(expect(
         ok,
         format!(
-            "pristine boot, no user-data: openclaw.json has token: {}; host keys: {}; .env: {env}; files with token-like content: {}; machine-id initialised at boot: {}",
-            cfg_text.contains("\"token\""),
+            "pristine boot, no user-data: token fields in openclaw.json: {tokens:?}; host keys: {}; .env: {env}; files with secret-shaped content: [{}]; machine-id initialised at boot: {}",
             hostkeys.trim(),
-            tokenish.trim(),
-            machine_id_baked.trim()
+            tokenish.trim().lines().collect::<Vec<_>>().join(", "),
+            machine_id.trim()
         ),
     ))
+}
+
+/// Files under the places secrets go that hold something shaped like one
+/// of them: an Anthropic or Tailscale key prefix, a JSON `token` key with a
+/// value. Prints the paths.
+const TOKENISH_FILES: &str = "grep -rIlE 'sk-ant-[A-Za-z0-9]|tskey-[a-z]|\"token\" *: *\"[^\"]' /etc /home /root /var/lib /usr/share/openclaw-appliance 2>/dev/null || true";
+
+/// The token fields set in the gateway's `openclaw.json` (by JSON pointer).
+fn config_tokens(m: &mut Machine) -> Result<Vec<&'static str>> {
+    let text = m.succeed("cat /home/openclaw/.openclaw/openclaw.json")?;
+    let cfg: Value = serde_json::from_str(&text).context("openclaw.json is not JSON")?;
+    Ok(["/gateway/auth/token", "/gateway/remote/token"]
+        .into_iter()
+        .filter(|p| cfg.pointer(p).is_some())
+        .collect())
 }
 
 /// SEC-2: malformed user-data fails closed: the gateway stays down, the
@@ -63,36 +76,32 @@ pub fn sec_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         "#openclaw-appliance-userdata v1\ngateway-token = \"{}\"\nanthropic-setup-token = \"{bad_value}\"\n",
         ctx.secrets.gateway_token
     );
-    let mut cfg = ctx.template.clone();
-    cfg.name = format!("{}-malformed", ctx.facts.firmware);
-    cfg.credentials
-        .push(crate::suite::run::skip_sandbox_load()?);
-    cfg.credentials
-        .push(Credential::new("openclaw.userdata", userdata.as_bytes())?);
-    let mut m = Machine::start(cfg)?;
-    m.wait_until_succeeds(
-        "systemctl show -p ActiveState --value openclaw-firstboot.service | grep -qx failed",
-        Duration::from_secs(300),
+    let cfg = ctx.side_config(
+        "malformed",
+        vec![Credential::new("openclaw.userdata", userdata.as_bytes())?],
     )?;
-    let console = std::fs::read_to_string(m.serial_log_path()).unwrap_or_default();
-    let names_field = console.contains("anthropic-setup-token");
-    let leaks = console.contains(bad_value) || console.contains(&ctx.secrets.gateway_token);
-    let gateway =
-        m.execute(&format!(
-            "pgrep -u {} -f 'openclaw.*gateway'",
-            ctx.facts.user
-        ))?
-        .0 == 0;
-    let cfg_text = m.succeed("cat /home/openclaw/.openclaw/openclaw.json")?;
-    let env = m.execute("test -e /home/openclaw/.openclaw/.env")?.0 == 0;
-    let done = m.execute(&format!("test -e {DONE}"))?.0 == 0;
-    m.shutdown().ok();
-    let ok = names_field && !leaks && !gateway && !cfg_text.contains("\"token\"") && !env && !done;
+    let gateway_token = ctx.secrets.gateway_token.clone();
+    let user = ctx.facts.user.clone();
+    let (names_field, leaks, gateway, tokens, env, done) =
+        ctx.with_side_machine(cfg, true, |m| {
+            m.wait_until_succeeds(
+                "systemctl show -p ActiveState --value openclaw-firstboot.service | grep -qx failed",
+                Duration::from_secs(600),
+            )?;
+            let console = std::fs::read_to_string(m.serial_log_path()).unwrap_or_default();
+            let names_field = console.contains("anthropic-setup-token");
+            let leaks = console.contains(bad_value) || console.contains(&gateway_token);
+            let gateway = m.execute(&format!("pgrep -u {user} -f 'openclaw.*gateway'"))?.0 == 0;
+            let tokens = config_tokens(m)?;
+            let env = m.execute("test -e /home/openclaw/.openclaw/.env")?.0 == 0;
+            let done = m.execute(&format!("test -e {DONE}"))?.0 == 0;
+            Ok((names_field, leaks, gateway, tokens, env, done))
+        })?;
+    let ok = names_field && !leaks && !gateway && tokens.is_empty() && !env && !done;
     Ok(expect(
         ok,
         format!(
-            "console names the field: {names_field}; console shows a secret: {leaks}; gateway running: {gateway}; token written: {}; .env written: {env}; done marker: {done}",
-            cfg_text.contains("\"token\"")
+            "console names the field: {names_field}; console shows a secret: {leaks}; gateway running: {gateway}; token fields written: {tokens:?}; .env written: {env}; done marker: {done}"
         ),
     ))
 }
@@ -166,22 +175,21 @@ pub fn sec_4(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let after = state_digest(ctx.machine)?;
 
     // Power cut in the middle of first boot on a fresh machine with the same user-data.
-    let mut cfg = ctx.template.clone();
-    cfg.name = format!("{}-powercut", ctx.facts.firmware);
-    cfg.credentials
-        .push(crate::suite::run::skip_sandbox_load()?);
-    cfg.credentials.push(Credential::new(
-        "openclaw.userdata",
-        userdata(ctx).as_bytes(),
-    )?);
-    let mut m = Machine::start(cfg)?;
-    m.wait_for_console_text("openclaw-firstboot", Duration::from_secs(300))?;
-    std::thread::sleep(Duration::from_millis(1500));
-    m.crash()?;
-    m.power_on()?;
-    m.wait_until_succeeds(&format!("test -e {DONE}"), Duration::from_secs(400))?;
-    let resumed = state_digest(&mut m)?;
-    m.shutdown().ok();
+    let cfg = ctx.side_config(
+        "powercut",
+        vec![Credential::new(
+            "openclaw.userdata",
+            userdata(ctx).as_bytes(),
+        )?],
+    )?;
+    let resumed = ctx.with_side_machine(cfg, true, |m| {
+        m.wait_for_console_text("openclaw-firstboot", Duration::from_secs(600))?;
+        std::thread::sleep(Duration::from_millis(1500));
+        m.crash()?;
+        m.power_on()?;
+        m.wait_until_succeeds(&format!("test -e {DONE}"), Duration::from_secs(600))?;
+        state_digest(m)
+    })?;
     // The state file records step times? Compare what must converge.
     let strip = |s: &str| {
         s.lines()

@@ -47,7 +47,7 @@ pub fn srv_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .machine
         .succeed(&format!("cat /proc/{pid}/cgroup 2>/dev/null || true"))?;
     let system_units = ctx.machine.succeed(
-        "systemctl list-unit-files --type=service --no-legend 'openclaw-gateway*' | wc -l",
+        "{ systemctl list-unit-files --type=service --no-legend 'openclaw-gateway*' || true; } | wc -l",
     )?;
     let native = cgroup.contains(&format!("user@{}.service", 1000)) && !cgroup.contains("docker");
     let ok = active.trim() == "active"
