@@ -45,7 +45,7 @@ pub enum Task {
     Upload(UploadArgs),
     /// Check host prerequisites; on Debian as root, install what is missing.
     Doctor(DoctorArgs),
-    /// Run exactly what CI runs: formatting, lints, tests, lock check, doctor, build-image.
+    /// Run exactly what CI runs: fmt, clippy, tests, lock check, doctor, build-image, verify-repro, vm-test.
     Ci(CiArgs),
 }
 
@@ -153,7 +153,7 @@ pub struct DoctorArgs {
 /// `cargo xtask ci`
 #[derive(Args, Debug)]
 pub struct CiArgs {
-    /// Skip the slow steps (image build, vm-test): formatting, lints, unit tests, lock check only.
+    /// Skip the slow steps (image build, verify-repro, vm-test): formatting, lints, unit tests, lock check only.
     #[arg(long)]
     pub quick: bool,
 }
