@@ -88,8 +88,12 @@ pub fn sec_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
                 "systemctl show -p ActiveState --value openclaw-firstboot.service | grep -qx failed",
                 Duration::from_secs(600),
             )?;
+            // journald forwards to the console asynchronously: the unit can
+            // be `failed` before its error lines reach the serial port.
+            let names_field = m
+                .wait_for_console_text("anthropic-setup-token", Duration::from_secs(120))
+                .is_ok();
             let console = std::fs::read_to_string(m.serial_log_path()).unwrap_or_default();
-            let names_field = console.contains("anthropic-setup-token");
             let leaks = console.contains(bad_value) || console.contains(&gateway_token);
             let gateway = m.execute(&format!("pgrep -u {user} -f 'openclaw.*gateway'"))?.0 == 0;
             let tokens = config_tokens(m)?;
