@@ -100,6 +100,9 @@ pub struct BuildImageArgs {
     /// Skip the host prerequisite check.
     #[arg(long)]
     pub no_doctor: bool,
+    /// Also keep the merged root tarball as <stage-dir>/root.tar (verify-repro compares it).
+    #[arg(long, hide = true)]
+    pub keep_root_tar: bool,
 }
 
 /// `cargo xtask vm-test`

@@ -56,6 +56,15 @@ pub struct DiskReport {
     pub elapsed: Duration,
 }
 
+/// Where the root filesystem's contents come from.
+pub enum RootSource<'a> {
+    /// A tarball on disk (`mke2fs -d <tar>`).
+    Tar(&'a Path),
+    /// A function that writes the tarball; streamed into `mke2fs -d -`
+    /// while it runs, so no multi-GB tarball is written and read back.
+    Stream(&'a mut dyn FnMut(&mut dyn Write) -> Result<()>),
+}
+
 /// Builds the raw GPT disk image `out` (replaced atomically) of `size_mib`
 /// MiB from the root filesystem tarball `root_tar`, with the identifiers
 /// `ids` and all timestamps at `epoch`.
@@ -67,14 +76,27 @@ pub fn assemble(
     epoch: u64,
     out: &Path,
 ) -> Result<DiskReport> {
-    let started = Instant::now();
-    validate_ids(ids)?;
-    let layout = Layout::new(size_mib)?;
     let root_tar = std::path::absolute(root_tar)
         .with_context(|| format!("resolving {}", root_tar.display()))?;
     if !root_tar.is_file() {
         bail!("root tarball {} does not exist", root_tar.display());
     }
+    assemble_from(tools, RootSource::Tar(&root_tar), ids, size_mib, epoch, out)
+}
+
+/// [`assemble`] with the root filesystem's contents from `root`. The same
+/// tar stream gives the same bytes whether it comes from a file or a pipe.
+pub fn assemble_from(
+    tools: &ToolsTree,
+    root: RootSource<'_>,
+    ids: &DiskIds,
+    size_mib: u64,
+    epoch: u64,
+    out: &Path,
+) -> Result<DiskReport> {
+    let started = Instant::now();
+    validate_ids(ids)?;
+    let layout = Layout::new(size_mib)?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -105,7 +127,7 @@ pub fn assemble(
         .run_with_stdin(Some(sfdisk_script(&layout, ids).as_bytes()))?;
 
     step("root filesystem");
-    make_root(tools, &img, &layout, ids, &root_tar, epoch)?;
+    make_root(tools, &img, &layout, ids, root, epoch)?;
 
     step("GRUB images");
     let early = scratch.path().join("early.cfg");
@@ -156,14 +178,14 @@ pub fn assemble(
     Ok(report)
 }
 
-/// The ext4 root, written by `mke2fs` straight from the tarball into the
-/// third partition.
+/// The ext4 root, written by `mke2fs` straight from the tarball (a file or
+/// a stream on its standard input) into the third partition.
 fn make_root(
     tools: &ToolsTree,
     img: &Path,
     layout: &Layout,
     ids: &DiskIds,
-    root_tar: &Path,
+    root: RootSource<'_>,
     epoch: u64,
 ) -> Result<()> {
     let extended = format!(
@@ -171,7 +193,11 @@ fn make_root(
         ids.root_hash_seed,
         layout.root.offset_bytes()
     );
-    tools
+    let source = match &root {
+        RootSource::Tar(path) => path.as_os_str().to_owned(),
+        RootSource::Stream(_) => "-".into(),
+    };
+    let mke2fs = tools
         .tool("mke2fs")
         .epoch(epoch)
         .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
@@ -182,11 +208,42 @@ fn make_root(
         .args(["-U", ids.root_fs_uuid.as_str(), "-L", "root"])
         .args(["-E", extended.as_str()])
         .arg("-d")
-        .arg(root_tar)
+        .arg(source)
         .arg(img)
-        .arg(layout.root_blocks().to_string())
-        .run()?;
-    Ok(())
+        .arg(layout.root_blocks().to_string());
+    let write = match root {
+        RootSource::Tar(_) => {
+            mke2fs.run()?;
+            return Ok(());
+        }
+        RootSource::Stream(write) => write,
+    };
+    let (reader, writer) = std::io::pipe().context("creating a pipe for mke2fs")?;
+    let child = mke2fs
+        .expression()
+        .stdin_file(reader)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .start()
+        .with_context(|| format!("starting {}", mke2fs.display()))?;
+    let mut pipe = std::io::BufWriter::with_capacity(1 << 20, writer);
+    let written = write(&mut pipe).and_then(|()| pipe.flush().context("writing to mke2fs"));
+    // Close our end so that mke2fs sees the end of the tarball.
+    drop(pipe);
+    let out = child
+        .wait()
+        .with_context(|| format!("waiting for {}", mke2fs.display()))?;
+    if !out.status.success() {
+        // mke2fs's own error explains a broken pipe on our side.
+        bail!(
+            "{} failed ({}): {}",
+            mke2fs.display(),
+            out.status,
+            crate::tools::tail(&String::from_utf8_lossy(&out.stderr), 20)
+        );
+    }
+    written.context("streaming the root tarball into mke2fs")
 }
 
 /// `grub-mkimage` for `format` with the embedded configuration `early`.

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use appliance::{Entry, Tree};
+use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
 /// Where overlay bytes come from.
@@ -103,6 +104,47 @@ impl Overlay {
         self.walk(&dest, src)
     }
 
+    /// A hash of the entries: paths, types, owners, modes, the bytes of
+    /// in-memory files and symlink targets; a file from disk counts by its
+    /// path and size only, so add only files whose path names their content
+    /// (a keyed stage output) or whose content the caller hashes itself.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for (key, src) in &self.entries {
+            h.update(key.as_bytes());
+            match src {
+                Source::Dir { mode, uid, gid } => {
+                    h.update(format!("\0dir {mode:o} {uid} {gid}\0"));
+                }
+                Source::Bytes {
+                    mode,
+                    uid,
+                    gid,
+                    data,
+                } => {
+                    h.update(format!("\0bytes {mode:o} {uid} {gid} {}\0", data.len()));
+                    h.update(data);
+                }
+                Source::File {
+                    mode,
+                    uid,
+                    gid,
+                    path,
+                } => {
+                    let len = fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+                    h.update(format!(
+                        "\0file {mode:o} {uid} {gid} {len} {}\0",
+                        path.display()
+                    ));
+                }
+                Source::Symlink { target } => {
+                    h.update(format!("\0symlink {target}\0"));
+                }
+            }
+        }
+        hex::encode(h.finalize())
+    }
+
     fn walk(&mut self, dest: &str, dir: &Path) -> Result<()> {
         let mut names: Vec<_> = fs::read_dir(dir)
             .with_context(|| format!("reading {}", dir.display()))?
@@ -173,7 +215,39 @@ pub fn merge(base: &Path, overlay: &Overlay, epoch: u64, out: &Path) -> Result<u
     let dir = out.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, tmp.reopen()?));
+    let (count, writer) = merge_into(
+        base,
+        overlay,
+        &mut || Ok(Overlay::default()),
+        epoch,
+        BufWriter::with_capacity(1 << 20, tmp.reopen()?),
+    )?;
+    writer
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("writing the root tarball")?;
+    tmp.persist(out)
+        .with_context(|| format!("renaming into {}", out.display()))?;
+    Ok(count)
+}
+
+/// Streams `base` with `overlay` laid over it, as a tarball, into `out`
+/// (for example the standard input of `mke2fs -d -`). Returns the number
+/// of entries written and the writer.
+///
+/// `late` is called once every base entry is written and returns more
+/// entries, all of new paths (an error otherwise): so files that are still
+/// being made (the first-boot agent, the manifest naming its hash) need not
+/// exist when the stream starts. The bytes are those of one overlay holding
+/// both.
+pub fn merge_into<W: io::Write>(
+    base: &Path,
+    overlay: &Overlay,
+    late: &mut dyn FnMut() -> Result<Overlay>,
+    epoch: u64,
+    out: W,
+) -> Result<(usize, W)> {
+    let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
     let mut written = BTreeSet::new();
     let mut count = 0usize;
@@ -222,7 +296,17 @@ pub fn merge(base: &Path, overlay: &Overlay, epoch: u64, out: &Path) -> Result<u
         count += 1;
     }
 
-    for (key, src) in &overlay.entries {
+    let late = late()?;
+    if let Some(key) = late
+        .entries
+        .keys()
+        .find(|k| written.contains(*k) || overlay.entries.contains_key(*k))
+    {
+        bail!("late overlay entry {key} is already in the base or the overlay");
+    }
+    let rest: BTreeMap<&String, &Source> =
+        overlay.entries.iter().chain(late.entries.iter()).collect();
+    for (key, src) in rest {
         if written.contains(key) {
             continue;
         }
@@ -261,14 +345,7 @@ pub fn merge(base: &Path, overlay: &Overlay, epoch: u64, out: &Path) -> Result<u
         count += 1;
     }
     let writer = builder.into_inner().context("finishing the root tarball")?;
-    writer
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("writing the root tarball")?
-        .sync_all()?;
-    tmp.persist(out)
-        .with_context(|| format!("renaming into {}", out.display()))?;
-    Ok(count)
+    Ok((count, writer))
 }
 
 fn append<W: io::Write>(
