@@ -774,3 +774,36 @@ fn manifest(
 pub fn image_sha256(path: &Path) -> Result<String> {
     sha256_file(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_holds_only_while_the_image_is_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = tmp.path().join("x.raw");
+        let record = tmp.path().join("x.build.json");
+        fs::write(&image, b"image").unwrap();
+        let rec = BuildRecord::new("layer", "key", "sha", &image).unwrap();
+        fs::write(&record, serde_json::to_string(&rec).unwrap()).unwrap();
+        assert_eq!(BuildRecord::unchanged(&record, &image), Some(rec));
+        // Rewritten with the same size: mtime/ctime differ.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&image, b"IMAGE").unwrap();
+        assert_eq!(BuildRecord::unchanged(&record, &image), None);
+        fs::remove_file(&image).unwrap();
+        assert_eq!(BuildRecord::unchanged(&record, &image), None);
+    }
+
+    #[test]
+    fn step_summary_is_one_line_of_name_seconds() {
+        let mut steps = Steps::default();
+        steps.time("tools", || Ok(())).unwrap();
+        assert!(
+            steps
+                .summary()
+                .starts_with("build-image: step seconds: tools=0.0")
+        );
+    }
+}

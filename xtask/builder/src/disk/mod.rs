@@ -350,26 +350,66 @@ fn install_bios_boot(tools: &ToolsTree, img: &Path, layout: &Layout, core: &Path
     Ok(sectors)
 }
 
-/// sha256 of a file, hex.
+/// sha256 of a file, hex. One thread reads while this one hashes (4 GiB
+/// take about half the time of reading and hashing in turn).
 pub fn sha256_file(path: &Path) -> Result<String> {
+    const CHUNK: usize = 4 << 20;
     let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 4 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..3 {
+        let _ = empty_tx.send(vec![0u8; CHUNK]);
     }
-    Ok(hex::encode(h.finalize()))
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> std::io::Result<()> {
+            while let Ok(mut buf) = empty_rx.recv() {
+                buf.resize(CHUNK, 0);
+                let mut n = 0;
+                while n < CHUNK {
+                    match f.read(&mut buf[n..])? {
+                        0 => break,
+                        k => n += k,
+                    }
+                }
+                buf.truncate(n);
+                let last = n < CHUNK;
+                if full_tx.send(buf).is_err() || last {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let mut h = Sha256::new();
+        for buf in full_rx {
+            h.update(&buf);
+            let _ = empty_tx.send(buf);
+        }
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the reading thread panicked"))?
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(hex::encode(h.finalize()))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_file_matches_one_shot_hash_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, (4 << 20) - 1, 4 << 20, (9 << 20) + 7] {
+            let path = dir.path().join(format!("f{len}"));
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(
+                sha256_file(&path).unwrap(),
+                hex::encode(Sha256::digest(&bytes)),
+                "length {len}"
+            );
+        }
+    }
 
     /// End to end, with real tools: `DISK_TEST_TOOLS` (a tools tree) and
     /// `DISK_TEST_ROOT_TAR` (a root tarball); builds twice into

@@ -404,3 +404,87 @@ fn set_owner(h: &mut Header, mode: u32, uid: u32, gid: u32) {
     h.set_uid(uid.into());
     h.set_gid(gid.into());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base_tar(dir: &Path) -> PathBuf {
+        let path = dir.join("base.tar");
+        let mut b = tar::Builder::new(File::create(&path).unwrap());
+        for (name, data) in [("./etc/a", &b"old\n"[..]), ("./etc/b", b"keep\n")] {
+            let mut h = Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            h.set_mtime(5);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        b.into_inner().unwrap();
+        path
+    }
+
+    fn file(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn late_entries_give_the_bytes_of_one_overlay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = base_tar(tmp.path());
+        let (a, agent, manifest) = (
+            file(tmp.path(), "a", "new\n"),
+            file(tmp.path(), "agent", "bin"),
+            file(tmp.path(), "m", "{}"),
+        );
+        let mut early = Overlay::default();
+        early.add_file("etc/a", &a, 0o644);
+        early.add_file("usr/share/x/sandbox.tar", &a, 0o644);
+        let mut whole = Overlay::default();
+        whole.add_file("etc/a", &a, 0o644);
+        whole.add_file("usr/share/x/sandbox.tar", &a, 0o644);
+        whole.add_file("usr/local/sbin/agent", &agent, 0o755);
+        whole.add_file("usr/share/x/manifest.json", &manifest, 0o644);
+
+        let (n_one, one) =
+            merge_into(&base, &whole, &mut || Ok(Overlay::default()), 9, Vec::new()).unwrap();
+        let (n_late, late) = merge_into(
+            &base,
+            &early,
+            &mut || {
+                let mut l = Overlay::default();
+                l.add_file("usr/local/sbin/agent", &agent, 0o755);
+                l.add_file("usr/share/x/manifest.json", &manifest, 0o644);
+                Ok(l)
+            },
+            9,
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(n_one, n_late);
+        assert!(one == late, "the streams differ");
+        assert_eq!(early.digest(), early.digest());
+        assert_ne!(early.digest(), whole.digest());
+    }
+
+    #[test]
+    fn late_entry_of_a_base_path_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = base_tar(tmp.path());
+        let a = file(tmp.path(), "a", "new\n");
+        let err = merge_into(
+            &base,
+            &Overlay::default(),
+            &mut || {
+                let mut l = Overlay::default();
+                l.add_file("etc/b", &a, 0o644);
+                Ok(l)
+            },
+            9,
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("etc/b"), "{err:#}");
+    }
+}
