@@ -35,6 +35,8 @@ pub enum Task {
     Doctor(DoctorArgs),
     /// Run exactly what CI runs: formatting, lints, tests, lock check, doctor, build-image.
     Ci(CiArgs),
+    /// Time the cold, warm and no-op builds, vm-test and the image sizes against their goals (target/bench/bench.json).
+    Bench(BenchArgs),
 }
 
 /// Where inputs come from: the spec, mirrors, registries, the store.
@@ -178,4 +180,23 @@ pub struct VerifyReproArgs {
     /// Do not build: explain the kept builds <DIR>/a and <DIR>/b again.
     #[arg(long, hide = true)]
     pub compare_only: bool,
+}
+
+/// `cargo xtask bench`
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub sources: Sources,
+    /// Print the JSON (target/bench/bench.json) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Runs of each cheap figure (no-op and warm rebuild); the median is reported.
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// Only these parts, comma-separated: floor, build, noop, warm, size, vm-test (default: all; vm-test takes ~50 min per firmware under TCG).
+    #[arg(long, value_delimiter = ',', value_name = "PART,…")]
+    pub only: Vec<String>,
+    /// Firmware for the vm-test part.
+    #[arg(long, value_enum, default_value = "both")]
+    pub firmware: FirmwareChoice,
 }
