@@ -193,7 +193,7 @@ pub struct BenchArgs {
     /// Runs of each cheap figure (no-op and warm rebuild); the median is reported.
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
-    /// Only these parts, comma-separated: floor, build, noop, warm, size, vm-test (default: all; vm-test takes ~50 min per firmware under TCG).
+    /// Only these parts, comma-separated: floor, build, noop, size, warm, vm-test (default: all; vm-test takes ~50 min per firmware under TCG).
     #[arg(long, value_delimiter = ',', value_name = "PART,…")]
     pub only: Vec<String>,
     /// Firmware for the vm-test part.

@@ -37,10 +37,10 @@ pub enum Part {
     Build,
     /// The no-op rebuild.
     Noop,
-    /// The warm rebuild after one appliance file changed.
-    Warm,
     /// Image sizes and the largest contributors.
     Size,
+    /// The warm rebuild after one appliance file changed.
+    Warm,
     /// vm-test wall time per firmware.
     VmTest,
 }
@@ -51,8 +51,8 @@ impl Part {
         Part::Floor,
         Part::Build,
         Part::Noop,
-        Part::Warm,
         Part::Size,
+        Part::Warm,
         Part::VmTest,
     ];
 
@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(Part::parse(" noop").unwrap(), Part::Noop);
         let err = Part::parse("cold").unwrap_err().to_string();
         assert!(
-            err.contains("floor, build, noop, warm, size, vm-test"),
+            err.contains("floor, build, noop, size, warm, vm-test"),
             "{err}"
         );
     }

@@ -1,5 +1,5 @@
 //! The parts of the bench, in the order they run: fetch (untimed), floor,
-//! cold build, no-op rebuild, warm rebuild, sizes, vm-test.
+//! cold build, no-op rebuild, sizes, warm rebuild, vm-test.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -222,6 +222,20 @@ pub fn run(opts: &Options) -> Result<Bench> {
         figures.push(not_selected("noop_rebuild_s", "no-op rebuild", "s", "noop").goal(noop_goal));
     }
 
+    if wanted(Part::Size) {
+        cx.prime()?;
+        figures.extend(sizes(&cx)?);
+    } else {
+        for (id, name) in SIZE_FIGURES {
+            let f = not_selected(id, name, "MB", "size");
+            figures.push(if id == "image_zstd_mb" {
+                f.goal(Goal::AtMost { limit: 900.0 })
+            } else {
+                f
+            });
+        }
+    }
+
     let warm_goals = [
         Goal::AtMost { limit: 45.0 },
         Goal::AtMostTimes {
@@ -268,20 +282,6 @@ pub fn run(opts: &Options) -> Result<Bench> {
         );
         f.goals.extend(warm_goals);
         figures.push(f);
-    }
-
-    if wanted(Part::Size) {
-        cx.prime()?;
-        figures.extend(sizes(&cx)?);
-    } else {
-        for (id, name) in SIZE_FIGURES {
-            let f = not_selected(id, name, "MB", "size");
-            figures.push(if id == "image_zstd_mb" {
-                f.goal(Goal::AtMost { limit: 900.0 })
-            } else {
-                f
-            });
-        }
     }
 
     let accel = vm_tests::accel::choose(Path::new("qemu-system-x86_64"))

@@ -23,7 +23,7 @@ use crate::fsutil::write_atomic;
 use crate::locking::Project;
 use crate::npm::{AppTree, Runtime, install_app};
 use crate::rootfs::bootstrap::{self, Bootstrap};
-use crate::rootfs::merge::{Overlay, merge_into};
+use crate::rootfs::merge::{Late, Overlay, merge_into};
 use crate::rootfs::repo::LocalRepo;
 use crate::store::{Store, sha256_file};
 use crate::tools::ToolsTree;
@@ -344,14 +344,14 @@ fn build_stages(
     overlay.add_dir("opt/node", &app.0.root.join("opt/node"))?;
     overlay.add_dir("opt/openclaw", &app.0.root.join("opt/openclaw"))?;
 
-    // Added once the base is streamed: the agent (built meanwhile) and the
-    // manifest, which names its hash.
+    // Added when the stream reaches their paths: the agent (built
+    // meanwhile) and the manifest, which names its hash.
     let mut agent_sha = None;
     let mut late = || -> Result<Overlay> {
         let t = Instant::now();
         let agent = join_agent()?;
         eprintln!(
-            "agent: waited {:.1} s for it at the end of the base",
+            "agent: waited {:.1} s for it when the stream reached it",
             t.elapsed().as_secs_f64()
         );
         let sha = sha256_file(&agent)?;
@@ -374,12 +374,12 @@ fn build_stages(
             let file = fs::File::create(&root_tar)
                 .with_context(|| format!("creating {}", root_tar.display()))?;
             let tee = Tee(out, std::io::BufWriter::with_capacity(1 << 20, file));
-            let (n, mut tee) = merge_into(&base.0, &overlay, &mut late, epoch, tee)?;
+            let (n, mut tee) = merge_into(&base.0, &overlay, late_entries(&mut late), epoch, tee)?;
             std::io::Write::flush(&mut tee.1)
                 .with_context(|| format!("writing {}", root_tar.display()))?;
             entries = n;
         } else {
-            entries = merge_into(&base.0, &overlay, &mut late, epoch, out)?.0;
+            entries = merge_into(&base.0, &overlay, late_entries(&mut late), epoch, out)?.0;
         }
         Ok(())
     };
@@ -446,6 +446,17 @@ fn build_stages(
         tailscale,
         allocated_bytes: report.allocated_bytes,
     })
+}
+
+/// The entries made while the root streams: the agent and the manifest.
+fn late_entries<'a>(make: &'a mut dyn FnMut() -> Result<Overlay>) -> Late<'a> {
+    Late {
+        paths: vec![
+            appliance::firstboot::BINARY_PATH.into(),
+            files::MANIFEST.into(),
+        ],
+        make,
+    }
 }
 
 /// Writes to both: the stream into mke2fs and the kept `root.tar`.

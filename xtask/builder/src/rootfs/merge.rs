@@ -209,16 +209,30 @@ fn clean(path: &str) -> String {
         .to_string()
 }
 
+/// Entries whose paths are known when the stream starts and whose content
+/// is made later; see [`merge_into`].
+pub struct Late<'a> {
+    /// Their paths: all new (in neither the base nor the overlay).
+    pub paths: Vec<String>,
+    /// Makes them (exactly these paths); called at most once.
+    pub make: &'a mut dyn FnMut() -> Result<Overlay>,
+}
+
 /// Writes `base` with `overlay` laid over it to `out` (atomically).
 /// Returns the number of entries written.
 pub fn merge(base: &Path, overlay: &Overlay, epoch: u64, out: &Path) -> Result<usize> {
     let dir = out.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let mut nothing = || Ok(Overlay::default());
+    let none = Late {
+        paths: Vec::new(),
+        make: &mut nothing,
+    };
     let (count, writer) = merge_into(
         base,
         overlay,
-        &mut || Ok(Overlay::default()),
+        none,
         epoch,
         BufWriter::with_capacity(1 << 20, tmp.reopen()?),
     )?;
@@ -235,15 +249,14 @@ pub fn merge(base: &Path, overlay: &Overlay, epoch: u64, out: &Path) -> Result<u
 /// (for example the standard input of `mke2fs -d -`). Returns the number
 /// of entries written and the writer.
 ///
-/// `late` is called once every base entry is written and returns more
-/// entries, all of new paths (an error otherwise): so files that are still
-/// being made (the first-boot agent, the manifest naming its hash) need not
-/// exist when the stream starts. The bytes are those of one overlay holding
-/// both.
+/// `late` names entries of new paths (an error otherwise) whose content is
+/// still being made when the stream starts (the first-boot agent, the
+/// manifest naming its hash): it is made when the stream reaches the first
+/// of them in path order. The bytes are those of one overlay holding both.
 pub fn merge_into<W: io::Write>(
     base: &Path,
     overlay: &Overlay,
-    late: &mut dyn FnMut() -> Result<Overlay>,
+    late: Late<'_>,
     epoch: u64,
     out: W,
 ) -> Result<(usize, W)> {
@@ -263,6 +276,9 @@ pub fn merge_into<W: io::Write>(
         let mut entry = entry.with_context(|| format!("reading {}", base.display()))?;
         let raw_path = entry.path()?.display().to_string();
         let key = clean(&raw_path);
+        if late.paths.iter().any(|p| clean(p) == key) {
+            bail!("late overlay entry {key} is already in the base");
+        }
         if let Some(src) = overlay.entries.get(&key) {
             if written.insert(key.clone()) {
                 append(&mut builder, &key, src, epoch)?;
@@ -296,20 +312,39 @@ pub fn merge_into<W: io::Write>(
         count += 1;
     }
 
-    let late = late()?;
-    if let Some(key) = late
-        .entries
-        .keys()
+    let late_paths: BTreeSet<String> = late.paths.iter().map(|p| clean(p)).collect();
+    if let Some(key) = late_paths
+        .iter()
         .find(|k| written.contains(*k) || overlay.entries.contains_key(*k))
     {
         bail!("late overlay entry {key} is already in the base or the overlay");
     }
-    let rest: BTreeMap<&String, &Source> =
-        overlay.entries.iter().chain(late.entries.iter()).collect();
+    let mut rest: BTreeMap<&str, Option<&Source>> = overlay
+        .entries
+        .iter()
+        .map(|(k, s)| (k.as_str(), Some(s)))
+        .collect();
+    rest.extend(late_paths.iter().map(|k| (k.as_str(), None)));
+    let mut made: Option<Overlay> = None;
     for (key, src) in rest {
         if written.contains(key) {
             continue;
         }
+        if src.is_none() && made.is_none() {
+            let m = (late.make)()?;
+            let got: BTreeSet<&String> = m.entries.keys().collect();
+            if got != late_paths.iter().collect() {
+                bail!("the late overlay made {got:?}, not the announced {late_paths:?}");
+            }
+            made = Some(m);
+        }
+        let src = match src {
+            Some(s) => s,
+            None => made
+                .as_ref()
+                .and_then(|m| m.entries.get(key))
+                .with_context(|| format!("the late overlay has no {key}"))?,
+        };
         // Parents first: create any that neither the base nor the overlay has.
         let mut parent = String::new();
         for part in key
@@ -341,7 +376,7 @@ pub fn merge_into<W: io::Write>(
             }
         }
         append(&mut builder, key, src, epoch)?;
-        written.insert(key.clone());
+        written.insert(key.to_string());
         count += 1;
     }
     let writer = builder.into_inner().context("finishing the root tarball")?;
@@ -447,21 +482,26 @@ mod tests {
         whole.add_file("usr/local/sbin/agent", &agent, 0o755);
         whole.add_file("usr/share/x/manifest.json", &manifest, 0o644);
 
-        let (n_one, one) =
-            merge_into(&base, &whole, &mut || Ok(Overlay::default()), 9, Vec::new()).unwrap();
-        let (n_late, late) = merge_into(
-            &base,
-            &early,
-            &mut || {
-                let mut l = Overlay::default();
-                l.add_file("usr/local/sbin/agent", &agent, 0o755);
-                l.add_file("usr/share/x/manifest.json", &manifest, 0o644);
-                Ok(l)
-            },
-            9,
-            Vec::new(),
-        )
-        .unwrap();
+        let mut nothing = || Ok(Overlay::default());
+        let none = Late {
+            paths: Vec::new(),
+            make: &mut nothing,
+        };
+        let (n_one, one) = merge_into(&base, &whole, none, 9, Vec::new()).unwrap();
+        let mut make = || {
+            let mut l = Overlay::default();
+            l.add_file("usr/local/sbin/agent", &agent, 0o755);
+            l.add_file("usr/share/x/manifest.json", &manifest, 0o644);
+            Ok(l)
+        };
+        let late = Late {
+            paths: vec![
+                "/usr/local/sbin/agent".into(),
+                "usr/share/x/manifest.json".into(),
+            ],
+            make: &mut make,
+        };
+        let (n_late, late) = merge_into(&base, &early, late, 9, Vec::new()).unwrap();
         assert_eq!(n_one, n_late);
         assert!(one == late, "the streams differ");
         assert_eq!(early.digest(), early.digest());
@@ -473,18 +513,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let base = base_tar(tmp.path());
         let a = file(tmp.path(), "a", "new\n");
-        let err = merge_into(
-            &base,
-            &Overlay::default(),
-            &mut || {
-                let mut l = Overlay::default();
-                l.add_file("etc/b", &a, 0o644);
-                Ok(l)
-            },
-            9,
-            Vec::new(),
-        )
-        .unwrap_err();
+        let mut make = || {
+            let mut l = Overlay::default();
+            l.add_file("etc/b", &a, 0o644);
+            Ok(l)
+        };
+        let late = Late {
+            paths: vec!["etc/b".into()],
+            make: &mut make,
+        };
+        let err = merge_into(&base, &Overlay::default(), late, 9, Vec::new()).unwrap_err();
         assert!(format!("{err:#}").contains("etc/b"), "{err:#}");
     }
 }
