@@ -110,7 +110,7 @@ pub fn run(opts: &Options) -> Result<Bench> {
         dir,
         built: false,
     };
-    let date = utc_now();
+    let date = builder::repro::rfc3339(std::time::SystemTime::now());
     let load_start = load();
     let wanted = |p: Part| opts.parts.contains(&p);
     let mut figures = Vec::new();
@@ -739,35 +739,6 @@ fn load() -> String {
         .unwrap_or_default()
 }
 
-/// Now, UTC, RFC 3339 (seconds).
-fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    rfc3339(secs)
-}
-
-/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days).
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -789,13 +760,6 @@ mod tests {
         assert_eq!(first_check_second(&lines, "bios"), Some(90.5));
         assert_eq!(first_check_second(&lines, "uefi"), Some(2.0));
         assert_eq!(first_check_second(&lines[..1], "bios"), None);
-    }
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_699_728), "2026-11-26T13:28:48Z");
     }
 
     #[test]

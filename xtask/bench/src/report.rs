@@ -256,15 +256,17 @@ pub fn table(figures: &[Figure]) -> String {
 
 /// The markdown form of the table, for `docs/performance.md`.
 pub fn markdown(figures: &[Figure]) -> String {
-    let mut out = String::from("| figure | value | goal | status |\n|---|---|---|---|\n");
+    let mut out =
+        String::from("| figure | value | goal | status | where it goes |\n|---|---|---|---|---|\n");
     for f in figures {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             f.name,
             value_text(f),
             goal_text(f),
-            status_text(&f.status)
+            status_text(&f.status),
+            f.detail
         );
     }
     out
