@@ -313,8 +313,9 @@ fn build_stages(
 
     // A previous build of exactly these inputs whose image is untouched:
     // nothing to do (wait for the agent, whose hash is part of the key).
-    if let Some(rec) =
-        BuildRecord::unchanged(&record_path, &raw).filter(|r| r.layer_key == layer_key)
+    // (Not when root.tar is asked for: only a build writes it.)
+    if let Some(rec) = BuildRecord::unchanged(&record_path, &raw)
+        .filter(|r| r.layer_key == layer_key && !opts.keep_root_tar)
     {
         let agent = steps.time("agent", &mut *join_agent)?;
         let image_key = stage_key("image", &[&layer_key, &sha256_file(&agent)?]);
