@@ -36,6 +36,7 @@ pub fn run(args: &BuildImageArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| root.join("target/image")),
         compress: args.compress,
+        keep_root_tar: args.keep_root_tar,
     };
     let report = build_image(&opts)?;
     println!("image:    {}", report.image.display());

@@ -47,6 +47,8 @@ pub enum Task {
     Doctor(DoctorArgs),
     /// Run exactly what CI runs: fmt, clippy, tests, lock check, doctor, build-image, verify-repro, vm-test.
     Ci(CiArgs),
+    /// Time the cold, warm and no-op builds, vm-test and the image sizes against their goals (target/bench/bench.json).
+    Bench(BenchArgs),
 }
 
 /// Where inputs come from: the spec, mirrors, registries, the store.
@@ -112,6 +114,9 @@ pub struct BuildImageArgs {
     /// Skip the host prerequisite check.
     #[arg(long)]
     pub no_doctor: bool,
+    /// Also keep the merged root tarball as <stage-dir>/root.tar (verify-repro compares it).
+    #[arg(long, hide = true)]
+    pub keep_root_tar: bool,
 }
 
 /// `cargo xtask vm-test`
@@ -225,4 +230,23 @@ pub enum UploadCommand {
 
 fn parse_label(arg: &str) -> Result<(String, String), String> {
     hetzner::labels::parse(arg).map_err(|e| e.to_string())
+}
+
+/// `cargo xtask bench`
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub sources: Sources,
+    /// Print the JSON (target/bench/bench.json) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Runs of each cheap figure (no-op and warm rebuild); the median is reported.
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// Only these parts, comma-separated: floor, build, noop, size, warm, vm-test (default: all; vm-test takes ~50 min per firmware under TCG).
+    #[arg(long, value_delimiter = ',', value_name = "PART,…")]
+    pub only: Vec<String>,
+    /// Firmware for the vm-test part.
+    #[arg(long, value_enum, default_value = "both")]
+    pub firmware: FirmwareChoice,
 }

@@ -1,9 +1,10 @@
 //! `cargo xtask <task>`: the project's one command line.
 //!
 //! Parses flags, finds the project root and calls the libraries; the work
-//! lives in `builder`, `image-spec`, `vm-tests` and `hetzner`. Exit codes: 0 success,
+//! lives in `builder`, `image-spec`, `vm-tests`, `hetzner` and `bench`. Exit codes: 0 success,
 //! 1 failure (the error chain is printed once), 2 bad usage (clap).
 
+mod bench;
 mod build_image;
 mod ci;
 mod doctor;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Task::Upload(args) => upload::run(&args),
         Task::Doctor(args) => doctor::run(&args),
         Task::Ci(args) => ci::run(&args),
+        Task::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -352,6 +352,7 @@ fn build(args: &VerifyReproArgs, exe: &Path, dir: &Path, name: &str, v: &Variant
         "build-image".into(),
         "--offline".into(),
         "--no-doctor".into(),
+        "--keep-root-tar".into(),
         "--spec".into(),
         spec.into(),
         "--out".into(),

@@ -27,13 +27,16 @@ pub fn build(project_root: &Path, epoch: u64) -> Result<PathBuf> {
     ]
     .join("\u{1f}");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("agent: cargo build --release -p appliance --bin {BINARY}");
+    eprintln!("agent: cargo build --release --no-default-features -p appliance --bin {BINARY}");
     let out = duct::cmd!(
         cargo,
         "build",
         "--release",
         "--locked",
         "--quiet",
+        // Without the rendered files, which the agent does not use: a change
+        // to one of them is then no reason for cargo to rebuild the agent.
+        "--no-default-features",
         "-p",
         "appliance",
         "--bin",

@@ -23,7 +23,7 @@ use crate::fsutil::write_atomic;
 use crate::locking::Project;
 use crate::npm::{AppTree, Runtime, install_app};
 use crate::rootfs::bootstrap::{self, Bootstrap};
-use crate::rootfs::merge::{Overlay, merge};
+use crate::rootfs::merge::{Late, Overlay, merge_into};
 use crate::rootfs::repo::LocalRepo;
 use crate::store::{Store, sha256_file};
 use crate::tools::ToolsTree;
@@ -50,6 +50,10 @@ pub struct BuildOptions {
     pub npm_registry: String,
     /// Also write `<name>.raw.zst`.
     pub compress: bool,
+    /// Also write the merged root tarball to `<stage_dir>/root.tar` (for
+    /// `verify-repro`'s stage comparison); otherwise it is only streamed
+    /// into `mke2fs`.
+    pub keep_root_tar: bool,
 }
 
 /// What `build-image` made.
@@ -87,6 +91,107 @@ fn closure_hashes(lock: &Lock, set: &str) -> String {
         .join(",")
 }
 
+/// Wall-clock seconds per step of one build, printed as the build goes and
+/// once more as one line at the end (`build-image: step seconds: …`), which
+/// `cargo xtask bench` reads.
+#[derive(Debug, Default)]
+struct Steps {
+    done: Vec<(&'static str, f64)>,
+}
+
+impl Steps {
+    /// Runs `f` as the step `name`, recording its wall-clock time.
+    fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let started = Instant::now();
+        let out = f();
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!("step {name}: {secs:.1} s");
+        self.done.push((name, secs));
+        out
+    }
+
+    fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .done
+            .iter()
+            .map(|(n, s)| format!("{n}={s:.1}"))
+            .collect();
+        format!("build-image: step seconds: {}", parts.join(" "))
+    }
+}
+
+/// What a finished build records beside the image (`<name>.build.json`), so
+/// that a rebuild with the same inputs can skip the disk: the image key
+/// (every stage key, the appliance layer, the agent's hash, the spec and
+/// lock files, the builder program) and the image file's identity when it
+/// was written. The image is trusted only while its size, mtime, ctime and
+/// inode are unchanged: writing to it, `touch`, or replacing it changes the
+/// ctime or inode (ctime cannot be set back from user space), and then the
+/// disk is rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct BuildRecord {
+    layer_key: String,
+    image_key: String,
+    sha256: String,
+    size: u64,
+    allocated_bytes: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    inode: u64,
+}
+
+impl BuildRecord {
+    fn identity(path: &Path) -> Result<(u64, u64, i128, i128, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok((
+            m.len(),
+            m.blocks() * 512,
+            i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+            m.ino(),
+        ))
+    }
+
+    fn new(layer_key: &str, image_key: &str, sha256: &str, image: &Path) -> Result<BuildRecord> {
+        let (size, allocated_bytes, mtime_ns, ctime_ns, inode) = Self::identity(image)?;
+        Ok(BuildRecord {
+            layer_key: layer_key.to_string(),
+            image_key: image_key.to_string(),
+            sha256: sha256.to_string(),
+            size,
+            allocated_bytes,
+            mtime_ns,
+            ctime_ns,
+            inode,
+        })
+    }
+
+    /// The record at `path` if `image` is unchanged since it was written.
+    fn unchanged(path: &Path, image: &Path) -> Option<BuildRecord> {
+        let text = fs::read_to_string(path).ok()?;
+        let rec: BuildRecord = serde_json::from_str(&text).ok()?;
+        let now = BuildRecord::new(&rec.layer_key, &rec.image_key, &rec.sha256, image).ok()?;
+        (rec == now).then_some(rec)
+    }
+}
+
+fn file_sha256_or_empty(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| hex::encode(Sha256::digest(&b)))
+        .unwrap_or_default()
+}
+
+/// The running builder program's identity (size and mtime): any rebuild of
+/// it invalidates recorded images, so a change of the disk code is never
+/// skipped.
+fn program_identity() -> String {
+    std::env::current_exe()
+        .and_then(fs::metadata)
+        .and_then(|m| Ok(format!("{} {:?}", m.len(), m.modified()?)))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// Builds the image.
 pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
@@ -104,20 +209,51 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
     fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let epoch = spec.image.source_date_epoch;
+    // The first-boot agent compiles (cargo) while the stages are checked and
+    // the base is streamed; it is needed only near the end of the stream.
+    std::thread::scope(|scope| {
+        let mut handle =
+            Some(scope.spawn(|| crate::agent_binary::build(&opts.project_root, epoch)));
+        let mut built: Option<PathBuf> = None;
+        let mut join_agent = move || -> Result<PathBuf> {
+            if let Some(path) = &built {
+                return Ok(path.clone());
+            }
+            let path = handle
+                .take()
+                .context("the first-boot agent's build failed earlier")?
+                .join()
+                .map_err(|_| anyhow::anyhow!("the first-boot agent's build thread panicked"))??;
+            built = Some(path.clone());
+            Ok(path)
+        };
+        build_stages(opts, &spec, &lock, started, &mut join_agent)
+    })
+}
+
+fn build_stages(
+    opts: &BuildOptions,
+    spec: &Spec,
+    lock: &Lock,
+    started: Instant,
+    join_agent: &mut dyn FnMut() -> Result<PathBuf>,
+) -> Result<BuildReport> {
+    let epoch = spec.image.source_date_epoch;
+    let mut steps = Steps::default();
     let mut stages = Vec::new();
 
-    let tools = tools_stage(opts, &lock, epoch)?;
+    let tools = steps.time("tools", || tools_stage(opts, lock, epoch))?;
     stages.push(("tools", tools.1.clone()));
-    let base = base_stage(opts, &spec, &lock)?;
+    let base = steps.time("base", || base_stage(opts, spec, lock))?;
     stages.push(("base", base.1.clone()));
-    let sandbox = sandbox_stage(opts, &spec, &lock)?;
+    let sandbox = steps.time("sandbox", || sandbox_stage(opts, spec, lock))?;
     stages.push(("sandbox", sandbox.key.clone()));
-    let app = app_stage(opts, &spec, &lock)?;
+    let app = steps.time("app", || app_stage(opts, spec, lock))?;
     stages.push(("app", app.1.clone()));
 
     let tailscale = opts.store.has_verified(
         &lock.tailscale.sha256,
-        &crate::sources::tailscale_input(&lock).name,
+        &crate::sources::tailscale_input(lock).name,
     )?;
     if !tailscale {
         eprintln!(
@@ -125,7 +261,7 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
              the manifest records it as absent; vm-test reports TS-1 and NET-8 as not run.\n  \
              supply it with `cargo xtask fetch --input-dir DIR` (DIR holding {})",
             lock.tailscale.version,
-            crate::sources::tailscale_input(&lock).name
+            crate::sources::tailscale_input(lock).name
         );
     }
 
@@ -136,75 +272,147 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         esp_volume_id: format!("{}-{}", esp[..4].to_uppercase(), esp[4..].to_uppercase()),
         sandbox_image_id: sandbox.image_id.clone(),
     };
-    let tree = files::render(&spec, &ctx);
-    // The baked config must be valid for the pinned OpenClaw (NET-6).
-    let cfg_path = opts.stage_dir.join("openclaw.json");
-    let user = spec.gateway_user();
-    let cfg = tree
-        .text(&format!("home/{}/.openclaw/openclaw.json", user.name))
-        .context("the appliance layer has no openclaw.json")?;
-    write_atomic(&cfg_path, cfg.as_bytes())?;
-    crate::npm::validate_config(&app.0, &cfg_path)
-        .context("the baked openclaw.json is not valid for the pinned OpenClaw")?;
+    let tree = files::render(spec, &ctx);
+    steps.time("config", || check_config(opts, spec, &tree, &app))?;
 
-    let agent = crate::agent_binary::build(&opts.project_root, epoch)?;
-    stages.push(("agent", sha256_file(&agent)?));
-
+    // The layer without the app tree (keyed by the app stage) and without
+    // the agent and manifest (added late, below).
     let mut overlay = Overlay::default();
-    overlay.add_file(appliance::firstboot::BINARY_PATH, &agent, 0o755);
     overlay.add_tree(&tree);
-    overlay.add_dir("opt/node", &app.0.root.join("opt/node"))?;
-    overlay.add_dir("opt/openclaw", &app.0.root.join("opt/openclaw"))?;
     let mut wrapper = appliance::Tree::default();
     wrapper.file("usr/local/bin/openclaw", 0o755, app.0.wrapper());
     overlay.add_tree(&wrapper);
     overlay.add_file(files::SANDBOX_ARCHIVE, &sandbox.archive, 0o644);
-    overlay.add_tree(&sources_tree(&opts.archives, &spec));
+    overlay.add_tree(&sources_tree(&opts.archives, spec));
     if tailscale {
-        let input = crate::sources::tailscale_input(&lock);
+        let input = crate::sources::tailscale_input(lock);
         let tgz = opts.store.get(&lock.tailscale.sha256, &input.name)?;
         overlay.add_tree(&crate::tailscale::tree(&tgz, &lock.tailscale.version)?);
         eprintln!("tailscale: {} from {}", lock.tailscale.version, input.name);
     }
-
-    let manifest_inner = manifest(
-        &spec,
-        &lock,
-        &stages,
-        &sandbox,
-        tailscale,
-        &opts.archives,
-        None,
+    let layer_key = stage_key(
+        "image",
+        &[
+            &file_sha256_or_empty(&opts.project.spec),
+            &file_sha256_or_empty(&opts.project.lock),
+            &file_sha256_or_empty(&opts.project.npm_lock),
+            &stages
+                .iter()
+                .map(|(n, k)| format!("{n}={k}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            &tailscale.to_string(),
+            &overlay.digest(),
+            &spec.image.disk_size_mib.to_string(),
+            &program_identity(),
+        ],
     );
-    let manifest_inner_path = opts.stage_dir.join("manifest.inner.json");
-    write_atomic(&manifest_inner_path, manifest_inner.as_bytes())?;
-    overlay.add_file(files::MANIFEST, &manifest_inner_path, 0o644);
-
-    let root_tar = opts.stage_dir.join("root.tar");
-    let n = merge(&base.0, &overlay, epoch, &root_tar)?;
-    eprintln!("root: {n} entries in {}", root_tar.display());
 
     let raw = opts.out_dir.join(format!("{}.raw", spec.image.name));
-    let report = disk::assemble(
-        &tools.0,
-        &root_tar,
-        &lock.disk,
-        spec.image.disk_size_mib,
-        epoch,
-        &raw,
-    )?;
-    write_atomic(
-        &opts.out_dir.join(format!("{}.raw.sha256", spec.image.name)),
-        format!("{}  {}.raw\n", report.sha256, spec.image.name).as_bytes(),
-    )?;
+    let sha_path = opts.out_dir.join(format!("{}.raw.sha256", spec.image.name));
     let manifest_path = opts
         .out_dir
         .join(format!("{}.manifest.json", spec.image.name));
+    let zst = opts.out_dir.join(format!("{}.raw.zst", spec.image.name));
+    let record_path = opts.out_dir.join(format!("{}.build.json", spec.image.name));
+    let manifest_inner_path = opts.stage_dir.join("manifest.inner.json");
+
+    // A previous build of exactly these inputs whose image is untouched:
+    // nothing to do (wait for the agent, whose hash is part of the key).
+    // (Not when root.tar is asked for: only a build writes it.)
+    if let Some(rec) = BuildRecord::unchanged(&record_path, &raw)
+        .filter(|r| r.layer_key == layer_key && !opts.keep_root_tar)
+    {
+        let agent = steps.time("agent", &mut *join_agent)?;
+        let image_key = stage_key("image", &[&layer_key, &sha256_file(&agent)?]);
+        let outputs_there = sha_path.is_file()
+            && manifest_path.is_file()
+            && (!opts.compress || newer_or_same(&zst, &raw));
+        if rec.image_key == image_key && outputs_there {
+            eprintln!(
+                "build-image: {} is up to date (image key {image_key}; size, mtime, ctime and inode as recorded)",
+                raw.display()
+            );
+            eprintln!("{}", steps.summary());
+            return Ok(BuildReport {
+                image: raw,
+                sha256: rec.sha256,
+                manifest: manifest_path,
+                tailscale,
+                allocated_bytes: rec.allocated_bytes,
+            });
+        }
+    }
+    // From here on the old image is replaced; its record no longer holds.
+    if record_path.exists() {
+        fs::remove_file(&record_path)
+            .with_context(|| format!("removing {}", record_path.display()))?;
+    }
+    overlay.add_dir("opt/node", &app.0.root.join("opt/node"))?;
+    overlay.add_dir("opt/openclaw", &app.0.root.join("opt/openclaw"))?;
+
+    // Added when the stream reaches their paths: the agent (built
+    // meanwhile) and the manifest, which names its hash.
+    let mut agent_sha = None;
+    let mut late = || -> Result<Overlay> {
+        let t = Instant::now();
+        let agent = join_agent()?;
+        eprintln!(
+            "agent: waited {:.1} s for it when the stream reached it",
+            t.elapsed().as_secs_f64()
+        );
+        let sha = sha256_file(&agent)?;
+        let mut all = stages.clone();
+        all.push(("agent", sha.clone()));
+        let inner = manifest(spec, lock, &all, &sandbox, tailscale, &opts.archives, None);
+        write_atomic(&manifest_inner_path, inner.as_bytes())?;
+        let mut late = Overlay::default();
+        late.add_file(appliance::firstboot::BINARY_PATH, &agent, 0o755);
+        late.add_file(files::MANIFEST, &manifest_inner_path, 0o644);
+        agent_sha = Some(sha);
+        Ok(late)
+    };
+
+    let root_tar = opts.stage_dir.join("root.tar");
+    let keep_root_tar = opts.keep_root_tar;
+    let mut entries = 0;
+    let mut stream = |out: &mut dyn std::io::Write| -> Result<()> {
+        if keep_root_tar {
+            let file = fs::File::create(&root_tar)
+                .with_context(|| format!("creating {}", root_tar.display()))?;
+            let tee = Tee(out, std::io::BufWriter::with_capacity(1 << 20, file));
+            let (n, mut tee) = merge_into(&base.0, &overlay, late_entries(&mut late), epoch, tee)?;
+            std::io::Write::flush(&mut tee.1)
+                .with_context(|| format!("writing {}", root_tar.display()))?;
+            entries = n;
+        } else {
+            entries = merge_into(&base.0, &overlay, late_entries(&mut late), epoch, out)?.0;
+        }
+        Ok(())
+    };
+    let report = steps.time("disk", || {
+        disk::assemble_from(
+            &tools.0,
+            disk::RootSource::Stream(&mut stream),
+            &lock.disk,
+            spec.image.disk_size_mib,
+            epoch,
+            &raw,
+        )
+    })?;
+    eprintln!("root: {entries} entries streamed into mke2fs");
+    let agent_sha = agent_sha.context("the agent was never added to the root")?;
+    stages.push(("agent", agent_sha.clone()));
+    let image_key = stage_key("image", &[&layer_key, &agent_sha]);
+    write_atomic(
+        &sha_path,
+        format!("{}  {}.raw\n", report.sha256, spec.image.name).as_bytes(),
+    )?;
     write_atomic(
         &manifest_path,
         manifest(
-            &spec,
-            &lock,
+            spec,
+            lock,
             &stages,
             &sandbox,
             tailscale,
@@ -214,15 +422,24 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         .as_bytes(),
     )?;
     if opts.compress {
-        let zst = opts.out_dir.join(format!("{}.raw.zst", spec.image.name));
-        let tmp = opts
-            .out_dir
-            .join(format!(".{}.raw.zst.tmp", spec.image.name));
-        duct::cmd!("zstd", "-q", "-f", "-T0", "-3", &raw, "-o", &tmp)
-            .run()
-            .context("compressing the image with zstd")?;
-        fs::rename(&tmp, &zst).with_context(|| format!("renaming into {}", zst.display()))?;
+        steps.time("compress", || {
+            let tmp = opts
+                .out_dir
+                .join(format!(".{}.raw.zst.tmp", spec.image.name));
+            duct::cmd!("zstd", "-q", "-f", "-T0", "-3", &raw, "-o", &tmp)
+                .run()
+                .context("compressing the image with zstd")?;
+            fs::rename(&tmp, &zst).with_context(|| format!("renaming into {}", zst.display()))
+        })?;
     }
+    let record = BuildRecord::new(&layer_key, &image_key, &report.sha256, &raw)?;
+    write_atomic(
+        &record_path,
+        serde_json::to_string_pretty(&record)
+            .context("serialising the build record")?
+            .as_bytes(),
+    )?;
+    eprintln!("{}", steps.summary());
     eprintln!(
         "build-image: {} sha256 {} ({:.0} MiB allocated) in {:.0?}",
         raw.display(),
@@ -237,6 +454,67 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         tailscale,
         allocated_bytes: report.allocated_bytes,
     })
+}
+
+/// The entries made while the root streams: the agent and the manifest.
+fn late_entries<'a>(make: &'a mut dyn FnMut() -> Result<Overlay>) -> Late<'a> {
+    Late {
+        paths: vec![
+            appliance::firstboot::BINARY_PATH.into(),
+            files::MANIFEST.into(),
+        ],
+        make,
+    }
+}
+
+/// Writes to both: the stream into mke2fs and the kept `root.tar`.
+struct Tee<'a, F: std::io::Write>(&'a mut dyn std::io::Write, F);
+
+impl<F: std::io::Write> std::io::Write for Tee<'_, F> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.1.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+}
+
+fn newer_or_same(path: &Path, than: &Path) -> bool {
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    matches!((mtime(path), mtime(than)), (Some(a), Some(b)) if a >= b)
+}
+
+/// The baked config must be valid for the pinned OpenClaw (NET-6). A pass
+/// is remembered in the stage directory under the config's hash and the app
+/// stage's key (running OpenClaw's validator takes seconds).
+fn check_config(
+    opts: &BuildOptions,
+    spec: &Spec,
+    tree: &appliance::Tree,
+    app: &(AppTree, String),
+) -> Result<()> {
+    let user = spec.gateway_user();
+    let cfg = tree
+        .text(&format!("home/{}/.openclaw/openclaw.json", user.name))
+        .context("the appliance layer has no openclaw.json")?;
+    let key = stage_key(
+        "config-valid",
+        &[&hex::encode(Sha256::digest(cfg.as_bytes())), &app.1],
+    );
+    let marker = opts.stage_dir.join(format!("config-valid-{key}"));
+    if marker.is_file() {
+        eprintln!("openclaw.json: valid (cached {key})");
+        return Ok(());
+    }
+    let cfg_path = opts.stage_dir.join("openclaw.json");
+    write_atomic(&cfg_path, cfg.as_bytes())?;
+    crate::npm::validate_config(&app.0, &cfg_path)
+        .context("the baked openclaw.json is not valid for the pinned OpenClaw")?;
+    write_atomic(&marker, b"valid\n")
 }
 
 fn tools_stage(opts: &BuildOptions, lock: &Lock, epoch: u64) -> Result<(ToolsTree, String)> {
@@ -526,4 +804,37 @@ fn manifest(
 /// The sha256 of a built image file (for `verify-repro` and `upload`).
 pub fn image_sha256(path: &Path) -> Result<String> {
     sha256_file(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_holds_only_while_the_image_is_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = tmp.path().join("x.raw");
+        let record = tmp.path().join("x.build.json");
+        fs::write(&image, b"image").unwrap();
+        let rec = BuildRecord::new("layer", "key", "sha", &image).unwrap();
+        fs::write(&record, serde_json::to_string(&rec).unwrap()).unwrap();
+        assert_eq!(BuildRecord::unchanged(&record, &image), Some(rec));
+        // Rewritten with the same size: mtime/ctime differ.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&image, b"IMAGE").unwrap();
+        assert_eq!(BuildRecord::unchanged(&record, &image), None);
+        fs::remove_file(&image).unwrap();
+        assert_eq!(BuildRecord::unchanged(&record, &image), None);
+    }
+
+    #[test]
+    fn step_summary_is_one_line_of_name_seconds() {
+        let mut steps = Steps::default();
+        steps.time("tools", || Ok(())).unwrap();
+        assert!(
+            steps
+                .summary()
+                .starts_with("build-image: step seconds: tools=0.0")
+        );
+    }
 }

@@ -451,7 +451,7 @@ pub fn command_line<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
 }
 
 /// The last `n` lines of `text`.
-fn tail(text: &str, n: usize) -> String {
+pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -56,6 +56,15 @@ pub struct DiskReport {
     pub elapsed: Duration,
 }
 
+/// Where the root filesystem's contents come from.
+pub enum RootSource<'a> {
+    /// A tarball on disk (`mke2fs -d <tar>`).
+    Tar(&'a Path),
+    /// A function that writes the tarball; streamed into `mke2fs -d -`
+    /// while it runs, so no multi-GB tarball is written and read back.
+    Stream(&'a mut dyn FnMut(&mut dyn Write) -> Result<()>),
+}
+
 /// Builds the raw GPT disk image `out` (replaced atomically) of `size_mib`
 /// MiB from the root filesystem tarball `root_tar`, with the identifiers
 /// `ids` and all timestamps at `epoch`.
@@ -67,14 +76,27 @@ pub fn assemble(
     epoch: u64,
     out: &Path,
 ) -> Result<DiskReport> {
-    let started = Instant::now();
-    validate_ids(ids)?;
-    let layout = Layout::new(size_mib)?;
     let root_tar = std::path::absolute(root_tar)
         .with_context(|| format!("resolving {}", root_tar.display()))?;
     if !root_tar.is_file() {
         bail!("root tarball {} does not exist", root_tar.display());
     }
+    assemble_from(tools, RootSource::Tar(&root_tar), ids, size_mib, epoch, out)
+}
+
+/// [`assemble`] with the root filesystem's contents from `root`. The same
+/// tar stream gives the same bytes whether it comes from a file or a pipe.
+pub fn assemble_from(
+    tools: &ToolsTree,
+    root: RootSource<'_>,
+    ids: &DiskIds,
+    size_mib: u64,
+    epoch: u64,
+    out: &Path,
+) -> Result<DiskReport> {
+    let started = Instant::now();
+    validate_ids(ids)?;
+    let layout = Layout::new(size_mib)?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -105,7 +127,7 @@ pub fn assemble(
         .run_with_stdin(Some(sfdisk_script(&layout, ids).as_bytes()))?;
 
     step("root filesystem");
-    make_root(tools, &img, &layout, ids, &root_tar, epoch)?;
+    make_root(tools, &img, &layout, ids, root, epoch)?;
 
     step("GRUB images");
     let early = scratch.path().join("early.cfg");
@@ -156,14 +178,14 @@ pub fn assemble(
     Ok(report)
 }
 
-/// The ext4 root, written by `mke2fs` straight from the tarball into the
-/// third partition.
+/// The ext4 root, written by `mke2fs` straight from the tarball (a file or
+/// a stream on its standard input) into the third partition.
 fn make_root(
     tools: &ToolsTree,
     img: &Path,
     layout: &Layout,
     ids: &DiskIds,
-    root_tar: &Path,
+    root: RootSource<'_>,
     epoch: u64,
 ) -> Result<()> {
     let extended = format!(
@@ -171,7 +193,11 @@ fn make_root(
         ids.root_hash_seed,
         layout.root.offset_bytes()
     );
-    tools
+    let source = match &root {
+        RootSource::Tar(path) => path.as_os_str().to_owned(),
+        RootSource::Stream(_) => "-".into(),
+    };
+    let mke2fs = tools
         .tool("mke2fs")
         .epoch(epoch)
         .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
@@ -182,11 +208,45 @@ fn make_root(
         .args(["-U", ids.root_fs_uuid.as_str(), "-L", "root"])
         .args(["-E", extended.as_str()])
         .arg("-d")
-        .arg(root_tar)
+        .arg(source)
         .arg(img)
-        .arg(layout.root_blocks().to_string())
-        .run()?;
-    Ok(())
+        .arg(layout.root_blocks().to_string());
+    let write = match root {
+        RootSource::Tar(_) => {
+            mke2fs.run()?;
+            return Ok(());
+        }
+        RootSource::Stream(write) => write,
+    };
+    let (reader, writer) = std::io::pipe().context("creating a pipe for mke2fs")?;
+    // The default 64 KiB pipe makes both sides switch ~30,000 times per GB;
+    // 1 MiB (the usual unprivileged maximum) lets each run longer. Best effort.
+    let _ = rustix::pipe::fcntl_setpipe_size(&writer, 1 << 20);
+    let child = mke2fs
+        .expression()
+        .stdin_file(reader)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .start()
+        .with_context(|| format!("starting {}", mke2fs.display()))?;
+    let mut pipe = std::io::BufWriter::with_capacity(1 << 20, writer);
+    let written = write(&mut pipe).and_then(|()| pipe.flush().context("writing to mke2fs"));
+    // Close our end so that mke2fs sees the end of the tarball.
+    drop(pipe);
+    let out = child
+        .wait()
+        .with_context(|| format!("waiting for {}", mke2fs.display()))?;
+    if !out.status.success() {
+        // mke2fs's own error explains a broken pipe on our side.
+        bail!(
+            "{} failed ({}): {}",
+            mke2fs.display(),
+            out.status,
+            crate::tools::tail(&String::from_utf8_lossy(&out.stderr), 20)
+        );
+    }
+    written.context("streaming the root tarball into mke2fs")
 }
 
 /// `grub-mkimage` for `format` with the embedded configuration `early`.
@@ -293,26 +353,133 @@ fn install_bios_boot(tools: &ToolsTree, img: &Path, layout: &Layout, core: &Path
     Ok(sectors)
 }
 
-/// sha256 of a file, hex.
+/// sha256 of a file, hex. One thread reads while this one hashes, and
+/// holes of a sparse file (found with `SEEK_DATA`/`SEEK_HOLE`) are hashed
+/// as zeros without being read: of the 4 GiB image about half is holes.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 4 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
+    const CHUNK: usize = 4 << 20;
+    /// What the reading thread hands over: bytes read, or a run of zeros.
+    enum Piece {
+        Data(Vec<u8>),
+        Zeros(u64),
     }
-    Ok(hex::encode(h.finalize()))
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = f
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Piece>(2);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..3 {
+        let _ = empty_tx.send(vec![0u8; CHUNK]);
+    }
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> std::io::Result<()> {
+            let mut pos = 0u64;
+            while pos < len {
+                // Where the next data starts (the end when only a hole is left;
+                // a filesystem without SEEK_DATA reports all data).
+                let data = match rustix::fs::seek(&f, rustix::fs::SeekFrom::Data(pos)) {
+                    Ok(d) => d.min(len),
+                    Err(rustix::io::Errno::NXIO) => len,
+                    Err(_) => pos,
+                };
+                if data > pos {
+                    if full_tx.send(Piece::Zeros(data - pos)).is_err() {
+                        return Ok(());
+                    }
+                    pos = data;
+                    continue;
+                }
+                let hole = rustix::fs::seek(&f, rustix::fs::SeekFrom::Hole(pos))
+                    .map_or(len, |h| h.min(len));
+                f.seek(SeekFrom::Start(pos))?;
+                let mut left = hole.max(pos + 1) - pos;
+                while left > 0 {
+                    let Ok(mut buf) = empty_rx.recv() else {
+                        return Ok(());
+                    };
+                    let want = CHUNK.min(usize::try_from(left).unwrap_or(CHUNK));
+                    buf.resize(want, 0);
+                    let mut n = 0;
+                    while n < want {
+                        match f.read(&mut buf[n..])? {
+                            0 => break,
+                            k => n += k,
+                        }
+                    }
+                    buf.truncate(n);
+                    pos += n as u64;
+                    left = if n < want { 0 } else { left - n as u64 };
+                    if full_tx.send(Piece::Data(buf)).is_err() || n < want {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        });
+        let zeros = vec![0u8; CHUNK];
+        let mut h = Sha256::new();
+        for piece in full_rx {
+            match piece {
+                Piece::Data(buf) => {
+                    h.update(&buf);
+                    let _ = empty_tx.send(buf);
+                }
+                Piece::Zeros(mut n) => {
+                    while n > 0 {
+                        let k = CHUNK.min(usize::try_from(n).unwrap_or(CHUNK));
+                        h.update(&zeros[..k]);
+                        n -= k as u64;
+                    }
+                }
+            }
+        }
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the reading thread panicked"))?
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(hex::encode(h.finalize()))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_file_hashes_holes_as_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        let mut f = File::create(&path).unwrap();
+        // hole, data, hole, data, trailing hole
+        f.seek(SeekFrom::Start(5 << 20)).unwrap();
+        f.write_all(&[7u8; 70_000]).unwrap();
+        f.seek(SeekFrom::Start(13 << 20)).unwrap();
+        f.write_all(b"end").unwrap();
+        f.set_len(20 << 20).unwrap();
+        drop(f);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            hex::encode(Sha256::digest(&bytes))
+        );
+    }
+
+    #[test]
+    fn sha256_file_matches_one_shot_hash_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, (4 << 20) - 1, 4 << 20, (9 << 20) + 7] {
+            let path = dir.path().join(format!("f{len}"));
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(
+                sha256_file(&path).unwrap(),
+                hex::encode(Sha256::digest(&bytes)),
+                "length {len}"
+            );
+        }
+    }
 
     /// End to end, with real tools: `DISK_TEST_TOOLS` (a tools tree) and
     /// `DISK_TEST_ROOT_TAR` (a root tarball); builds twice into
