@@ -118,7 +118,7 @@ pub fn run(args: &VerifyReproArgs) -> Result<()> {
         // The image's apt sources are part of its bytes: rebuild with the
         // publisher's unless the command line names others.
         if let Some((debian, security)) = published.apt_sources() {
-            if sources.mirror.is_none() {
+            if sources.mirror.is_none() && !b_variant.extra.iter().any(|x| x == "--mirror") {
                 eprintln!("verify-repro: --mirror {debian} (from the published manifest)");
                 b_variant.extra.extend(["--mirror".into(), debian.into()]);
             }
