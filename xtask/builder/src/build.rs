@@ -375,6 +375,11 @@ fn build_stages(
 
     let root_tar = opts.stage_dir.join("root.tar");
     let keep_root_tar = opts.keep_root_tar;
+    if !keep_root_tar && root_tar.exists() {
+        // An older build's: it would no longer match this image.
+        fs::remove_file(&root_tar)
+            .with_context(|| format!("removing the stale {}", root_tar.display()))?;
+    }
     let mut entries = 0;
     let mut stream = |out: &mut dyn std::io::Write| -> Result<()> {
         if keep_root_tar {
