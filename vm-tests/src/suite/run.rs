@@ -306,7 +306,38 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
         "[{label}] total: {:.0} s",
         started.elapsed().as_secs_f64()
     ));
+    if std::env::var_os(KEEP_OVERLAYS_ENV).is_none() {
+        report
+            .notes
+            .push(format!("[{label}] {}", remove_overlays(&facts.out_dir)));
+    }
     Ok(())
+}
+
+/// Set to keep the machines' copy-on-write overlays after a run (for
+/// looking at a guest's disk); by default they are removed, as they hold
+/// gigabytes (the loaded sandbox image) and the serial logs say what ran.
+pub const KEEP_OVERLAYS_ENV: &str = "VMTEST_KEEP_OVERLAYS";
+
+/// Removes the `*.qcow2` overlays in `dir`; says what it did.
+fn remove_overlays(dir: &std::path::Path) -> String {
+    let mut freed = 0u64;
+    let mut removed = 0;
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    for e in entries {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "qcow2") {
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            if std::fs::remove_file(&path).is_ok() {
+                freed += size;
+                removed += 1;
+            }
+        }
+    }
+    format!(
+        "removed {removed} overlay(s), {} MiB ({KEEP_OVERLAYS_ENV}=1 keeps them)",
+        freed >> 20
+    )
 }
 
 /// A drop-in that skips loading the sandbox image, for the extra machines
