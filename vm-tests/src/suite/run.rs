@@ -223,6 +223,7 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
     });
     let mut sandbox: Option<std::result::Result<(), String>> = None;
     let mut gateway: Option<std::result::Result<(), String>> = None;
+    let mut audited = false;
     for inv in order {
         if group(&inv) >= 1 && sandbox.is_none() {
             let t = Instant::now();
@@ -261,6 +262,13 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
             notes: &mut notes,
             template: &template,
         };
+        if let (Some(Err(_)), false) = (&gateway, audited) {
+            audited = true;
+            if let Err(e) = super::checks::srv::audit_note(&mut ctx) {
+                ctx.notes
+                    .push(format!("[{label}] openclaw security audit --deep: {e:#}"));
+            }
+        }
         let gateway_down = match (&gateway, GATEWAY_CASES.contains(&inv.id)) {
             (Some(Err(why)), true) => Some(why.clone()),
             _ => None,

@@ -237,6 +237,34 @@ pub fn srv_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 }
 
 /// Critical and warn counts from `openclaw security audit --json`.
+/// OpenClaw's own `security audit --deep --json`, as a report note (SRV-5
+/// runs it when the gateway is up; this is for runs where it is not).
+pub fn audit_note(ctx: &mut Ctx<'_>) -> Result<()> {
+    let out = ctx.machine.run(&as_user(
+        ctx,
+        "timeout 300 openclaw security audit --deep --json",
+    ))?;
+    let (critical, warn) = audit_counts(&out.stdout_text());
+    let note = match (critical, warn) {
+        (Some(c), w) => format!("{c} critical, {w:?} warn"),
+        _ => format!(
+            "no result (exit {}): {}",
+            out.status,
+            out.stderr_text()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ),
+    };
+    ctx.notes.push(format!(
+        "[{}] openclaw security audit --deep (gateway down): {note}",
+        ctx.facts.firmware
+    ));
+    Ok(())
+}
+
 fn audit_counts(text: &str) -> (Option<u64>, Option<u64>) {
     let start = text.find('{').unwrap_or(0);
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&text[start..]) else {
