@@ -343,9 +343,24 @@ pub fn sup_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .copy_from_vm("/usr/share/openclaw-appliance/manifest.json")?;
     let inner: Value =
         serde_json::from_slice(&inner).context("the manifest inside the image is not JSON")?;
+    // The installed OpenClaw is the one the manifest names: `openclaw
+    // --version` from a login shell of the gateway user (it is on PATH).
+    let want = ctx
+        .facts
+        .manifest
+        .pointer("/openclaw/version")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let out = ctx
+        .machine
+        .run(&as_user(ctx, "timeout 300 openclaw --version"))?;
+    let printed = out.stdout_text().trim().to_string();
+    let version_ok = out.status == 0 && !want.is_empty() && printed.contains(&want);
     let outer = &ctx.facts.manifest;
     let same = |p: &str| inner.pointer(p) == outer.pointer(p);
-    let ok = same("/stages")
+    let ok = version_ok
+        && same("/stages")
         && same("/debian_packages")
         && same("/openclaw")
         && same("/sandbox_image")
@@ -356,7 +371,8 @@ pub fn sup_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     Ok(expect(
         ok,
         format!(
-            "inside: {} packages, stages {}; beside: image sha256 {}",
+            "`openclaw --version` (exit {}): {printed:?}, manifest {want}; inside: {} packages, stages {}; beside: image sha256 {}",
+            out.status,
             inner
                 .pointer("/debian_packages")
                 .and_then(Value::as_array)
