@@ -171,7 +171,7 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
         .notes
         .push(format!("[{label}] accelerator: {:?}", machine.accel()));
     let ready = wait_first_boot(&mut machine);
-    let tcg = format!("{:?}", machine.accel()).contains("Tcg");
+    let tcg = machine.accel().accel == crate::accel::Accel::Tcg;
     let boot_secs = started.elapsed().as_secs_f64();
     report.notes.push(format!(
         "[{label}] boot to first boot done: {boot_secs:.0} s"

@@ -68,6 +68,15 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// A string of the image's manifest by JSON pointer ("" when absent).
+    pub fn manifest_str(&self, pointer: &str) -> String {
+        self.manifest
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    }
+
     /// The raw image's size in bytes (0 if unknown).
     pub fn manifest_disk_bytes(&self) -> u64 {
         std::fs::metadata(&self.image).map(|m| m.len()).unwrap_or(0)

@@ -220,13 +220,7 @@ pub fn ts_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
                 .into(),
         ));
     }
-    let want = ctx
-        .facts
-        .manifest
-        .pointer("/tailscale/version")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let want = ctx.facts.manifest_str("/tailscale/version");
     let version = ctx.machine.succeed("tailscale version | head -n1")?;
     let enabled = ctx.machine.succeed("systemctl is-enabled tailscaled")?;
     let mode = ctx.machine.succeed("stat -c %a /var/lib/tailscale")?;

@@ -344,14 +344,8 @@ pub fn sup_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let inner: Value =
         serde_json::from_slice(&inner).context("the manifest inside the image is not JSON")?;
     // The installed OpenClaw is the one the manifest names: `openclaw
-    // --version` from a login shell of the gateway user (it is on PATH).
-    let want = ctx
-        .facts
-        .manifest
-        .pointer("/openclaw/version")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    // --version` as the gateway user (it is on PATH).
+    let want = ctx.facts.manifest_str("/openclaw/version");
     let out = ctx
         .machine
         .run(&as_user(ctx, "timeout 300 openclaw --version"))?;
