@@ -6,6 +6,8 @@
 //!   cargo run -p vm-tests --example vm_shell -- <image> [<state dir>] [uefi]
 //! ```
 //!
+//! `VM_SHELL_QEMU_ARGS` adds QEMU arguments (split at whitespace).
+//!
 //! Type `:crash`, `:boot`, `:shutdown` or `:console <text>` for the power
 //! verbs; end with Ctrl-D (kills QEMU).
 
@@ -29,6 +31,9 @@ fn main() -> Result<()> {
     let mut config = MachineConfig::new("shell", image, state);
     if args.next().is_some_and(|a| a == "uefi") {
         config.firmware = Firmware::Uefi;
+    }
+    if let Ok(extra) = std::env::var("VM_SHELL_QEMU_ARGS") {
+        config.extra_args = extra.split_whitespace().map(Into::into).collect();
     }
     if let Some(kernel) = std::env::var_os("VMTEST_DEV_KERNEL") {
         config.direct_kernel = Some(DirectKernel {

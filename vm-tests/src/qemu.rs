@@ -118,6 +118,9 @@ pub struct Launch<'a> {
     pub memory_mib: u32,
     /// Number of vCPUs.
     pub cpus: u32,
+    /// TCG only: guest time counted in executed instructions
+    /// (`-icount shift=N`, 2^N ns each); see [`crate::MachineConfig::icount_shift`].
+    pub icount_shift: Option<u8>,
     /// The qcow2 overlay the guest writes to.
     pub overlay: &'a Path,
     /// Where the serial console (ttyS0) is written.
@@ -149,6 +152,9 @@ pub fn qemu_argv(launch: &Launch<'_>) -> Vec<OsString> {
     push(&["-machine", "q35", "-accel", launch.accel.as_str()]);
     if launch.accel == Accel::Kvm {
         push(&["-cpu", "host"]);
+    }
+    if let (Accel::Tcg, Some(shift)) = (launch.accel, launch.icount_shift) {
+        push(&["-icount", &format!("shift={shift}")]);
     }
     push(&["-m", &launch.memory_mib.to_string()]);
     push(&["-smp", &launch.cpus.to_string()]);
@@ -490,6 +496,7 @@ mod tests {
             accel: Accel::Tcg,
             memory_mib: 2048,
             cpus: 2,
+            icount_shift: None,
             overlay: Path::new("/s/vm1.qcow2"),
             serial_log: Path::new("/s/vm1-boot1.serial.log"),
             qmp_socket: Path::new("/s/qmp.sock"),
@@ -519,6 +526,17 @@ mod tests {
         .map(String::from)
         .to_vec();
         assert_eq!(argv, expected);
+    }
+
+    #[test]
+    fn icount_only_under_tcg() {
+        let mut l = launch(FirmwareArgs::Bios, None, &[], &[]);
+        l.icount_shift = Some(0);
+        let argv = strings(&qemu_argv(&l));
+        assert_eq!(values(&argv, "-icount"), ["shift=0"]);
+        l.accel = Accel::Kvm;
+        let argv = strings(&qemu_argv(&l));
+        assert!(values(&argv, "-icount").is_empty(), "{argv:?}");
     }
 
     #[test]

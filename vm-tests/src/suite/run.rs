@@ -109,6 +109,26 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<Report> {
     Ok(report)
 }
 
+/// Overrides the main machine's `-icount` shift under TCG: a number (2^N ns
+/// per guest instruction) or `off` for host time.
+pub const ICOUNT_ENV: &str = "VMTEST_ICOUNT";
+
+/// The main machine's icount shift: none (host time) unless [`ICOUNT_ENV`]
+/// asks for one; 0 is one instruction per nanosecond, the fastest guest
+/// clock icount offers.
+fn icount_shift() -> Result<Option<u8>> {
+    match std::env::var(ICOUNT_ENV) {
+        Err(_) => Ok(None),
+        Ok(v) if v.trim().eq_ignore_ascii_case("off") => Ok(None),
+        Ok(v) => match v.trim().parse::<u8>() {
+            Ok(n) if n <= 10 => Ok(Some(n)),
+            _ => anyhow::bail!(
+                "{ICOUNT_ENV}={v:?} is not valid: give a shift from 0 to 10 (2^N ns per guest instruction) or `off`"
+            ),
+        },
+    }
+}
+
 fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Report) -> Result<()> {
     let facts = facts(opts, label)?;
     std::fs::create_dir_all(&facts.out_dir)
@@ -145,6 +165,9 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
         }
     };
     let mut main_cfg = template.clone();
+    // Under TCG the main machine (the one whose gateway must come up) may
+    // count guest time in instructions; see `MachineConfig::icount_shift`.
+    main_cfg.icount_shift = icount_shift()?;
     // BIOS pass: secrets by systemd credential; UEFI pass: by the metadata
     // service, so both sources of SEC-2 are exercised.
     let via_metadata = net.is_some() && fw == Firmware::Uefi;
@@ -166,12 +189,20 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
             "a systemd credential"
         }
     );
+    let main_cfg_icount = main_cfg.icount_shift;
     let mut machine = Machine::start(main_cfg)?;
     report
         .notes
         .push(format!("[{label}] accelerator: {:?}", machine.accel()));
+    if let (crate::accel::Accel::Tcg, Some(shift)) = (machine.accel().accel, main_cfg_icount) {
+        report.notes.push(format!(
+            "[{label}] main machine: -icount shift={shift} (guest time counts instructions, so OpenClaw's startup deadlines measure work, not emulation speed; set by {ICOUNT_ENV})"
+        ));
+    }
     let ready = wait_first_boot(&mut machine);
-    let tcg = machine.accel().accel == crate::accel::Accel::Tcg;
+    // Plain TCG (host time) cannot meet OpenClaw's startup deadlines; with
+    // icount or KVM the gateway must come up.
+    let tcg = machine.accel().accel == crate::accel::Accel::Tcg && main_cfg_icount.is_none();
     let boot_secs = started.elapsed().as_secs_f64();
     report.notes.push(format!(
         "[{label}] boot to first boot done: {boot_secs:.0} s"
@@ -223,6 +254,16 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
     });
     let mut sandbox: Option<std::result::Result<(), String>> = None;
     let mut gateway: Option<std::result::Result<(), String>> = None;
+    // Where the gateway can come up (KVM, icount), it is awaited before any
+    // case runs the `openclaw` CLI: a CLI call during the gateway's startup
+    // migrations takes the state directory's lock and makes the gateway fail.
+    let wants_gateway = order.iter().any(|i| group(i) == 2);
+    if !tcg && wants_gateway {
+        let t = Instant::now();
+        let r = wait_gateway(&mut machine, &facts, tcg);
+        report.notes.push(gateway_note(label, &r, started, t));
+        gateway = Some(r);
+    }
     let mut audited = false;
     for inv in order {
         if group(&inv) >= 1 && sandbox.is_none() {
@@ -242,14 +283,7 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
         if group(&inv) >= 2 && gateway.is_none() {
             let t = Instant::now();
             let r = wait_gateway(&mut machine, &facts, tcg);
-            report.notes.push(match &r {
-                Ok(()) => format!(
-                    "[{label}] gateway listening {:.0} s after boot (waited {:.0} s)",
-                    started.elapsed().as_secs_f64(),
-                    t.elapsed().as_secs_f64()
-                ),
-                Err(why) => format!("[{label}] the gateway did not come up: {why}"),
-            });
+            report.notes.push(gateway_note(label, &r, started, t));
             gateway = Some(r);
         }
         let t = Instant::now();
@@ -274,11 +308,11 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
             _ => None,
         };
         let outcome = match gateway_down {
-            // Under TCG OpenClaw's own startup deadlines (a 5 s worker
-            // heartbeat) expire: the case cannot run here. Under KVM a
-            // gateway that does not come up is a failure.
+            // Under TCG on host time OpenClaw's own startup deadlines (a 5 s
+            // worker heartbeat) expire: the case cannot run. Under KVM or
+            // icount a gateway that does not come up is a failure.
             Some(why) if tcg => Outcome::NotRun(format!(
-                "needs the gateway, which cannot start under TCG emulation: {why}"
+                "needs the gateway, which cannot start under TCG on host time (see README, Tests): {why}"
             )),
             Some(why) => Outcome::Fail(format!("the gateway did not come up: {why}")),
             None => match (inv.check)(&mut ctx) {
@@ -384,6 +418,23 @@ fn wait_sandbox(m: &mut Machine) -> std::result::Result<(), String> {
 const SANDBOX_CASES: &[&str] = &[
     "AGT-2", "AGT-3", "AGT-4", "AGT-5", "LAT-1", "SEC-5", "SRV-1", "SRV-7", "BOOT-1",
 ];
+
+/// The report's note on the gateway's start: when it listened, or why not.
+fn gateway_note(
+    label: &str,
+    r: &std::result::Result<(), String>,
+    started: Instant,
+    waited_from: Instant,
+) -> String {
+    match r {
+        Ok(()) => format!(
+            "[{label}] gateway listening {:.0} s after boot (waited {:.0} s)",
+            started.elapsed().as_secs_f64(),
+            waited_from.elapsed().as_secs_f64()
+        ),
+        Err(why) => format!("[{label}] the gateway did not come up: {why}"),
+    }
+}
 
 /// Cases that need the gateway listening.
 const GATEWAY_CASES: &[&str] = &["NET-3", "NET-7", "NET-8", "SRV-5", "AGT-6"];

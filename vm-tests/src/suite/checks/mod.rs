@@ -153,11 +153,13 @@ pub fn expect(cond: bool, seen: impl Into<String>) -> Outcome {
     }
 }
 
-/// Runs a shell command as the gateway user (login environment, its user bus).
+/// Runs a shell command as the gateway user (login environment, its user
+/// bus), in its home: the guest shell's own working directory is `/root`,
+/// which the user cannot enter, and OpenClaw spawns children there.
 pub fn as_user(ctx: &Ctx<'_>, cmd: &str) -> String {
     let uid = 1000;
     format!(
-        "runuser -u {user} -- env XDG_RUNTIME_DIR=/run/user/{uid} DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{uid}/bus HOME=/home/{user} bash -c {q}",
+        "cd /home/{user} && runuser -u {user} -- env XDG_RUNTIME_DIR=/run/user/{uid} DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{uid}/bus HOME=/home/{user} bash -c {q}",
         user = ctx.facts.user,
         q = shell_quote(cmd)
     )
