@@ -461,8 +461,11 @@ pub fn inf_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             .any(|l| l.starts_with("TimersCalendar={ OnCalendar=*-*-* *:00:00 ;"))
         && timer.lines().any(|l| l == "Persistent=yes");
     let seen = format!(
-        "{modes}\n{config}\nremote: {}\ntimer:\n{timer}",
-        repo.trim()
+        "timer: {}\n{}\nremote: {}\n{}",
+        timer.trim().replace('\n', "; "),
+        modes.trim(),
+        repo.trim(),
+        config.trim()
     );
 
     // The sync itself: a file written into the agent workspace arrives in
@@ -507,13 +510,11 @@ pub fn inf_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .collect();
     let synced = run.0 == 0 && arrived.as_deref().ok() == Some(marker.trim_end());
     let ok = modes_ok && config_ok && repo_ok && timer_ok && synced;
+    // The report shows a detail's first lines: the sync and the timer first.
     Ok(expect(
         ok,
         format!(
-            "{seen}\nsync service start: exit {} {}\nits journal:\n{}\nin the remote's {}: {}\nlast commit by: {}\npeer sshd: {}",
-            run.0,
-            run.1.trim(),
-            journal.trim(),
+            "in the remote's {}: {}; last commit by {}\nsync service start: exit {} {}\n{seen}\nits journal:\n{}\npeer sshd:\n{}",
             crate::net::git_remote::BRANCH,
             match &arrived {
                 Ok(text) if text == marker.trim_end() => format!("{file} with the marker"),
@@ -521,6 +522,9 @@ pub fn inf_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
                 Err(e) => format!("no {file}: {e:#}"),
             },
             author.unwrap_or_else(|e| format!("{e:#}")),
+            run.0,
+            run.1.trim(),
+            journal.trim(),
             accepted.join("\n")
         ),
     ))
