@@ -1,5 +1,6 @@
 //! systemd units: the gateway as a user unit (SRV-1, SRV-7), the sandbox
-//! image load (AGT-2), linger, and the order first boot → image → gateway.
+//! image load (AGT-2), linger, the order first boot → image → gateway, and
+//! the hourly workspace git sync (INF-2).
 
 use image_spec::Spec;
 
@@ -8,9 +9,19 @@ use crate::firstboot;
 use crate::tree::Tree;
 
 use crate::firstboot::DONE_MARKER as FIRSTBOOT_DONE;
+use crate::firstboot::WORKSPACE_REPO;
 
 /// Loads and checks the sandbox image (AGT-2).
 const LOAD_SANDBOX_SCRIPT: &str = "usr/libexec/openclaw-appliance/load-sandbox-image";
+/// Commits OpenClaw's agent workspace and syncs it with the remote (INF-2).
+const WORKSPACE_SYNC_SCRIPT: &str = "usr/libexec/openclaw-appliance/workspace-sync";
+/// The user units of the workspace sync (INF-2).
+const WORKSPACE_SYNC_UNIT: &str = "openclaw-workspace-sync";
+/// OpenClaw's default agent workspace, relative to home (the spec does not
+/// set `agents.defaults.workspace`).
+const AGENT_WORKSPACE: &str = ".openclaw/workspace";
+/// The branch of the remote the workspace is synced with.
+const WORKSPACE_BRANCH: &str = "main";
 
 pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
     // First boot (SEC-2, SEC-4) and the metadata firewall on every boot (SEC-5).
@@ -122,6 +133,126 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
         &format!("{home}/.config/systemd/user/default.target.wants/openclaw-gateway.service"),
         &format!("/{home}/.config/systemd/user/openclaw-gateway.service"),
     );
+
+    // INF-2: the hourly workspace sync; inert until first boot wrote the remote.
+    tree.file(WORKSPACE_SYNC_SCRIPT, 0o755, workspace_sync_script());
+    tree.dir(
+        &format!("{home}/.config/systemd/user/timers.target.wants"),
+        0o755,
+        uid,
+        gid,
+    );
+    let unit = WORKSPACE_SYNC_UNIT;
+    tree.owned_file(
+        &format!("{home}/.config/systemd/user/{unit}.service"),
+        0o644,
+        uid,
+        gid,
+        workspace_sync_service(),
+    );
+    tree.owned_file(
+        &format!("{home}/.config/systemd/user/{unit}.timer"),
+        0o644,
+        uid,
+        gid,
+        workspace_sync_timer(),
+    );
+    tree.symlink(
+        &format!("{home}/.config/systemd/user/timers.target.wants/{unit}.timer"),
+        &format!("/{home}/.config/systemd/user/{unit}.timer"),
+    );
+}
+
+/// The sync job's oneshot user service (INF-2), sandboxed like the gateway.
+fn workspace_sync_service() -> String {
+    format!(
+        "# INF-2: commits OpenClaw's agent workspace and syncs it with the remote\n\
+         # first boot configured (deploy key through the SSH host alias).\n\
+         [Unit]\n\
+         Description=Sync the OpenClaw agent workspace with its git remote\n\
+         ConditionPathExists=%h/{WORKSPACE_REPO}\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart=/{WORKSPACE_SYNC_SCRIPT}\n\
+         TimeoutStartSec=15min\n\
+         Nice=10\n\
+         UMask=0077\n\
+         NoNewPrivileges=yes\n\
+         LockPersonality=yes\n\
+         RestrictRealtime=yes\n\
+         RestrictSUIDSGID=yes\n\
+         SystemCallArchitectures=native\n\
+         RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n"
+    )
+}
+
+/// The hourly, persistent timer of the sync job (INF-2).
+fn workspace_sync_timer() -> String {
+    format!(
+        "# INF-2: hourly; a run missed while the machine was off happens at boot.\n\
+         [Unit]\n\
+         Description=Hourly sync of the OpenClaw agent workspace\n\
+         ConditionPathExists=%h/{WORKSPACE_REPO}\n\
+         \n\
+         [Timer]\n\
+         OnCalendar=hourly\n\
+         Persistent=true\n\
+         RandomizedDelaySec=5min\n\
+         \n\
+         [Install]\n\
+         WantedBy=timers.target\n"
+    )
+}
+
+/// The sync script (INF-2): runs as the gateway user. The remote is the
+/// host-alias URL first boot wrote; the deploy key is chosen by the SSH
+/// config, never named here, and nothing secret is printed.
+fn workspace_sync_script() -> String {
+    format!(
+        "#!/bin/bash\n\
+         # INF-2: commit OpenClaw's agent workspace and sync it with the remote\n\
+         # in ~/{WORKSPACE_REPO} (written by first boot).\n\
+         set -euo pipefail\n\
+         remote=$(head -n 1 \"$HOME/{WORKSPACE_REPO}\")\n\
+         if [ -z \"$remote\" ]; then\n\
+         \x20   echo \"~/{WORKSPACE_REPO} is empty\" >&2\n\
+         \x20   exit 1\n\
+         fi\n\
+         workspace=\"$HOME/{AGENT_WORKSPACE}\"\n\
+         branch={WORKSPACE_BRANCH}\n\
+         export GIT_AUTHOR_NAME='OpenClaw appliance' GIT_AUTHOR_EMAIL='openclaw@localhost'\n\
+         export GIT_COMMITTER_NAME=\"$GIT_AUTHOR_NAME\" GIT_COMMITTER_EMAIL=\"$GIT_AUTHOR_EMAIL\"\n\
+         export GIT_TERMINAL_PROMPT=0\n\
+         mkdir -p \"$workspace\"\n\
+         cd \"$workspace\"\n\
+         if [ ! -d .git ]; then\n\
+         \x20   git init -q -b \"$branch\"\n\
+         fi\n\
+         if git remote get-url origin >/dev/null 2>&1; then\n\
+         \x20   git remote set-url origin \"$remote\"\n\
+         else\n\
+         \x20   git remote add origin \"$remote\"\n\
+         fi\n\
+         git add -A\n\
+         if [ -n \"$(git status --porcelain)\" ]; then\n\
+         \x20   git commit -q -m \"workspace sync $(date -u +%Y-%m-%dT%H:%M:%SZ)\"\n\
+         fi\n\
+         # 0: the remote has the branch; 2: it does not yet (first push).\n\
+         found=0\n\
+         git ls-remote --exit-code --heads origin \"$branch\" >/dev/null || found=$?\n\
+         case $found in\n\
+         \x20   0) git pull -q --rebase origin \"$branch\" ;;\n\
+         \x20   2) ;;\n\
+         \x20   *) echo \"cannot reach the workspace remote (git ls-remote: $found)\" >&2; exit 1 ;;\n\
+         esac\n\
+         if git rev-parse -q --verify HEAD >/dev/null; then\n\
+         \x20   git push -q origin \"HEAD:refs/heads/$branch\"\n\
+         \x20   echo \"workspace synced: $(git rev-parse --short HEAD)\"\n\
+         else\n\
+         \x20   echo \"workspace empty, nothing to sync\"\n\
+         fi\n"
+    )
 }
 
 /// The gateway's user unit (SRV-1) with the sandboxing OpenClaw tolerates (SRV-7).
@@ -157,4 +288,108 @@ fn gateway_unit(spec: &Spec) -> String {
         user = spec.gateway_user().name,
         port = spec.gateway.port,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs the sync script with `home` as HOME; returns (success, stdout+stderr).
+    fn sync(script: &Path, home: &Path) -> (bool, String) {
+        let out = Command::new("bash")
+            .arg(script)
+            .env_clear()
+            .env("HOME", home)
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// INF-2: the script pushes the workspace to an empty remote, then
+    /// rebases onto a commit made elsewhere and pushes again.
+    #[test]
+    fn workspace_sync_script_pushes_and_rebases() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let bare = dir.path().join("ws.git");
+        std::fs::create_dir_all(home.join(".config/openclaw-appliance")).unwrap();
+        let out = Command::new("git")
+            .args(["init", "-q", "--bare", "-b", "main"])
+            .arg(&bare)
+            .status()
+            .unwrap();
+        assert!(out.success());
+        std::fs::write(home.join(WORKSPACE_REPO), format!("{}\n", bare.display())).unwrap();
+        let script = dir.path().join("workspace-sync");
+        std::fs::write(&script, workspace_sync_script()).unwrap();
+
+        // No workspace yet: created, nothing pushed.
+        let (ok, text) = sync(&script, &home);
+        assert!(ok, "{text}");
+        assert!(text.contains("nothing to sync"), "{text}");
+        let ws = home.join(AGENT_WORKSPACE);
+        assert!(ws.join(".git").is_dir());
+
+        std::fs::write(ws.join("MEMORY.md"), "one\n").unwrap();
+        let (ok, text) = sync(&script, &home);
+        assert!(ok, "{text}");
+        assert_eq!(git(&bare, &["show", "main:MEMORY.md"]), "one\n");
+        assert!(
+            git(&bare, &["log", "-1", "--format=%an <%ae>", "main"])
+                .starts_with("OpenClaw appliance <openclaw@localhost>")
+        );
+
+        // A commit made elsewhere, and a local change: rebased, both kept.
+        let other = dir.path().join("other");
+        let st = Command::new("git")
+            .args(["clone", "-q"])
+            .arg(&bare)
+            .arg(&other)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::fs::write(other.join("NOTES.md"), "from elsewhere\n").unwrap();
+        git(&other, &["add", "NOTES.md"]);
+        git(&other, &["commit", "-q", "-m", "elsewhere"]);
+        git(&other, &["push", "-q", "origin", "HEAD:main"]);
+        std::fs::write(ws.join("MEMORY.md"), "two\n").unwrap();
+        let (ok, text) = sync(&script, &home);
+        assert!(ok, "{text}");
+        assert_eq!(git(&bare, &["show", "main:MEMORY.md"]), "two\n");
+        assert_eq!(git(&bare, &["show", "main:NOTES.md"]), "from elsewhere\n");
+        assert_eq!(git(&bare, &["rev-list", "--count", "main"]).trim(), "3");
+
+        // An unreachable remote fails the run.
+        std::fs::write(
+            home.join(WORKSPACE_REPO),
+            format!("{}\n", dir.path().join("missing.git").display()),
+        )
+        .unwrap();
+        let (ok, text) = sync(&script, &home);
+        assert!(!ok, "{text}");
+    }
 }

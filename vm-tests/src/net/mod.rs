@@ -82,6 +82,7 @@
 
 pub mod dhcp;
 pub mod external;
+pub mod git_remote;
 pub mod metadata;
 pub mod probe;
 pub mod tailscale;

@@ -245,7 +245,7 @@ pub const CATALOGUE: &[Invariant] = &[
     ),
     inv!(
         "INF-2",
-        "workspace sync: deploy key private, IdentitiesOnly",
+        "workspace sync: deploy key 600, IdentitiesOnly alias, hourly timer, a sync arrives",
         Live,
         checks::sec::inf_2
     ),

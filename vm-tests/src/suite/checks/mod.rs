@@ -27,6 +27,8 @@ pub struct Secrets {
     pub anthropic_token: String,
     /// The Tailscale auth key (only meaningful with Tailscale in the image).
     pub tailscale_key: String,
+    /// The workspace deploy key (INF-2), when this run configures workspace sync.
+    pub deploy_key: Option<crate::net::git_remote::DeployKey>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -36,13 +38,18 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// Every secret with a name, for scans (SEC-3).
+    /// Every secret with a name, for scans (SEC-3). The deploy key is
+    /// represented by the line of it that holds the private seed.
     pub fn all(&self) -> Vec<(&'static str, &str)> {
-        vec![
-            ("gateway-token", &self.gateway_token),
+        let mut all = vec![
+            ("gateway-token", self.gateway_token.as_str()),
             ("anthropic-setup-token", &self.anthropic_token),
             ("tailscale-auth-key", &self.tailscale_key),
-        ]
+        ];
+        if let Some(key) = &self.deploy_key {
+            all.push(("workspace-deploy-key", key.needle()));
+        }
+        all
     }
 }
 
@@ -93,6 +100,9 @@ pub struct Ctx<'a> {
     pub secrets: &'a Secrets,
     /// The external peer network, when the host could create it.
     pub net: Option<&'a crate::net::TestNet>,
+    /// The workspace git remote the user-data names (INF-2), when this run
+    /// configures workspace sync.
+    pub git_remote: Option<&'a crate::net::git_remote::GitRemote>,
     /// Notes for the report (audit counts, scores).
     pub notes: &'a mut Vec<String>,
     /// A config to start further machines from (SEC-2, SEC-4): same image,

@@ -16,6 +16,19 @@ pub const ALLOWED: &[&str] = &[
     "/home/openclaw/.openclaw/.env",
 ];
 
+/// The workspace deploy key's file (INF-2), the only place it may live (SEC-3).
+pub const DEPLOY_KEY: &str = "/home/openclaw/.ssh/workspace-deploy-key";
+
+/// The files the secret `name` may live in after first boot (SEC-3): the
+/// deploy key only in its own file, every other secret only in [`ALLOWED`].
+pub fn allowed(name: &str) -> &'static [&'static str] {
+    if name == "workspace-deploy-key" {
+        &[DEPLOY_KEY]
+    } else {
+        ALLOWED
+    }
+}
+
 const DONE: &str = "/var/lib/openclaw-appliance/firstboot.done";
 
 /// SEC-1: the image as shipped holds no secret: checked on the running
@@ -55,8 +68,8 @@ pub fn sec_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 
 /// Files under the places secrets go that hold something shaped like one
 /// of them: an Anthropic or Tailscale key prefix, a JSON `token` key with a
-/// value. Prints the paths.
-const TOKENISH_FILES: &str = "grep -rIlE 'sk-ant-[A-Za-z0-9]|tskey-[a-z]|\"token\" *: *\"[^\"]' /etc /home /root /var/lib /usr/share/openclaw-appliance 2>/dev/null || true";
+/// value, an OpenSSH private key (a workspace deploy key). Prints the paths.
+const TOKENISH_FILES: &str = "grep -rIlE 'sk-ant-[A-Za-z0-9]|tskey-[a-z]|\"token\" *: *\"[^\"]|BEGIN OPENSSH PRIVATE KEY' /etc /home /root /var/lib /usr/share/openclaw-appliance 2>/dev/null || true";
 
 /// The token fields set in the gateway's `openclaw.json` (by JSON pointer).
 fn config_tokens(m: &mut Machine) -> Result<Vec<&'static str>> {
@@ -135,7 +148,11 @@ pub fn sec_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
                     h.offset
                 )
             });
-            if !h.path.as_deref().is_some_and(|p| ALLOWED.contains(&p)) {
+            if !h
+                .path
+                .as_deref()
+                .is_some_and(|p| allowed(name).contains(&p))
+            {
                 bad += 1;
             }
             *per_path.entry(where_).or_insert(0) += 1;
@@ -231,7 +248,8 @@ pub fn sec_4(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 
 /// The user-data this run injects (also used by the runner).
 pub fn userdata(ctx: &Ctx<'_>) -> String {
-    crate::suite::run::userdata_text(ctx.secrets, ctx.facts.tailscale)
+    let repo = ctx.git_remote.map(|r| r.url());
+    crate::suite::run::userdata_text(ctx.secrets, ctx.facts.tailscale, repo.as_deref())
 }
 
 /// SEC-5: the metadata service is closed to `openclaw` and to containers,
@@ -405,26 +423,110 @@ pub fn inf_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             "workspace sync is not configured by this run's user-data".into(),
         ));
     }
-    let modes = ctx
-        .machine
-        .succeed("stat -c '%a %n' /home/openclaw/.ssh /home/openclaw/.ssh/* | sort")?;
+    // Modes and the SSH config as first boot left them (before any sync
+    // adds known_hosts).
+    let modes = ctx.machine.succeed(&format!(
+        "stat -c '%a %U:%G %n' /home/openclaw/.ssh {DEPLOY_KEY} /home/openclaw/.ssh/config"
+    ))?;
+    let want_modes = format!(
+        "700 openclaw:openclaw /home/openclaw/.ssh\n600 openclaw:openclaw {DEPLOY_KEY}\n600 openclaw:openclaw /home/openclaw/.ssh/config"
+    );
+    let modes_ok = modes.trim() == want_modes;
     let config = ctx.machine.succeed("cat /home/openclaw/.ssh/config")?;
-    let timer = ctx
+    let config_ok = config
+        .lines()
+        .any(|l| l.trim() == "Host openclaw-workspace")
+        && config.lines().any(|l| l.trim() == "IdentitiesOnly yes")
+        && config
+            .lines()
+            .any(|l| l.trim() == "IdentityFile ~/.ssh/workspace-deploy-key");
+    let repo = ctx
         .machine
-        .execute(&as_user(
-            ctx,
-            "systemctl --user is-enabled openclaw-workspace-sync.timer",
-        ))?
-        .1;
-    let ok = modes.lines().all(|l| {
-        l.starts_with("700 /home/openclaw/.ssh") && !l.contains(".ssh/")
-            || l.starts_with("600 ")
-            || l.contains(".pub")
-    }) && config.contains("IdentitiesOnly yes")
-        && timer.trim() == "enabled";
+        .succeed("cat /home/openclaw/.config/openclaw-appliance/workspace-repo")?;
+    let repo_ok = repo.trim().starts_with("openclaw-workspace:");
+    // The timer: enabled, active (its condition held), hourly, persistent.
+    ctx.machine.wait_for_unit(
+        "openclaw-workspace-sync.timer",
+        Some(&ctx.facts.user),
+        Duration::from_secs(600),
+    )?;
+    let timer = ctx.machine.succeed(&as_user(
+        ctx,
+        "systemctl --user is-enabled openclaw-workspace-sync.timer; \
+         systemctl --user show -p TimersCalendar -p Persistent openclaw-workspace-sync.timer",
+    ))?;
+    let timer_ok = timer.lines().next() == Some("enabled")
+        && timer
+            .lines()
+            .any(|l| l.starts_with("TimersCalendar={ OnCalendar=*-*-* *:00:00 ;"))
+        && timer.lines().any(|l| l == "Persistent=yes");
+    let seen = format!(
+        "timer: {}\n{}\nremote: {}\n{}",
+        timer.trim().replace('\n', "; "),
+        modes.trim(),
+        repo.trim(),
+        config.trim()
+    );
+
+    // The sync itself: a file written into the agent workspace arrives in
+    // the bare repository the peer serves to the deploy key only.
+    let (Some(net), Some(remote)) = (ctx.net, ctx.git_remote) else {
+        return Ok(Outcome::NotRun(format!(
+            "no external test network to serve the git remote: only the configuration was seen\n{seen}"
+        )));
+    };
+    let sshd = remote.serve(net)?;
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let marker = format!("vm-test INF-2 marker {}\n", since_epoch.as_nanos());
+    let file = "vmtest-inf2.md";
+    let run = ctx.machine.execute(&as_user(
+        ctx,
+        &format!(
+            "mkdir -p ~/.openclaw/workspace && printf %s {q} > ~/.openclaw/workspace/{file} && \
+             systemctl --user start openclaw-workspace-sync.service 2>&1",
+            q = super::shell_quote(&marker)
+        ),
+    ))?;
+    let journal = ctx.machine.succeed(
+        "journalctl --no-pager -o cat -n 20 _SYSTEMD_USER_UNIT=openclaw-workspace-sync.service || true",
+    )?;
+    let arrived = remote.git(&[
+        "show",
+        &format!("{}:{file}", crate::net::git_remote::BRANCH),
+    ]);
+    let author = remote.git(&[
+        "log",
+        "-1",
+        "--format=%an <%ae>",
+        crate::net::git_remote::BRANCH,
+    ]);
+    let sshd_log = sshd.log_text();
+    drop(sshd);
+    let accepted: Vec<&str> = sshd_log
+        .lines()
+        .filter(|l| l.contains("Accepted publickey") || l.contains("Failed publickey"))
+        .collect();
+    let synced = run.0 == 0 && arrived.as_deref().ok() == Some(marker.trim_end());
+    let ok = modes_ok && config_ok && repo_ok && timer_ok && synced;
+    // The report shows a detail's first lines: the sync and the timer first.
     Ok(expect(
         ok,
-        format!("{modes}\n{config}\ntimer: {}", timer.trim()),
+        format!(
+            "in the remote's {}: {}; last commit by {}\nsync service start: exit {} {}\n{seen}\nits journal:\n{}\npeer sshd:\n{}",
+            crate::net::git_remote::BRANCH,
+            match &arrived {
+                Ok(text) if text == marker.trim_end() => format!("{file} with the marker"),
+                Ok(text) => format!("{file} = {text:?}, not the marker"),
+                Err(e) => format!("no {file}: {e:#}"),
+            },
+            author.unwrap_or_else(|e| format!("{e:#}")),
+            run.0,
+            run.1.trim(),
+            journal.trim(),
+            accepted.join("\n")
+        ),
     ))
 }
 

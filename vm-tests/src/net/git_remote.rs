@@ -1,0 +1,260 @@
+//! The workspace git remote of INF-2: a per-run ed25519 deploy key made on
+//! the host, a bare repository in a temporary directory, and a real `sshd`
+//! in the peer's namespace that serves it to that key only.
+//!
+//! The guest's user-data names the remote as `<user>@10.77.0.99:<path>`
+//! (`user` is whoever runs the suite, root for the test network). The
+//! `authorized_keys` line holds the deploy key alone, with `restrict` and a
+//! forced `git-shell`, so the key opens nothing but git on this repository's
+//! host. The daemon listens on the peer's address only, inside its
+//! namespace: the host's own network never sees it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
+
+use super::{PEER_IP, TestNet};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// The branch the appliance's sync job pushes to.
+pub const BRANCH: &str = "main";
+
+/// An ed25519 key pair made by `ssh-keygen` for one run.
+#[derive(Clone)]
+pub struct DeployKey {
+    /// The OpenSSH private key (PEM-like text, LF line ends).
+    pub private: String,
+    /// The public key line (`ssh-ed25519 AAAA…`).
+    pub public: String,
+}
+
+impl std::fmt::Debug for DeployKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeployKey(<redacted>)")
+    }
+}
+
+impl DeployKey {
+    /// A fresh key, unencrypted, without comment (the passphrase on argv
+    /// is the empty one; the key itself only passes through a file that
+    /// is deleted with its temporary directory).
+    pub fn generate() -> Result<DeployKey> {
+        let dir = tempfile::tempdir().context("creating a temporary directory for ssh-keygen")?;
+        let path = dir.path().join("key");
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .output()
+            .context("running ssh-keygen (package openssh-client)")?;
+        if !out.status.success() {
+            bail!(
+                "ssh-keygen -t ed25519 failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let private = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let public_path = path.with_extension("pub");
+        let public = std::fs::read_to_string(&public_path)
+            .with_context(|| format!("reading {}", public_path.display()))?
+            .trim()
+            .to_string();
+        Ok(DeployKey { private, public })
+    }
+
+    /// What SEC-3 searches the disk for: the fourth base64 line of the
+    /// private key, which holds the 32-byte private seed of an ed25519
+    /// key (bytes 161–192 of the key blob; that line spans 157–209). The
+    /// first lines are the same in every key (format header, public key),
+    /// so they would prove nothing; a copy of the whole key contains it.
+    pub fn needle(&self) -> &str {
+        self.private
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .nth(3)
+            .unwrap_or(&self.private)
+    }
+}
+
+/// The bare repository and the daemon's files, in a temporary directory
+/// (removed on drop).
+pub struct GitRemote {
+    dir: TempDir,
+    user: String,
+}
+
+impl GitRemote {
+    /// Makes the bare repository, a host key and an `authorized_keys`
+    /// that admits `key` only, for git only.
+    pub fn create(key: &DeployKey) -> Result<GitRemote> {
+        if !Path::new(SSHD).is_file() {
+            bail!("{SSHD} not found: install openssh-server for INF-2's git remote");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("vmtest-ws-")
+            .tempdir()
+            .context("creating the git remote's directory")?;
+        let remote = GitRemote {
+            user: run(Command::new("id").arg("-un"))?,
+            dir,
+        };
+        run(Command::new("git")
+            .args(["init", "-q", "--bare", "-b", BRANCH])
+            .arg(remote.bare()))?;
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "vmtest-peer", "-f"])
+            .arg(remote.dir.path().join("host_ed25519")))?;
+        let authorized_keys = remote.dir.path().join("authorized_keys");
+        std::fs::write(
+            &authorized_keys,
+            format!(
+                "restrict,command=\"git-shell -c \\\"$SSH_ORIGINAL_COMMAND\\\"\" {}\n",
+                key.public
+            ),
+        )
+        .with_context(|| format!("writing {}", authorized_keys.display()))?;
+        let config = remote.dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress {PEER_IP}\nPort 22\nHostKey {host_key}\nAuthorizedKeysFile {authorized_keys}\n\
+                 PidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                 PermitRootLogin prohibit-password\nAllowUsers {user}\nLoginGraceTime 60\n\
+                 LogLevel VERBOSE\n",
+                host_key = remote.dir.path().join("host_ed25519").display(),
+                authorized_keys = authorized_keys.display(),
+                user = remote.user,
+            ),
+        )
+        .with_context(|| format!("writing {}", config.display()))?;
+        Ok(remote)
+    }
+
+    /// The bare repository on the host.
+    pub fn bare(&self) -> PathBuf {
+        self.dir.path().join("workspace.git")
+    }
+
+    /// The remote as the guest's user-data names it (scp-like form).
+    pub fn url(&self) -> String {
+        format!("{}@{PEER_IP}:{}", self.user, self.bare().display())
+    }
+
+    /// Starts `sshd` in the peer's namespace; it stops when the returned
+    /// guard is dropped.
+    pub fn serve(&self, net: &TestNet) -> Result<PeerSshd> {
+        // Privilege separation directory that Debian's sshd insists on.
+        std::fs::create_dir_all("/run/sshd").context("creating /run/sshd")?;
+        let log = self.dir.path().join("sshd.log");
+        let stderr =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", net.peer_netns(), SSHD, "-D", "-e", "-f"])
+            .arg(self.dir.path().join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("starting {SSHD} in the peer's namespace"))?;
+        let mut sshd = PeerSshd { child, log };
+        let started = Instant::now();
+        while !sshd.log_text().contains("Server listening on") {
+            if let Ok(Some(status)) = sshd.child.try_wait() {
+                bail!("sshd exited ({status}): {}", sshd.log_text());
+            }
+            if started.elapsed() > Duration::from_secs(15) {
+                bail!("sshd did not listen within 15 s: {}", sshd.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(sshd)
+    }
+
+    /// `git <args>` on the bare repository; its stdout, or an error with stderr.
+    pub fn git(&self, args: &[&str]) -> Result<String> {
+        run(Command::new("git")
+            .arg("--git-dir")
+            .arg(self.bare())
+            .args(args))
+    }
+}
+
+/// The running daemon; killed when dropped.
+pub struct PeerSshd {
+    child: Child,
+    log: PathBuf,
+}
+
+impl PeerSshd {
+    /// What sshd logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for PeerSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needle_is_the_private_seed_line_and_differs_per_key() {
+        let a = DeployKey::generate().unwrap();
+        let b = DeployKey::generate().unwrap();
+        assert!(
+            a.private
+                .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+        );
+        assert!(a.public.starts_with("ssh-ed25519 "));
+        assert_eq!(a.needle().len(), 70, "{}", a.needle());
+        assert!(a.private.contains(a.needle()));
+        assert_ne!(a.needle(), b.needle());
+        // The line starts in the private field's length (64 = 0x00000040).
+        assert!(a.needle().starts_with("AAAE"), "{}", a.needle());
+        assert!(!format!("{a:?}").contains(a.needle()));
+    }
+
+    #[test]
+    fn remote_admits_the_key_for_git_only() {
+        let key = DeployKey::generate().unwrap();
+        let remote = GitRemote::create(&key).unwrap();
+        let keys = std::fs::read_to_string(remote.dir.path().join("authorized_keys")).unwrap();
+        assert_eq!(keys.lines().count(), 1);
+        assert!(keys.starts_with("restrict,command=\"git-shell -c "));
+        assert!(keys.trim_end().ends_with(&key.public));
+        assert!(remote.url().ends_with("/workspace.git"));
+        assert!(remote.url().contains(&format!("@{PEER_IP}:/")));
+        assert_eq!(
+            remote.git(&["rev-parse", "--is-bare-repository"]).unwrap(),
+            "true"
+        );
+    }
+}
