@@ -30,6 +30,6 @@ pub use accel::{Accel, AccelChoice};
 pub use credential::Credential;
 pub use firmware::Firmware;
 pub use machine::{Machine, MachineConfig};
-pub use qemu::{DirectKernel, ImageFormat};
+pub use qemu::{DirectKernel, Icount, ImageFormat};
 pub use retry::{Attempt, retry};
 pub use shell::CommandOutput;

@@ -50,11 +50,11 @@ pub struct MachineConfig {
     /// Accelerator; `None` probes (see [`crate::accel`]).
     pub accel: Option<Accel>,
     /// Under TCG, count guest time in executed instructions (`-icount
-    /// shift=N`: 2^N ns per instruction) instead of host time. Software with
+    /// shift=N[,sleep=off]`: 2^N ns per instruction) instead of host time. Software with
     /// hard-coded startup deadlines (OpenClaw's 5 s worker heartbeat) then
     /// sees the work it did, not how slowly it was emulated. It costs
     /// multi-threaded TCG: the vCPUs share one host thread. Ignored under KVM.
-    pub icount_shift: Option<u8>,
+    pub icount: Option<qemu::Icount>,
     /// Global deadline: QEMU is killed then and every wait fails. Share one
     /// instant between machines to bound a whole test run.
     pub deadline: Instant,
@@ -88,7 +88,7 @@ impl MachineConfig {
             disk_size_mib: None,
             extra_args: Vec::new(),
             accel: None,
-            icount_shift: None,
+            icount: None,
             deadline: Instant::now() + Duration::from_secs(3600),
             boot_timeout: Duration::from_secs(300),
             command_timeout: Duration::from_secs(300),
@@ -177,9 +177,9 @@ impl Machine {
             "accelerator: {} ({})",
             accel.accel, accel.reason
         ));
-        if let (Accel::Tcg, Some(shift)) = (accel.accel, config.icount_shift) {
+        if let (Accel::Tcg, Some(icount)) = (accel.accel, config.icount) {
             log.info(format_args!(
-                "guest time counts instructions (-icount shift={shift}), not host time"
+                "guest time counts instructions (-icount {icount}), not host time"
             ));
         }
         let overlay = config.state_dir.join(format!("{name}.qcow2"));
@@ -343,7 +343,7 @@ impl Machine {
             accel: self.accel.accel,
             memory_mib: self.config.memory_mib,
             cpus: self.config.cpus,
-            icount_shift: self.config.icount_shift,
+            icount: self.config.icount,
             overlay: &self.overlay,
             serial_log: &serial_log,
             qmp_socket: &qmp_socket,

@@ -107,6 +107,44 @@ pub enum FirmwareArgs {
 /// as `/dev/virtio-ports/<name>`.
 pub const SHELL_PORT_NAME: &str = "org.openclaw.vmtest.shell";
 
+/// QEMU's `-icount`: guest time from the number of executed instructions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Icount {
+    /// 2^shift ns of guest time per instruction (0: the fastest guest clock).
+    pub shift: u8,
+    /// `true`: when the guest idles, its clock follows host time;
+    /// `false` (`sleep=off`): it jumps to the next timer deadline.
+    pub sleep: bool,
+}
+
+impl Icount {
+    /// Parses `N` or `N,sleep=off` (N from 0 to 10).
+    pub fn parse(s: &str) -> Result<Icount> {
+        let (shift, rest) = s.trim().split_once(',').unwrap_or((s.trim(), ""));
+        let sleep = match rest.trim() {
+            "" | "sleep=on" => true,
+            "sleep=off" => false,
+            other => bail!("unknown icount option {other:?}: expected `sleep=off` or `sleep=on`"),
+        };
+        match shift.trim().parse::<u8>() {
+            Ok(shift) if shift <= 10 => Ok(Icount { shift, sleep }),
+            _ => bail!(
+                "icount shift {shift:?} is not valid: expected 0 to 10 (2^N ns per guest instruction)"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Icount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "shift={}", self.shift)?;
+        if !self.sleep {
+            f.write_str(",sleep=off")?;
+        }
+        Ok(())
+    }
+}
+
 /// Everything that decides QEMU's argv for one boot.
 #[derive(Debug, Clone)]
 pub struct Launch<'a> {
@@ -118,9 +156,9 @@ pub struct Launch<'a> {
     pub memory_mib: u32,
     /// Number of vCPUs.
     pub cpus: u32,
-    /// TCG only: guest time counted in executed instructions
-    /// (`-icount shift=N`, 2^N ns each); see [`crate::MachineConfig::icount_shift`].
-    pub icount_shift: Option<u8>,
+    /// TCG only: guest time counted in executed instructions; see
+    /// [`crate::MachineConfig::icount`].
+    pub icount: Option<Icount>,
     /// The qcow2 overlay the guest writes to.
     pub overlay: &'a Path,
     /// Where the serial console (ttyS0) is written.
@@ -153,8 +191,8 @@ pub fn qemu_argv(launch: &Launch<'_>) -> Vec<OsString> {
     if launch.accel == Accel::Kvm {
         push(&["-cpu", "host"]);
     }
-    if let (Accel::Tcg, Some(shift)) = (launch.accel, launch.icount_shift) {
-        push(&["-icount", &format!("shift={shift}")]);
+    if let (Accel::Tcg, Some(icount)) = (launch.accel, launch.icount) {
+        push(&["-icount", &icount.to_string()]);
     }
     push(&["-m", &launch.memory_mib.to_string()]);
     push(&["-smp", &launch.cpus.to_string()]);
@@ -496,7 +534,7 @@ mod tests {
             accel: Accel::Tcg,
             memory_mib: 2048,
             cpus: 2,
-            icount_shift: None,
+            icount: None,
             overlay: Path::new("/s/vm1.qcow2"),
             serial_log: Path::new("/s/vm1-boot1.serial.log"),
             qmp_socket: Path::new("/s/qmp.sock"),
@@ -529,11 +567,32 @@ mod tests {
     }
 
     #[test]
+    fn icount_parses_shift_and_sleep() {
+        assert_eq!(
+            Icount::parse("0").unwrap(),
+            Icount {
+                shift: 0,
+                sleep: true
+            }
+        );
+        assert_eq!(
+            Icount::parse("3,sleep=off").unwrap().to_string(),
+            "shift=3,sleep=off"
+        );
+        assert!(Icount::parse("11").is_err());
+        assert!(Icount::parse("x").is_err());
+        assert!(Icount::parse("0,align=on").is_err());
+    }
+
+    #[test]
     fn icount_only_under_tcg() {
         let mut l = launch(FirmwareArgs::Bios, None, &[], &[]);
-        l.icount_shift = Some(0);
+        l.icount = Some(Icount {
+            shift: 0,
+            sleep: false,
+        });
         let argv = strings(&qemu_argv(&l));
-        assert_eq!(values(&argv, "-icount"), ["shift=0"]);
+        assert_eq!(values(&argv, "-icount"), ["shift=0,sleep=off"]);
         l.accel = Accel::Kvm;
         let argv = strings(&qemu_argv(&l));
         assert!(values(&argv, "-icount").is_empty(), "{argv:?}");

@@ -118,23 +118,21 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<Report> {
     Ok(report)
 }
 
-/// Overrides the main machine's `-icount` shift under TCG: a number (2^N ns
-/// per guest instruction) or `off` for host time.
+/// Overrides the main machine's clock under TCG: `N` or `N,sleep=off` runs
+/// it with `-icount shift=N[,sleep=off]` (2^N ns per guest instruction),
+/// `off` (the default) on host time.
 pub const ICOUNT_ENV: &str = "VMTEST_ICOUNT";
 
-/// The main machine's icount shift: none (host time) unless [`ICOUNT_ENV`]
-/// asks for one; 0 is one instruction per nanosecond, the fastest guest
+/// The main machine's `-icount`: none (host time) unless [`ICOUNT_ENV`] asks
+/// for one; shift 0 is one instruction per nanosecond, the fastest guest
 /// clock icount offers.
-fn icount_shift() -> Result<Option<u8>> {
+fn icount_setting() -> Result<Option<crate::qemu::Icount>> {
     match std::env::var(ICOUNT_ENV) {
         Err(_) => Ok(None),
         Ok(v) if v.trim().eq_ignore_ascii_case("off") => Ok(None),
-        Ok(v) => match v.trim().parse::<u8>() {
-            Ok(n) if n <= 10 => Ok(Some(n)),
-            _ => anyhow::bail!(
-                "{ICOUNT_ENV}={v:?} is not valid: give a shift from 0 to 10 (2^N ns per guest instruction) or `off`"
-            ),
-        },
+        Ok(v) => crate::qemu::Icount::parse(&v)
+            .map(Some)
+            .with_context(|| format!("{ICOUNT_ENV}={v:?}: give `N`, `N,sleep=off` or `off`")),
     }
 }
 
@@ -190,8 +188,8 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
     };
     let mut main_cfg = template.clone();
     // Under TCG the main machine (the one whose gateway must come up) may
-    // count guest time in instructions; see `MachineConfig::icount_shift`.
-    main_cfg.icount_shift = icount_shift()?;
+    // count guest time in instructions; see `MachineConfig::icount`.
+    main_cfg.icount = icount_setting()?;
     // BIOS pass: secrets by systemd credential; UEFI pass: by the metadata
     // service, so both sources of SEC-2 are exercised.
     let via_metadata = net.is_some() && fw == Firmware::Uefi;
@@ -213,14 +211,14 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
             "a systemd credential"
         }
     );
-    let main_cfg_icount = main_cfg.icount_shift;
+    let main_cfg_icount = main_cfg.icount;
     let mut machine = Machine::start(main_cfg)?;
     report
         .notes
         .push(format!("[{label}] accelerator: {:?}", machine.accel()));
-    if let (crate::accel::Accel::Tcg, Some(shift)) = (machine.accel().accel, main_cfg_icount) {
+    if let (crate::accel::Accel::Tcg, Some(icount)) = (machine.accel().accel, main_cfg_icount) {
         report.notes.push(format!(
-            "[{label}] main machine: -icount shift={shift} (guest time counts instructions, so OpenClaw's startup deadlines measure work, not emulation speed; set by {ICOUNT_ENV})"
+            "[{label}] main machine: -icount {icount} (guest time counts instructions, so OpenClaw's startup deadlines measure work, not emulation speed; set by {ICOUNT_ENV})"
         ));
     }
     let ready = wait_first_boot(&mut machine);
