@@ -460,6 +460,12 @@ fn gateway_note(
     }
 }
 
+/// The gateway's error lines: the first ones (the cause; later starts
+/// often fail on what the first left behind) and the last ones.
+const GATEWAY_JOURNAL_ERRORS: &str = "journalctl --no-pager -o cat _SYSTEMD_USER_UNIT=openclaw-gateway.service \
+     | grep -E 'failed|Failed|error|timeout|did not become ready' > /run/vmtest-gw-errors || true; \
+     head -n 4 /run/vmtest-gw-errors; echo '…'; tail -n 4 /run/vmtest-gw-errors; rm -f /run/vmtest-gw-errors";
+
 /// Cases that need the gateway listening.
 const GATEWAY_CASES: &[&str] = &["NET-3", "NET-7", "NET-8", "SRV-5", "AGT-6"];
 
@@ -499,7 +505,7 @@ fn wait_gateway(m: &mut Machine, facts: &Facts, tcg: bool) -> std::result::Resul
             continue;
         };
         let journal = m
-            .execute("journalctl --no-pager -o cat _SYSTEMD_USER_UNIT=openclaw-gateway.service | grep -E 'failed|Failed|error|timeout' | tail -n 6")
+            .execute(GATEWAY_JOURNAL_ERRORS)
             .map(|(_, out)| out)
             .unwrap_or_default();
         return Err(format!(
