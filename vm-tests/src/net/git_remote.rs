@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
-use super::{PEER_IP, TestNet};
+use super::{PEER_IP, TestNet, run_command};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -101,15 +101,21 @@ impl GitRemote {
             .tempdir()
             .context("creating the git remote's directory")?;
         let remote = GitRemote {
-            user: run(Command::new("id").arg("-un"))?,
+            user: run_command(Command::new("id").arg("-un"))?
+                .trim()
+                .to_string(),
             dir,
         };
-        run(Command::new("git")
-            .args(["init", "-q", "--bare", "-b", BRANCH])
-            .arg(remote.bare()))?;
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "vmtest-peer", "-f"])
-            .arg(remote.dir.path().join("host_ed25519")))?;
+        run_command(
+            Command::new("git")
+                .args(["init", "-q", "--bare", "-b", BRANCH])
+                .arg(remote.bare()),
+        )?;
+        run_command(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "vmtest-peer", "-f"])
+                .arg(remote.dir.path().join("host_ed25519")),
+        )?;
         let authorized_keys = remote.dir.path().join("authorized_keys");
         std::fs::write(
             &authorized_keys,
@@ -179,10 +185,14 @@ impl GitRemote {
 
     /// `git <args>` on the bare repository; its stdout, or an error with stderr.
     pub fn git(&self, args: &[&str]) -> Result<String> {
-        run(Command::new("git")
-            .arg("--git-dir")
-            .arg(self.bare())
-            .args(args))
+        Ok(run_command(
+            Command::new("git")
+                .arg("--git-dir")
+                .arg(self.bare())
+                .args(args),
+        )?
+        .trim()
+        .to_string())
     }
 }
 
@@ -204,21 +214,6 @@ impl Drop for PeerSshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[cfg(test)]

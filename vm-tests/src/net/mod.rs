@@ -747,15 +747,19 @@ fn ip(args: &[&str]) -> Result<()> {
 
 /// Runs a host tool; its stdout, or an error with the command and stderr.
 fn run(tool: &str, args: &[String]) -> Result<String> {
-    let out = Command::new(tool)
-        .args(args)
+    run_command(Command::new(tool).args(args))
+}
+
+/// Runs `cmd` with stdin from `/dev/null`; its stdout, or an error with the
+/// command and its stderr.
+fn run_command(cmd: &mut Command) -> Result<String> {
+    let out = cmd
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("running {tool}"))?;
+        .with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
-            "`{tool} {}` failed ({}): {}",
-            args.join(" "),
+            "{cmd:?} failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
