@@ -224,7 +224,8 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
     let ready = wait_first_boot(&mut machine);
     // Plain TCG (host time) cannot meet OpenClaw's startup deadlines; with
     // icount or KVM the gateway must come up.
-    let tcg = machine.accel().accel == crate::accel::Accel::Tcg && main_cfg_icount.is_none();
+    let host_time_tcg =
+        machine.accel().accel == crate::accel::Accel::Tcg && main_cfg_icount.is_none();
     let boot_secs = started.elapsed().as_secs_f64();
     report.notes.push(format!(
         "[{label}] boot to first boot done: {boot_secs:.0} s"
@@ -280,9 +281,9 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
     // case runs the `openclaw` CLI: a CLI call during the gateway's startup
     // migrations takes the state directory's lock and makes the gateway fail.
     let wants_gateway = order.iter().any(|i| group(i) == 2);
-    if !tcg && wants_gateway {
+    if !host_time_tcg && wants_gateway {
         let t = Instant::now();
-        let r = wait_gateway(&mut machine, &facts, tcg);
+        let r = wait_gateway(&mut machine, &facts, host_time_tcg);
         report.notes.push(gateway_note(label, &r, started, t));
         gateway = Some(r);
     }
@@ -304,7 +305,7 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
         }
         if group(&inv) >= 2 && gateway.is_none() {
             let t = Instant::now();
-            let r = wait_gateway(&mut machine, &facts, tcg);
+            let r = wait_gateway(&mut machine, &facts, host_time_tcg);
             report.notes.push(gateway_note(label, &r, started, t));
             gateway = Some(r);
         }
@@ -334,7 +335,7 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
             // Under TCG on host time OpenClaw's own startup deadlines (a 5 s
             // worker heartbeat) expire: the case cannot run. Under KVM or
             // icount a gateway that does not come up is a failure.
-            Some(why) if tcg => Outcome::NotRun(format!(
+            Some(why) if host_time_tcg => Outcome::NotRun(format!(
                 "needs the gateway, which cannot start under TCG on host time (see README, Tests): {why}"
             )),
             Some(why) => Outcome::Fail(format!("the gateway did not come up: {why}")),
@@ -470,11 +471,15 @@ const GATEWAY_JOURNAL_ERRORS: &str = "journalctl --no-pager -o cat _SYSTEMD_USER
 const GATEWAY_CASES: &[&str] = &["NET-3", "NET-7", "NET-8", "SRV-5", "AGT-6"];
 
 /// Waits for the gateway's user unit to listen on its port. Gives up early
-/// when the gateway has failed to start: once under TCG (where OpenClaw's
-/// startup deadlines cannot be met, and each attempt costs minutes), three
-/// times under KVM. On failure, says why from its journal.
-fn wait_gateway(m: &mut Machine, facts: &Facts, tcg: bool) -> std::result::Result<(), String> {
-    let max_restarts: u32 = if tcg { 1 } else { 3 };
+/// when the gateway has failed to start: once under TCG on host time (where
+/// OpenClaw's startup deadlines cannot be met, and each attempt costs
+/// minutes), three times under KVM or icount. On failure, says why from its journal.
+fn wait_gateway(
+    m: &mut Machine,
+    facts: &Facts,
+    host_time_tcg: bool,
+) -> std::result::Result<(), String> {
+    let max_restarts: u32 = if host_time_tcg { 1 } else { 3 };
     let deadline = Instant::now() + Duration::from_secs(900);
     m.wait_for_unit(
         "openclaw-gateway.service",
