@@ -41,6 +41,7 @@ fn sandbox_invariants_on_the_real_image() -> Result<()> {
         out_dir: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vm-tests-sandbox"),
         firmwares: vec![firmware],
         only: IDS.iter().map(|s| s.to_string()).collect(),
+        icount_firmwares: Vec::new(),
     };
     let report = run_suite(&opts)?;
     let text = table(&report);

@@ -86,6 +86,8 @@ pub fn run(args: &CiArgs) -> Result<()> {
                 "vm-test",
                 "--firmware",
                 "both",
+                "--icount",
+                "bios",
                 "--no-doctor",
             ],
         ));

@@ -131,6 +131,13 @@ pub struct VmTestArgs {
     /// Only these invariant IDs, comma-separated (e.g. NET-3,SRV-1).
     #[arg(long, value_delimiter = ',', value_name = "ID,ID…")]
     pub only: Vec<String>,
+    /// Under TCG, run these passes' main machine on an instruction-counting
+    /// clock (QEMU `-icount shift=0`; tune with VMTEST_ICOUNT=N[,sleep=off]):
+    /// OpenClaw's startup deadlines then measure work, not emulation speed,
+    /// so the gateway can start and its cases run. About doubles the pass's
+    /// time. No effect under KVM.
+    #[arg(long, value_enum, value_name = "FIRMWARE")]
+    pub icount: Option<FirmwareChoice>,
     /// Skip the host prerequisite check.
     #[arg(long)]
     pub no_doctor: bool,

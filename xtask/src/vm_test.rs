@@ -13,11 +13,8 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
         builder::doctor::ensure(&[target.as_path()], true)?;
     }
     let image = crate::built_image(args.image.as_deref())?;
-    let firmwares = match args.firmware {
-        FirmwareChoice::Bios => vec![Firmware::Bios],
-        FirmwareChoice::Uefi => vec![Firmware::Uefi],
-        FirmwareChoice::Both => vec![Firmware::Bios, Firmware::Uefi],
-    };
+    let icount_firmwares = args.icount.map(firmware_passes).unwrap_or_default();
+    let firmwares = firmware_passes(args.firmware);
     let out_dir = root.join("target/vm-test");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let report = run_suite(&SuiteOptions {
@@ -25,6 +22,7 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
         out_dir: out_dir.clone(),
         firmwares,
         only: args.only.clone(),
+        icount_firmwares,
     })?;
     let text = table(&report);
     println!("{text}");
@@ -39,4 +37,12 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn firmware_passes(choice: FirmwareChoice) -> Vec<Firmware> {
+    match choice {
+        FirmwareChoice::Bios => vec![Firmware::Bios],
+        FirmwareChoice::Uefi => vec![Firmware::Uefi],
+        FirmwareChoice::Both => vec![Firmware::Bios, Firmware::Uefi],
+    }
 }

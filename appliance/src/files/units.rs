@@ -275,11 +275,14 @@ fn gateway_unit(spec: &Spec) -> String {
          Environment=NODE_ENV=production\n\
          Environment=NODE_COMPILE_CACHE=%h/.cache/node-compile-cache\n\
          UMask=0077\n\
-         # SRV-7: sandboxing that needs no namespaces in a user manager.\n\
+         # SRV-7: sandboxing that needs no namespaces in a user manager, as far\n\
+         # as OpenClaw tolerates: not RestrictSUIDSGID, under which its state\n\
+         # migrations fail on a fresh install (\"the Gateway or another SQLite\n\
+         # maintenance command owns this state directory\"). NoNewPrivileges\n\
+         # already makes set-id bits inert for everything the gateway runs.\n\
          NoNewPrivileges=yes\n\
          LockPersonality=yes\n\
          RestrictRealtime=yes\n\
-         RestrictSUIDSGID=yes\n\
          SystemCallArchitectures=native\n\
          RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n\
          \n\

@@ -29,6 +29,11 @@ pub struct SuiteOptions {
     pub firmwares: Vec<Firmware>,
     /// Only these IDs (empty: all).
     pub only: Vec<String>,
+    /// The firmware passes whose main machine runs, under TCG, on an
+    /// instruction-counting clock (`-icount`), so that OpenClaw's hard-coded
+    /// startup deadlines measure work instead of emulation speed and the
+    /// gateway can start; costs about twice the time (one host thread).
+    pub icount_firmwares: Vec<Firmware>,
 }
 
 /// Random hex from the kernel.
@@ -118,21 +123,21 @@ pub fn run_suite(opts: &SuiteOptions) -> Result<Report> {
     Ok(report)
 }
 
-/// Overrides the main machine's clock under TCG: `N` or `N,sleep=off` runs
-/// it with `-icount shift=N[,sleep=off]` (2^N ns per guest instruction),
-/// `off` (the default) on host time.
+/// Tunes the `-icount` of the passes that use one (see
+/// [`SuiteOptions::icount_firmwares`]): `N` or `N,sleep=off` for
+/// `-icount shift=N[,sleep=off]` (2^N ns per guest instruction); default `0`.
 pub const ICOUNT_ENV: &str = "VMTEST_ICOUNT";
 
-/// The main machine's `-icount`: none (host time) unless [`ICOUNT_ENV`] asks
-/// for one; shift 0 is one instruction per nanosecond, the fastest guest
-/// clock icount offers.
-fn icount_setting() -> Result<Option<crate::qemu::Icount>> {
+/// The `-icount` of a pass that uses one: [`ICOUNT_ENV`] or shift 0, one
+/// instruction per nanosecond, the fastest guest clock icount offers.
+fn icount_setting() -> Result<crate::qemu::Icount> {
     match std::env::var(ICOUNT_ENV) {
-        Err(_) => Ok(None),
-        Ok(v) if v.trim().eq_ignore_ascii_case("off") => Ok(None),
+        Err(_) => Ok(crate::qemu::Icount {
+            shift: 0,
+            sleep: true,
+        }),
         Ok(v) => crate::qemu::Icount::parse(&v)
-            .map(Some)
-            .with_context(|| format!("{ICOUNT_ENV}={v:?}: give `N`, `N,sleep=off` or `off`")),
+            .with_context(|| format!("{ICOUNT_ENV}={v:?}: give `N` or `N,sleep=off`")),
     }
 }
 
@@ -189,7 +194,11 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
     let mut main_cfg = template.clone();
     // Under TCG the main machine (the one whose gateway must come up) may
     // count guest time in instructions; see `MachineConfig::icount`.
-    main_cfg.icount = icount_setting()?;
+    main_cfg.icount = if opts.icount_firmwares.contains(&fw) {
+        Some(icount_setting()?)
+    } else {
+        None
+    };
     // BIOS pass: secrets by systemd credential; UEFI pass: by the metadata
     // service, so both sources of SEC-2 are exercised.
     let via_metadata = net.is_some() && fw == Firmware::Uefi;
@@ -218,7 +227,7 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
         .push(format!("[{label}] accelerator: {:?}", machine.accel()));
     if let (crate::accel::Accel::Tcg, Some(icount)) = (machine.accel().accel, main_cfg_icount) {
         report.notes.push(format!(
-            "[{label}] main machine: -icount {icount} (guest time counts instructions, so OpenClaw's startup deadlines measure work, not emulation speed; set by {ICOUNT_ENV})"
+            "[{label}] main machine: -icount {icount} (guest time counts instructions, so OpenClaw's startup deadlines measure work, not emulation speed; vm-test --icount, tuned by {ICOUNT_ENV})"
         ));
     }
     let ready = wait_first_boot(&mut machine);
@@ -283,7 +292,7 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
     let wants_gateway = order.iter().any(|i| group(i) == 2);
     if !host_time_tcg && wants_gateway {
         let t = Instant::now();
-        let r = wait_gateway(&mut machine, &facts, host_time_tcg);
+        let r = wait_gateway(&mut machine, &facts, &secrets, host_time_tcg);
         report.notes.push(gateway_note(label, &r, started, t));
         gateway = Some(r);
     }
@@ -305,7 +314,7 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
         }
         if group(&inv) >= 2 && gateway.is_none() {
             let t = Instant::now();
-            let r = wait_gateway(&mut machine, &facts, host_time_tcg);
+            let r = wait_gateway(&mut machine, &facts, &secrets, host_time_tcg);
             report.notes.push(gateway_note(label, &r, started, t));
             gateway = Some(r);
         }
@@ -477,6 +486,7 @@ const GATEWAY_CASES: &[&str] = &["NET-3", "NET-7", "NET-8", "SRV-5", "AGT-6"];
 fn wait_gateway(
     m: &mut Machine,
     facts: &Facts,
+    secrets: &Secrets,
     host_time_tcg: bool,
 ) -> std::result::Result<(), String> {
     let max_restarts: u32 = if host_time_tcg { 1 } else { 3 };
@@ -513,9 +523,32 @@ fn wait_gateway(
             .execute(GATEWAY_JOURNAL_ERRORS)
             .map(|(_, out)| out)
             .unwrap_or_default();
+        let kept = keep_gateway_journal(m, facts, secrets);
         return Err(format!(
-            "port {} not listening: {why}\ngateway journal:\n{journal}",
+            "port {} not listening: {why}\ngateway journal ({kept}):\n{journal}",
             facts.port
         ));
+    }
+}
+
+/// Saves the gateway's whole journal, secrets redacted, beside the serial
+/// logs; says where (or why not).
+fn keep_gateway_journal(m: &mut Machine, facts: &Facts, secrets: &Secrets) -> String {
+    let path = facts.out_dir.join("gateway.journal");
+    let journal = match m.execute(
+        "journalctl --no-pager -o short-monotonic _SYSTEMD_USER_UNIT=openclaw-gateway.service",
+    ) {
+        Ok((_, out)) => out,
+        Err(e) => return format!("whole journal not kept: {e:#}"),
+    };
+    let write = || -> std::io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(&facts.out_dir)?;
+        std::io::Write::write_all(&mut tmp, secrets.redact(&journal).as_bytes())?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    match write() {
+        Ok(()) => format!("whole, secrets redacted: {}", path.display()),
+        Err(e) => format!("whole journal not kept: writing {}: {e}", path.display()),
     }
 }

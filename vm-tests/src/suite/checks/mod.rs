@@ -51,6 +51,17 @@ impl Secrets {
         }
         all
     }
+
+    /// `text` with every secret replaced by `<redacted NAME>`, for logs the
+    /// harness keeps from the guest.
+    pub fn redact(&self, text: &str) -> String {
+        self.all()
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .fold(text.to_string(), |t, (name, value)| {
+                t.replace(value, &format!("<redacted {name}>"))
+            })
+    }
 }
 
 /// Facts about the image under test, read from its manifest and spec.
@@ -178,4 +189,27 @@ pub fn as_user(ctx: &Ctx<'_>, cmd: &str) -> String {
 /// Single-quotes `s` for bash.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Secrets;
+
+    #[test]
+    fn redact_replaces_every_secret_by_its_name() {
+        let s = Secrets {
+            gateway_token: "gw-123".into(),
+            anthropic_token: "sk-ant-456".into(),
+            tailscale_key: String::new(),
+            deploy_key: None,
+        };
+        let text = "token=gw-123 env ANTHROPIC=sk-ant-456 again gw-123";
+        let out = s.redact(text);
+        assert_eq!(
+            out,
+            "token=<redacted gateway-token> env ANTHROPIC=<redacted anthropic-setup-token> \
+             again <redacted gateway-token>"
+        );
+        assert!(!out.contains("gw-123") && !out.contains("sk-ant-456"));
+    }
 }

@@ -303,7 +303,7 @@ pub fn srv_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 pub fn srv_7(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let props = ctx.machine.succeed(&as_user(
         ctx,
-        "systemctl --user show openclaw-gateway.service -p NoNewPrivileges -p RestrictSUIDSGID -p LockPersonality -p RestrictRealtime -p UMask",
+        "systemctl --user show openclaw-gateway.service -p NoNewPrivileges -p LockPersonality -p RestrictRealtime -p SystemCallArchitectures -p RestrictAddressFamilies -p UMask",
     ))?;
     let score = ctx
         .machine
@@ -317,9 +317,13 @@ pub fn srv_7(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         ctx.facts.firmware,
         score.trim()
     ));
+    // RestrictSUIDSGID is left off: OpenClaw's state migrations fail under
+    // it (see the unit's comment).
     let ok = props.contains("NoNewPrivileges=yes")
-        && props.contains("RestrictSUIDSGID=yes")
-        && props.contains("LockPersonality=yes");
+        && props.contains("LockPersonality=yes")
+        && props.contains("RestrictRealtime=yes")
+        && props.contains("SystemCallArchitectures=native")
+        && props.contains("UMask=0077");
     Ok(expect(ok, format!("{}\n{}", props.trim(), score.trim())))
 }
 
