@@ -167,34 +167,60 @@ pub fn net_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     Ok(expect(ok, seen.join("\n")))
 }
 
-/// A curl call to the gateway as root; the token (if any) is read from the
-/// guest's own config and passed as a header file, never on a command line.
-fn gateway_status(ctx: &mut Ctx<'_>, with_token: bool) -> Result<String> {
-    let port = ctx.facts.port;
-    let cfg = format!("/home/{}/.openclaw/openclaw.json", ctx.facts.user);
-    let header = if with_token {
-        format!(
-            "-H @<(printf 'Authorization: Bearer %s\\n' \"$(sed -n 's/.*\"token\": *\"\\([^\"]*\\)\".*/\\1/p' {cfg} | head -n1)\")"
-        )
-    } else {
-        String::new()
-    };
-    let out = ctx.machine.succeed(&format!(
-        "curl -s -o /dev/null -w '%{{http_code}}' -m 20 -X POST -H 'Content-Type: application/json' \
-         --data '{{\"tool\":\"sessions_list\",\"args\":{{}}}}' {header} http://127.0.0.1:{port}/tools/invoke"
-    ))?;
-    Ok(out.trim().to_string())
+/// The bearer token a NET-7 request carries.
+#[derive(Clone, Copy)]
+enum Bearer {
+    /// No `Authorization` header.
+    None,
+    /// A well-formed token that is not the gateway's.
+    Wrong,
+    /// The gateway's token, read from `openclaw.json` in the guest (never
+    /// on a command line).
+    Right,
 }
 
-/// NET-7: unauthenticated API request refused (401/403); accepted with the token.
+/// POSTs a tool invocation to the gateway with curl as root; returns the
+/// HTTP status (`000`: no answer) and the start of the body.
+fn gateway_status(ctx: &mut Ctx<'_>, bearer: Bearer) -> Result<(String, String)> {
+    let port = ctx.facts.port;
+    let cfg = format!("/home/{}/.openclaw/openclaw.json", ctx.facts.user);
+    let header = match bearer {
+        Bearer::None => String::new(),
+        Bearer::Wrong => {
+            "-H 'Authorization: Bearer vmtest-not-the-gateway-token-0123456789'".into()
+        }
+        Bearer::Right => format!(
+            "-H @<(printf 'Authorization: Bearer %s\\n' \"$(sed -n 's/.*\"token\": *\"\\([^\"]*\\)\".*/\\1/p' {cfg} | head -n1)\")"
+        ),
+    };
+    let out = ctx.machine.succeed(&format!(
+        "body=$(mktemp); code=$(curl -s -o \"$body\" -w '%{{http_code}}' -m 20 -X POST -H 'Content-Type: application/json' \
+         --data '{{\"tool\":\"sessions_list\",\"args\":{{}}}}' {header} http://127.0.0.1:{port}/tools/invoke || true); \
+         echo \"$code\"; head -c 300 \"$body\"; rm -f \"$body\""
+    ))?;
+    let (code, body) = out.split_once('\n').unwrap_or((out.as_str(), ""));
+    Ok((code.trim().to_string(), ctx.secrets.redact(body.trim())))
+}
+
+/// NET-7: a request without a token, or with a wrong one, is refused
+/// (401/403); the gateway's token gets past authentication (any answer but
+/// 401/403/429; the tool itself may still fail, as no model provider is
+/// reachable).
 pub fn net_7(ctx: &mut Ctx<'_>) -> Result<Outcome> {
-    let anon = gateway_status(ctx, false)?;
-    let authed = gateway_status(ctx, true)?;
-    let refused = anon == "401" || anon == "403";
-    let accepted = authed.starts_with('2') || authed == "400" || authed == "404";
+    // The right token first: failed attempts may be rate-limited (429),
+    // which must not stand in for an accepted token.
+    let (right, body) = gateway_status(ctx, Bearer::Right)?;
+    let (anon, _) = gateway_status(ctx, Bearer::None)?;
+    let (wrong, _) = gateway_status(ctx, Bearer::Wrong)?;
+    let refused = |c: &str| c == "401" || c == "403";
+    let past_auth = right.len() == 3 && !matches!(right.as_str(), "000" | "401" | "403" | "429");
+    let ok = refused(&anon) && refused(&wrong) && past_auth;
     Ok(expect(
-        refused && accepted,
-        format!("POST /tools/invoke without token → {anon}; with the token → {authed}"),
+        ok,
+        format!(
+            "POST /tools/invoke without a token → {anon}; with a wrong token → {wrong}; \
+             with the gateway's token → {right} {body}"
+        ),
     ))
 }
 

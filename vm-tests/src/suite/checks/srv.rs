@@ -160,7 +160,7 @@ pub fn srv_4(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 }
 
 /// SRV-5: modes of the gateway's state, after the gateway created a session
-/// through OpenClaw's own code; OpenClaw's audit reports 0 critical.
+/// through OpenClaw's own code; OpenClaw's deep audit reports 0 critical.
 pub fn srv_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let user = ctx.facts.user.clone();
     let created = ctx.machine.execute(&as_user(
@@ -202,29 +202,22 @@ pub fn srv_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             bad.push(format!("{path}: {mode} (want 700)"));
         }
     }
+    // One audit, the deep one (a run costs minutes under TCG): its counts
+    // go to the report, and a critical finding fails the case.
     let audit = ctx
-        .machine
-        .execute(&as_user(ctx, "openclaw security audit --json"))?
-        .1;
-    let (critical, warn) = audit_counts(&audit);
-    ctx.notes.push(format!(
-        "[{}] openclaw security audit: {critical:?} critical, {warn:?} warn",
-        ctx.facts.firmware
-    ));
-    let deep = ctx
         .machine
         .execute(&as_user(ctx, "openclaw security audit --deep --json"))?
         .1;
-    let (dc, dw) = audit_counts(&deep);
+    let (critical, warn) = audit_counts(&audit);
     ctx.notes.push(format!(
-        "[{}] openclaw security audit --deep: {dc:?} critical, {dw:?} warn",
+        "[{}] openclaw security audit --deep: {critical:?} critical, {warn:?} warn",
         ctx.facts.firmware
     ));
     let ok = created.0 == 0 && sessions > 0 && bad.is_empty() && critical == Some(0);
     Ok(expect(
         ok,
         format!(
-            "sessions.create rc {} ({} session stores)\n{listing}{}\naudit: {critical:?} critical, {warn:?} warn",
+            "sessions.create rc {} ({} session stores)\n{listing}{}\naudit --deep: {critical:?} critical, {warn:?} warn",
             created.0,
             sessions,
             if bad.is_empty() {
