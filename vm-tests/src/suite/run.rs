@@ -490,7 +490,10 @@ fn wait_gateway(
     host_time_tcg: bool,
 ) -> std::result::Result<(), String> {
     let max_restarts: u32 = if host_time_tcg { 1 } else { 3 };
-    let deadline = Instant::now() + Duration::from_secs(900);
+    // Under icount the gateway listened about 510 s after this wait began
+    // (the user manager starts once the sandbox image is loaded).
+    const LISTEN_WITHIN: Duration = Duration::from_secs(1200);
+    let deadline = Instant::now() + LISTEN_WITHIN;
     m.wait_for_unit(
         "openclaw-gateway.service",
         Some(&facts.user),
@@ -514,7 +517,7 @@ fn wait_gateway(
         let why = if restarts >= max_restarts {
             format!("it failed to start {restarts} time(s)")
         } else if Instant::now() > deadline {
-            "it did not listen within 900 s".to_string()
+            format!("it did not listen within {} s", LISTEN_WITHIN.as_secs())
         } else {
             std::thread::sleep(Duration::from_secs(10));
             continue;
