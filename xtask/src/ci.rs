@@ -2,7 +2,8 @@
 //!
 //! Steps: formatting, lints, unit tests, lock check, flake.nix parse; then
 //! (without `--quick`) doctor, build-image, verify-repro against the image
-//! just built (BOOT-3), and vm-test under BIOS and UEFI.
+//! just built (BOOT-3), and vm-test under BIOS and UEFI (the BIOS pass with
+//! `--icount`, so that under TCG the gateway starts and its cases run).
 
 use std::time::Instant;
 
