@@ -2,8 +2,7 @@
 //!
 //! Steps: formatting, lints, unit tests, lock check, flake.nix parse; then
 //! (without `--quick`) doctor, build-image, verify-repro against the image
-//! just built (BOOT-3), and vm-test under BIOS and UEFI (the BIOS pass with
-//! `--icount`, so that under TCG the gateway starts and its cases run).
+//! just built (BOOT-3), and vm-test under BIOS and UEFI.
 
 use std::time::Instant;
 
@@ -87,8 +86,6 @@ pub fn run(args: &CiArgs) -> Result<()> {
                 "vm-test",
                 "--firmware",
                 "both",
-                "--icount",
-                "bios",
                 "--no-doctor",
             ],
         ));
