@@ -453,7 +453,7 @@ const SANDBOX_CASES: &[&str] = &[
     "AGT-2", "AGT-3", "AGT-4", "AGT-5", "LAT-1", "SEC-5", "SRV-1", "SRV-7", "BOOT-1", "INF-2",
 ];
 
-/// The report's note on the gateway's start: when it listened, or why not.
+/// The report's note on the gateway's start: when it was ready, or why not.
 fn gateway_note(
     label: &str,
     r: &std::result::Result<(), String>,
@@ -462,7 +462,7 @@ fn gateway_note(
 ) -> String {
     match r {
         Ok(()) => format!(
-            "[{label}] gateway listening {:.0} s after boot (waited {:.0} s)",
+            "[{label}] gateway ready (/health 200) {:.0} s after boot (waited {:.0} s)",
             started.elapsed().as_secs_f64(),
             waited_from.elapsed().as_secs_f64()
         ),
@@ -479,7 +479,8 @@ const GATEWAY_JOURNAL_ERRORS: &str = "journalctl --no-pager -o cat _SYSTEMD_USER
 /// Cases that need the gateway listening.
 const GATEWAY_CASES: &[&str] = &["NET-3", "NET-7", "NET-8", "SRV-5", "AGT-6"];
 
-/// Waits for the gateway's user unit to listen on its port. Gives up early
+/// Waits for the gateway's user unit to listen on its port and answer
+/// `/health` with 200. Gives up early
 /// when the gateway has failed to start: once under TCG on host time (where
 /// OpenClaw's startup deadlines cannot be met, and each attempt costs
 /// minutes), three times under KVM or icount. On failure, says why from its journal.
@@ -500,8 +501,11 @@ fn wait_gateway(
         Duration::from_secs(600),
     )
     .map_err(|e| format!("{e:#}"))?;
+    // Ready means `/health` answers 200: a gateway that listens may still be
+    // loading plugins, and a CLI call then times out (SRV-5 saw rc 1).
     let probe = format!(
-        "if ss -Hltn 'sport = :{port}' | grep -q .; then echo listening; else \
+        "if [ \"$(curl -s -m 10 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/health || true)\" = 200 ]; \
+         then echo ready; elif ss -Hltn 'sport = :{port}' | grep -q .; then echo listening; else \
          runuser -u {user} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {user}) \
          systemctl --user show -p NRestarts --value openclaw-gateway.service; fi",
         port = facts.port,
@@ -510,14 +514,17 @@ fn wait_gateway(
     loop {
         let (_, out) = m.execute(&probe).map_err(|e| format!("{e:#}"))?;
         let out = out.trim();
-        if out == "listening" {
+        if out == "ready" {
             return Ok(());
         }
         let restarts: u32 = out.parse().unwrap_or(0);
         let why = if restarts >= max_restarts {
             format!("it failed to start {restarts} time(s)")
         } else if Instant::now() > deadline {
-            format!("it did not listen within {} s", LISTEN_WITHIN.as_secs())
+            format!(
+                "it did not answer /health with 200 within {} s (last probe: {out})",
+                LISTEN_WITHIN.as_secs()
+            )
         } else {
             std::thread::sleep(Duration::from_secs(10));
             continue;
@@ -528,7 +535,7 @@ fn wait_gateway(
             .unwrap_or_default();
         let kept = keep_gateway_journal(m, facts, secrets);
         return Err(format!(
-            "port {} not listening: {why}\ngateway journal ({kept}):\n{journal}",
+            "port {} not ready: {why}\ngateway journal ({kept}):\n{journal}",
             facts.port
         ));
     }

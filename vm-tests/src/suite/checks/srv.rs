@@ -163,10 +163,20 @@ pub fn srv_4(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 /// through OpenClaw's own code; OpenClaw's deep audit reports 0 critical.
 pub fn srv_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let user = ctx.facts.user.clone();
-    let created = ctx.machine.execute(&as_user(
+    // The CLI's default 10 s call timeout is short for a gateway that has
+    // just come up on a slow machine: allow 120 s, and three tries.
+    let create = as_user(
         ctx,
-        "openclaw gateway call sessions.create --params '{\"agentId\":\"main\",\"label\":\"vmtest\"}' --json",
-    ))?;
+        "openclaw gateway call sessions.create --timeout 120000 --params '{\"agentId\":\"main\",\"label\":\"vmtest\"}' --json 2>&1",
+    );
+    let mut created = ctx.machine.execute(&create)?;
+    for _ in 1..3 {
+        if created.0 == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(20));
+        created = ctx.machine.execute(&create)?;
+    }
     let home = format!("/home/{user}/.openclaw");
     let listing = ctx.machine.succeed(&format!(
         "cd {home} && find . \\( -name '*.sqlite' -o -name '*.jsonl' -o -name 'sessions.json' -o -name 'auth-profiles.json' -o -name 'openclaw.json' -o -name '.env' -o -path ./credentials -o -path . \\) -printf '%m %u %p\\n' | sort"
@@ -217,9 +227,17 @@ pub fn srv_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     Ok(expect(
         ok,
         format!(
-            "sessions.create rc {} ({} session stores)\n{listing}{}\naudit --deep: {critical:?} critical, {warn:?} warn",
+            "sessions.create rc {} ({} session stores){}\n{listing}{}\naudit --deep: {critical:?} critical, {warn:?} warn",
             created.0,
             sessions,
+            if created.0 == 0 {
+                String::new()
+            } else {
+                format!(
+                    ": {}",
+                    ctx.secrets.redact(&crate::qemu::tail(&created.1, 6))
+                )
+            },
             if bad.is_empty() {
                 String::new()
             } else {
