@@ -130,6 +130,9 @@ pub struct OpenClaw {
     pub version: String,
     /// Plugins, `name@exact-version`; they also go to `plugins.allow` (SUP-2).
     pub plugins: Vec<String>,
+    /// The agents' default model, `provider/model` (`agents.defaults.model.primary`);
+    /// `None` leaves OpenClaw's own default.
+    pub model: Option<String>,
 }
 
 /// `[node]`: the Node runtime.
@@ -275,6 +278,8 @@ struct RawOpenClaw {
     version: Spanned<String>,
     #[serde(default)]
     plugins: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    model: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -684,9 +689,28 @@ impl Ctx<'_> {
                 ));
             }
         }
+        if let Some(model) = &raw.model {
+            let ok = model.get_ref().split_once('/').is_some_and(|(p, m)| {
+                !p.is_empty()
+                    && !m.is_empty()
+                    && !model
+                        .get_ref()
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control())
+            });
+            if !ok {
+                return Err(self.err(
+                    model,
+                    "openclaw.model",
+                    format!("`{}` is not `provider/model`", model.get_ref()),
+                    "name a model of a provider whose credentials first boot installs, e.g. \"anthropic/claude-opus-5\", or remove the line for OpenClaw's default",
+                ));
+            }
+        }
         Ok(OpenClaw {
             version: raw.version.into_inner(),
             plugins: plugins.into_inner(),
+            model: raw.model.map(Spanned::into_inner),
         })
     }
 

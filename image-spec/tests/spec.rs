@@ -129,6 +129,14 @@ fn bad_bind() {
 }
 
 #[test]
+fn model_without_provider() {
+    insta::assert_snapshot!(error_after(
+        "model = \"anthropic/claude-opus-5\"",
+        "model = \"claude-opus-5\""
+    ));
+}
+
+#[test]
 fn epoch_in_milliseconds() {
     insta::assert_snapshot!(error_after("1763942400", "1763942400000"));
 }

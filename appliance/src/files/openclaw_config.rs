@@ -47,7 +47,7 @@ pub fn openclaw_json(spec: &Spec, tailscale: bool) -> Value {
     };
     let s = &spec.sandbox;
     let plugins: Vec<&str> = spec.openclaw.plugins.iter().map(|p| p.as_str()).collect();
-    json!({
+    let mut config = json!({
         "gateway": {
             "mode": "local",
             "bind": bind,
@@ -85,5 +85,17 @@ pub fn openclaw_json(spec: &Spec, tailscale: bool) -> Value {
             },
         },
         "plugins": { "allow": plugins },
-    })
+    });
+    // The default model, as OpenClaw's own onboarding sets it: without one,
+    // OpenClaw's default provider (OpenAI) has no credentials on the
+    // appliance, whose first boot installs an Anthropic token only.
+    if let (Some(model), Some(defaults)) = (
+        &spec.openclaw.model,
+        config
+            .pointer_mut("/agents/defaults")
+            .and_then(Value::as_object_mut),
+    ) {
+        defaults.insert("model".into(), json!({ "primary": model }));
+    }
+    config
 }
