@@ -342,10 +342,10 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
         };
         let outcome = match gateway_down {
             // Under TCG on host time OpenClaw's own startup deadlines (a 5 s
-            // worker heartbeat) expire: the case cannot run. Under KVM or
+            // worker heartbeat) mostly expire: the case cannot run then. Under KVM or
             // icount a gateway that does not come up is a failure.
             Some(why) if host_time_tcg => Outcome::NotRun(format!(
-                "needs the gateway, which cannot start under TCG on host time (see README, Tests): {why}"
+                "needs the gateway, which did not start under TCG on host time (see README, Tests): {why}"
             )),
             Some(why) => Outcome::Fail(format!("the gateway did not come up: {why}")),
             None => match (inv.check)(&mut ctx) {
