@@ -690,19 +690,15 @@ impl Ctx<'_> {
             }
         }
         if let Some(model) = &raw.model {
-            let ok = model.get_ref().split_once('/').is_some_and(|(p, m)| {
-                !p.is_empty()
-                    && !m.is_empty()
-                    && !model
-                        .get_ref()
-                        .chars()
-                        .any(|c| c.is_whitespace() || c.is_control())
-            });
+            let m = model.get_ref();
+            let ok = !m.chars().any(|c| c.is_whitespace() || c.is_control())
+                && m.split_once('/')
+                    .is_some_and(|(provider, id)| !provider.is_empty() && !id.is_empty());
             if !ok {
                 return Err(self.err(
                     model,
                     "openclaw.model",
-                    format!("`{}` is not `provider/model`", model.get_ref()),
+                    format!("`{m}` is not `provider/model`"),
                     "name a model of a provider whose credentials first boot installs, e.g. \"anthropic/claude-opus-5\", or remove the line for OpenClaw's default",
                 ));
             }

@@ -342,8 +342,8 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
         };
         let outcome = match gateway_down {
             // Under TCG on host time OpenClaw's own startup deadlines (a 5 s
-            // worker heartbeat) mostly expire: the case cannot run then. Under KVM or
-            // icount a gateway that does not come up is a failure.
+            // worker heartbeat) mostly expire: the case cannot run then.
+            // Under KVM or icount a gateway that does not come up is a failure.
             Some(why) if host_time_tcg => Outcome::NotRun(format!(
                 "needs the gateway, which did not start under TCG on host time (see README, Tests): {why}"
             )),
@@ -476,14 +476,14 @@ const GATEWAY_JOURNAL_ERRORS: &str = "journalctl --no-pager -o cat _SYSTEMD_USER
      | grep -E 'failed|Failed|error|timeout|did not become ready' > /run/vmtest-gw-errors || true; \
      head -n 4 /run/vmtest-gw-errors; echo '…'; tail -n 4 /run/vmtest-gw-errors; rm -f /run/vmtest-gw-errors";
 
-/// Cases that need the gateway listening.
+/// Cases that need the gateway ready (see [`wait_gateway`]).
 const GATEWAY_CASES: &[&str] = &["NET-3", "NET-7", "NET-8", "SRV-5", "AGT-6"];
 
 /// Waits for the gateway's user unit to listen on its port and answer
-/// `/health` with 200. Gives up early
-/// when the gateway has failed to start: once under TCG on host time (where
-/// OpenClaw's startup deadlines cannot be met, and each attempt costs
-/// minutes), three times under KVM or icount. On failure, says why from its journal.
+/// `/health` with 200. Gives up early when the gateway has failed to start:
+/// once under TCG on host time (where OpenClaw's startup deadlines are mostly
+/// missed, and each attempt costs minutes), three times under KVM or icount.
+/// On failure, says why from its journal.
 fn wait_gateway(
     m: &mut Machine,
     facts: &Facts,
