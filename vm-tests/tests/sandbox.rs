@@ -42,6 +42,7 @@ fn sandbox_invariants_on_the_real_image() -> Result<()> {
         firmwares: vec![firmware],
         only: IDS.iter().map(|s| s.to_string()).collect(),
         icount_firmwares: Vec::new(),
+        split: false,
     };
     let report = run_suite(&opts)?;
     let text = table(&report);

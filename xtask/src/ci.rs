@@ -3,11 +3,16 @@
 //! Steps: formatting, lints, unit tests, lock check, flake.nix parse; then
 //! (without `--quick`) doctor, build-image, verify-repro against the image
 //! just built (BOOT-3), and vm-test under BIOS and UEFI (BIOS on
-//! instruction-counted time when there is no KVM, so the gateway starts).
+//! instruction-counted time when there is no KVM, so the gateway starts),
+//! split: the BIOS pass runs every ID, the UEFI pass the firmware-dependent
+//! ones. Each step's time goes to `target/ci/timings.json`
+//! (`cargo xtask bench --only ci` reports it against its goals).
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use bench::ci::{CiTimings, StepTiming};
+use vm_tests::suite::{PASSES_FILE, read_passes};
 
 use crate::flags::CiArgs;
 
@@ -92,26 +97,68 @@ pub fn run(args: &CiArgs) -> Result<()> {
                 // that way would not fit CI's 90 minutes (docs/performance.md).
                 "--icount",
                 "bios",
+                // Every ID on the BIOS pass; on UEFI only those whose
+                // outcome can depend on the firmware (README, Tests).
+                "--ci",
                 "--no-doctor",
             ],
         ));
     }
     let started = Instant::now();
+    let mut timings = CiTimings {
+        finished_unix: 0,
+        passed: false,
+        total_s: 0.0,
+        steps: Vec::new(),
+        vm_test_passes: Vec::new(),
+    };
     for s in &steps {
+        let is_vm_test = s.argv.iter().any(|a| a == "vm-test");
+        if is_vm_test {
+            // Never report an earlier run's passes as this one's.
+            let _ = std::fs::remove_file(root.join("target/vm-test").join(PASSES_FILE));
+        }
         let t = Instant::now();
         eprintln!("ci: == {} ({})", s.name, s.argv.join(" "));
-        duct::cmd(&s.argv[0], &s.argv[1..])
+        let result = duct::cmd(&s.argv[0], &s.argv[1..])
             .dir(&root)
             .run()
-            .with_context(|| format!("ci step `{}` failed: {}", s.name, s.argv.join(" ")))?;
+            .with_context(|| format!("ci step `{}` failed: {}", s.name, s.argv.join(" ")));
+        timings.steps.push(StepTiming {
+            name: s.name.into(),
+            seconds: t.elapsed().as_secs_f64(),
+            ok: result.is_ok(),
+        });
+        if is_vm_test {
+            timings.vm_test_passes = read_passes(&root.join("target/vm-test"));
+        }
+        if let Err(e) = result {
+            finish(&root, &mut timings, started);
+            return Err(e);
+        }
         eprintln!("ci: ok {} in {:.0?}", s.name, t.elapsed());
     }
+    timings.passed = true;
+    finish(&root, &mut timings, started);
     eprintln!(
         "ci: all {} steps passed in {:.0?}",
         steps.len(),
         started.elapsed()
     );
     Ok(())
+}
+
+/// Stamps and writes the timings; a failure to write is reported, not fatal.
+fn finish(root: &std::path::Path, timings: &mut CiTimings, started: Instant) {
+    timings.total_s = started.elapsed().as_secs_f64();
+    timings.finished_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match timings.write(root) {
+        Ok(()) => eprintln!("ci: timings in {}", CiTimings::path(root).display()),
+        Err(e) => eprintln!("ci: timings not written: {e:#}"),
+    }
 }
 
 fn which(tool: &str) -> bool {

@@ -138,6 +138,11 @@ pub struct VmTestArgs {
     /// time. No effect under KVM.
     #[arg(long, value_enum, value_name = "FIRMWARE")]
     pub icount: Option<FirmwareChoice>,
+    /// CI's split: the first firmware pass runs every ID, later passes only
+    /// the IDs whose outcome can depend on the firmware (BOOT-1, BOOT-2,
+    /// SEC-2, SEC-4, NET-4). Without it every pass runs the whole catalogue.
+    #[arg(long)]
+    pub ci: bool,
     /// Skip the host prerequisite check.
     #[arg(long)]
     pub no_doctor: bool,
@@ -250,7 +255,7 @@ pub struct BenchArgs {
     /// Runs of each cheap figure (no-op and warm rebuild); the median is reported.
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
-    /// Only these parts, comma-separated: floor, build, noop, size, warm, vm-test (default: all; vm-test takes ~50 min per firmware under TCG).
+    /// Only these parts, comma-separated: floor, build, noop, size, warm, vm-test, ci (default: all; vm-test takes ~50 min per firmware under TCG; ci reads the last `cargo xtask ci` run's target/ci/timings.json).
     #[arg(long, value_delimiter = ',', value_name = "PART,…")]
     pub only: Vec<String>,
     /// Firmware for the vm-test part.

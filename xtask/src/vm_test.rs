@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use vm_tests::Firmware;
-use vm_tests::suite::{SuiteOptions, junit_xml, run_suite, table};
+use vm_tests::suite::{PASSES_FILE, SuiteOptions, junit_xml, passes_json, run_suite, table};
 
 use crate::flags::{FirmwareChoice, VmTestArgs};
 
@@ -23,11 +23,13 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
         firmwares,
         only: args.only.clone(),
         icount_firmwares,
+        split: args.ci,
     })?;
     let text = table(&report);
     println!("{text}");
     builder::fsutil::write_atomic(&out_dir.join("report.txt"), text.as_bytes())?;
     builder::fsutil::write_atomic(&out_dir.join("junit.xml"), junit_xml(&report).as_bytes())?;
+    builder::fsutil::write_atomic(&out_dir.join(PASSES_FILE), passes_json(&report).as_bytes())?;
     println!("JUnit: {}", out_dir.join("junit.xml").display());
     if report.failures() > 0 {
         bail!(

@@ -36,6 +36,17 @@ macro_rules! inv {
     };
 }
 
+/// The IDs whose outcome can depend on the firmware the image boots
+/// under, and so run on every firmware pass, also in a split run
+/// (`SuiteOptions::split`): booting and reaching a settled
+/// `multi-user.target` (BOOT-1), growing the root filesystem on the disk the
+/// firmware found (BOOT-2), first boot receiving and refusing secrets
+/// (SEC-2) and surviving a power cut and a reboot (SEC-4), and what the
+/// external interface answers (NET-4). Every other invariant is about the
+/// running system above the boot loader and is proven once, on the primary
+/// pass.
+pub const FIRMWARE_DEPENDENT: &[&str] = &["BOOT-1", "BOOT-2", "SEC-2", "SEC-4", "NET-4"];
+
 /// Every invariant of `invariants.md`.
 pub const CATALOGUE: &[Invariant] = &[
     inv!(
@@ -206,6 +217,36 @@ pub const CATALOGUE: &[Invariant] = &[
         Live,
         checks::agt::agt_6
     ),
+    inv!(
+        "ESC-1",
+        "no path from openclaw to root",
+        Live,
+        checks::pending::esc_1
+    ),
+    inv!(
+        "ESC-2",
+        "the sandbox cannot make the host run its code",
+        Live,
+        checks::pending::esc_2
+    ),
+    inv!(
+        "ESC-3",
+        "one sandbox cannot starve the host",
+        Live,
+        checks::pending::esc_3
+    ),
+    inv!(
+        "ESC-4",
+        "host-side tools denied to sandboxed sessions",
+        Live,
+        checks::pending::esc_4
+    ),
+    inv!(
+        "ESC-5",
+        "container traffic cannot bypass the firewall",
+        Live,
+        checks::pending::esc_5
+    ),
     inv!("NODE-1", "node exec off", Live, checks::agt::node_1),
     inv!(
         "LAT-1",
@@ -218,6 +259,18 @@ pub const CATALOGUE: &[Invariant] = &[
         "Tailscale preinstalled, enabled, logged in without argv secrets",
         Live,
         checks::net::ts_1
+    ),
+    inv!(
+        "TS-2",
+        "openclaw cannot reconfigure Tailscale",
+        Live,
+        checks::pending::ts_2
+    ),
+    inv!(
+        "SSH-3",
+        "Tailscale SSH is the only shell path",
+        Live,
+        checks::pending::ssh_3
     ),
     inv!(
         "SUP-1",
@@ -250,6 +303,30 @@ pub const CATALOGUE: &[Invariant] = &[
         checks::sec::inf_2
     ),
     inv!(
+        "UPD-1",
+        "durable state lives on the state volume",
+        Live,
+        checks::pending::upd_1
+    ),
+    inv!(
+        "UPD-2",
+        "a rebuild keeps token, sessions, workspace, node",
+        Live,
+        checks::pending::upd_2
+    ),
+    inv!(
+        "UPD-3",
+        "without a volume, first boot warns of state loss",
+        Live,
+        checks::pending::upd_3
+    ),
+    inv!(
+        "UPD-4",
+        "a foreign volume is never formatted or written",
+        Live,
+        checks::pending::upd_4
+    ),
+    inv!(
         "BOOT-1",
         "boots under BIOS and UEFI with no failed units",
         Live,
@@ -280,6 +357,12 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), n, "duplicate IDs");
+        for id in FIRMWARE_DEPENDENT {
+            assert!(
+                ids.contains(id),
+                "FIRMWARE_DEPENDENT names {id}, not in the catalogue"
+            );
+        }
         // The catalogue lives beside the repository (../shared/invariants.md).
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/invariants.md");
         match std::fs::read_to_string(path) {
@@ -300,7 +383,10 @@ mod tests {
                     "the catalogue must list exactly the IDs of invariants.md"
                 );
             }
-            Err(_) => eprintln!("{path} not found: catalogue not compared"),
+            Err(e) => panic!(
+                "{path}: {e}: the catalogue is compared with the contract; \
+                 check out ../shared beside the repository"
+            ),
         }
     }
 }

@@ -7,6 +7,9 @@ mod checks;
 mod report;
 mod run;
 
-pub use catalogue::{CATALOGUE, Invariant, Phase};
-pub use report::{CaseResult, Outcome, Report, junit_xml, table};
-pub use run::{SuiteOptions, run_suite};
+pub use catalogue::{CATALOGUE, FIRMWARE_DEPENDENT, Invariant, Phase};
+pub use report::{
+    CaseResult, Outcome, PASSES_FILE, PassTiming, Report, junit_xml, passes_json, read_passes,
+    table,
+};
+pub use run::{PassRole, SuiteOptions, run_suite};

@@ -45,6 +45,28 @@ pub struct CaseResult {
     pub seconds: f64,
 }
 
+/// The file in vm-test's output directory that holds the run's
+/// [`PassTiming`]s as a JSON array.
+pub const PASSES_FILE: &str = "passes.json";
+
+/// How long one firmware pass took, for `target/vm-test/passes.json`
+/// (read by `cargo xtask ci` and `bench`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PassTiming {
+    /// `bios` or `uefi`.
+    pub firmware: String,
+    /// Primary or secondary (`primary` runs every ID, `secondary` only the firmware-dependent ones).
+    pub role: String,
+    /// Whether its main machine ran on instruction-counted time.
+    pub icount: bool,
+    /// The accelerator (`kvm`, `tcg`).
+    pub accel: String,
+    /// Seconds from starting the machine to its shutdown.
+    pub seconds: f64,
+    /// IDs that ran.
+    pub cases: usize,
+}
+
 /// All results of a run, plus facts for the report.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -52,6 +74,8 @@ pub struct Report {
     pub cases: Vec<CaseResult>,
     /// Free-form facts (accelerator, audit counts, security score…).
     pub notes: Vec<String>,
+    /// One record per firmware pass that booted, in run order.
+    pub passes: Vec<PassTiming>,
 }
 
 impl Report {
@@ -62,6 +86,20 @@ impl Report {
             .filter(|c| matches!(c.outcome, Outcome::Fail(_)))
             .count()
     }
+}
+
+/// The run's [`PassTiming`]s as pretty JSON (for [`PASSES_FILE`]).
+pub fn passes_json(report: &Report) -> String {
+    serde_json::to_string_pretty(&report.passes).unwrap_or_else(|_| "[]".into()) + "\n"
+}
+
+/// The pass timings a run wrote to [`PASSES_FILE`] in `out_dir` (empty
+/// when there are none or the file is not ours).
+pub fn read_passes(out_dir: &std::path::Path) -> Vec<PassTiming> {
+    std::fs::read_to_string(out_dir.join(PASSES_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 /// The human table: ID, title, outcome, seconds, per firmware.
@@ -177,6 +215,13 @@ pub fn junit_xml(report: &Report) -> String {
             }
         }
     }
+    if !report.notes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  <system-out>{}</system-out>",
+            xml_escape(&report.notes.join("\n"))
+        );
+    }
     out.push_str("</testsuite>\n");
     out
 }
@@ -203,6 +248,7 @@ mod tests {
                 ),
             ],
             notes: vec!["accelerator: tcg".into()],
+            passes: Vec::new(),
         }
     }
 
@@ -222,6 +268,10 @@ mod tests {
             "{xml}"
         );
         assert!(xml.contains("title of NET-1 &lt;&amp;&gt;"), "{xml}");
+        assert!(
+            xml.contains("<system-out>accelerator: tcg</system-out>"),
+            "{xml}"
+        );
     }
 
     #[test]

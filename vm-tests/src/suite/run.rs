@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::catalogue::{CATALOGUE, Invariant, Phase};
+use super::catalogue::{CATALOGUE, FIRMWARE_DEPENDENT, Invariant, Phase};
 use super::checks::{Ctx, Facts, Secrets};
-use super::report::{CaseResult, Outcome, Report};
+use super::report::{CaseResult, Outcome, PassTiming, Report};
 use crate::credential::Credential;
 use crate::firmware::Firmware;
 use crate::machine::{Machine, MachineConfig};
@@ -34,6 +34,19 @@ pub struct SuiteOptions {
     /// startup deadlines measure work instead of emulation speed and the
     /// gateway can start; costs about twice the time (one host thread).
     pub icount_firmwares: Vec<Firmware>,
+    /// CI's split: the first firmware pass (the primary) runs every ID;
+    /// the later ones only [`FIRMWARE_DEPENDENT`], the IDs whose outcome can
+    /// depend on the firmware. Without it every pass runs everything.
+    pub split: bool,
+}
+
+/// One firmware pass's place in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassRole {
+    /// Runs every wanted ID.
+    Primary,
+    /// Runs only the wanted IDs of [`FIRMWARE_DEPENDENT`] (a split run).
+    Secondary,
 }
 
 /// Random hex from the kernel.
@@ -106,19 +119,44 @@ fn metadata_yaml() -> String {
     "hostname: openclaw-vmtest\ninstance-id: 1\npublic-ipv4: 10.77.0.2\npublic-keys: []\nregion: vmtest\n".into()
 }
 
-fn wanted(opts: &SuiteOptions, inv: &Invariant) -> bool {
-    opts.only.is_empty() || opts.only.iter().any(|o| o.eq_ignore_ascii_case(inv.id))
+/// Whether `inv` runs on a pass of `role`.
+fn wanted(opts: &SuiteOptions, role: PassRole, inv: &Invariant) -> bool {
+    let asked = opts.only.is_empty() || opts.only.iter().any(|o| o.eq_ignore_ascii_case(inv.id));
+    asked && (role == PassRole::Primary || FIRMWARE_DEPENDENT.contains(&inv.id))
+}
+
+/// The role of the `index`th firmware pass.
+fn role(opts: &SuiteOptions, index: usize) -> PassRole {
+    if opts.split && index > 0 {
+        PassRole::Secondary
+    } else {
+        PassRole::Primary
+    }
 }
 
 /// Runs the suite; the report lists every ID per firmware.
 pub fn run_suite(opts: &SuiteOptions) -> Result<Report> {
     let mut report = Report::default();
-    for fw in &opts.firmwares {
-        let label = match fw {
-            Firmware::Bios => "bios",
-            Firmware::Uefi => "uefi",
-        };
-        run_firmware(opts, *fw, label, &mut report)?;
+    let primary = opts.firmwares.first().map(|fw| fw_label(*fw));
+    for (index, fw) in opts.firmwares.iter().enumerate() {
+        let label = fw_label(*fw);
+        let role = role(opts, index);
+        if role == PassRole::Secondary {
+            let ids: Vec<&str> = CATALOGUE
+                .iter()
+                .filter(|i| wanted(opts, role, i))
+                .map(|i| i.id)
+                .collect();
+            report.notes.push(format!(
+                "[{label}] secondary pass (split): runs only the firmware-dependent IDs {}; every other ID ran on the primary pass ({})",
+                if ids.is_empty() { "(none asked: pass skipped)".to_string() } else { ids.join(", ") },
+                primary.unwrap_or("-")
+            ));
+            if ids.is_empty() {
+                continue;
+            }
+        }
+        run_firmware(opts, *fw, label, role, &mut report)?;
     }
     Ok(report)
 }
@@ -141,7 +179,21 @@ fn icount_setting() -> Result<crate::qemu::Icount> {
     }
 }
 
-fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Report) -> Result<()> {
+/// `bios` or `uefi`.
+fn fw_label(fw: Firmware) -> &'static str {
+    match fw {
+        Firmware::Bios => "bios",
+        Firmware::Uefi => "uefi",
+    }
+}
+
+fn run_firmware(
+    opts: &SuiteOptions,
+    fw: Firmware,
+    label: &str,
+    role: PassRole,
+    report: &mut Report,
+) -> Result<()> {
     let facts = facts(opts, label)?;
     std::fs::create_dir_all(&facts.out_dir)
         .with_context(|| format!("creating {}", facts.out_dir.display()))?;
@@ -230,6 +282,7 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
             "[{label}] main machine: -icount {icount} (guest time counts instructions, so OpenClaw's startup deadlines measure work, not emulation speed; vm-test --icount, tuned by {ICOUNT_ENV})"
         ));
     }
+    let timing = |m: &Machine, cases| pass_timing(label, role, m, main_cfg_icount, started, cases);
     let ready = wait_first_boot(&mut machine);
     // Plain TCG (host time) cannot meet OpenClaw's startup deadlines; with
     // icount or KVM the gateway must come up.
@@ -245,7 +298,11 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
             machine.serial_log_path().display()
         );
         eprintln!("vm-test [{label}]: {why}");
-        for (n, inv) in CATALOGUE.iter().filter(|i| wanted(opts, i)).enumerate() {
+        for (n, inv) in CATALOGUE
+            .iter()
+            .filter(|i| wanted(opts, role, i))
+            .enumerate()
+        {
             let outcome = if n == 0 {
                 Outcome::Fail(why.clone())
             } else {
@@ -261,6 +318,7 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
                 seconds: 0.0,
             });
         }
+        report.passes.push(timing(&machine, 0));
         return Ok(());
     }
 
@@ -276,7 +334,7 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
             _ => 0,
         }
     };
-    let mut order: Vec<&Invariant> = CATALOGUE.iter().filter(|i| wanted(opts, i)).collect();
+    let mut order: Vec<&Invariant> = CATALOGUE.iter().filter(|i| wanted(opts, role, i)).collect();
     order.sort_by_key(|i| {
         let disruptive_rank = ["SEC-4", "SEC-2", "SEC-3"]
             .iter()
@@ -374,7 +432,9 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
             n.userdata_requests()
         ));
     }
+    let ran = report.cases.iter().filter(|c| c.firmware == label).count();
     let _ = machine.shutdown();
+    report.passes.push(timing(&machine, ran));
     drop(machine);
     drop(net);
     report.notes.push(format!(
@@ -387,6 +447,30 @@ fn run_firmware(opts: &SuiteOptions, fw: Firmware, label: &str, report: &mut Rep
             .push(format!("[{label}] {}", remove_overlays(&facts.out_dir)));
     }
     Ok(())
+}
+
+/// The timing record of a pass whose main machine started at `started`.
+fn pass_timing(
+    label: &str,
+    role: PassRole,
+    machine: &Machine,
+    icount: Option<crate::qemu::Icount>,
+    started: Instant,
+    cases: usize,
+) -> PassTiming {
+    let accel = machine.accel().accel;
+    PassTiming {
+        firmware: label.into(),
+        role: match role {
+            PassRole::Primary => "primary",
+            PassRole::Secondary => "secondary",
+        }
+        .into(),
+        icount: accel == crate::accel::Accel::Tcg && icount.is_some(),
+        accel: accel.as_str().into(),
+        seconds: started.elapsed().as_secs_f64(),
+        cases,
+    }
 }
 
 /// Set to keep the machines' copy-on-write overlays after a run (for
@@ -560,5 +644,55 @@ fn keep_gateway_journal(m: &mut Machine, facts: &Facts, secrets: &Secrets) -> St
     match write() {
         Ok(()) => format!("whole, secrets redacted: {}", path.display()),
         Err(e) => format!("whole journal not kept: writing {}: {e}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(split: bool, only: &[&str]) -> SuiteOptions {
+        SuiteOptions {
+            image: PathBuf::from("x.raw"),
+            out_dir: PathBuf::from("out"),
+            firmwares: vec![Firmware::Bios, Firmware::Uefi],
+            only: only.iter().map(|s| s.to_string()).collect(),
+            icount_firmwares: Vec::new(),
+            split,
+        }
+    }
+
+    fn ids(opts: &SuiteOptions, index: usize) -> Vec<&'static str> {
+        let role = role(opts, index);
+        CATALOGUE
+            .iter()
+            .filter(|i| wanted(opts, role, i))
+            .map(|i| i.id)
+            .collect()
+    }
+
+    #[test]
+    fn a_split_runs_everything_first_and_the_firmware_dependent_ids_after() {
+        let o = opts(true, &[]);
+        assert_eq!(ids(&o, 0).len(), CATALOGUE.len());
+        let mut second = ids(&o, 1);
+        second.sort_unstable();
+        let mut want = FIRMWARE_DEPENDENT.to_vec();
+        want.sort_unstable();
+        assert_eq!(second, want);
+    }
+
+    #[test]
+    fn without_a_split_every_pass_runs_everything() {
+        let o = opts(false, &[]);
+        assert_eq!(ids(&o, 0).len(), CATALOGUE.len());
+        assert_eq!(ids(&o, 1).len(), CATALOGUE.len());
+    }
+
+    #[test]
+    fn only_narrows_both_passes_of_a_split() {
+        let o = opts(true, &["net-1", "BOOT-2"]);
+        assert_eq!(ids(&o, 0), vec!["NET-1", "BOOT-2"]);
+        assert_eq!(ids(&o, 1), vec!["BOOT-2"]);
     }
 }

@@ -9,6 +9,7 @@
 //! file of the repository is changed, except the one appliance file the warm
 //! rebuild edits, which is always restored.
 
+pub mod ci;
 mod measure;
 mod parts;
 pub mod report;
@@ -43,17 +44,20 @@ pub enum Part {
     Warm,
     /// vm-test wall time per firmware.
     VmTest,
+    /// The last `cargo xtask ci` run's phases (read from its timings file).
+    Ci,
 }
 
 impl Part {
     /// Every part, in the order they run.
-    pub const ALL: [Part; 6] = [
+    pub const ALL: [Part; 7] = [
         Part::Floor,
         Part::Build,
         Part::Noop,
         Part::Size,
         Part::Warm,
         Part::VmTest,
+        Part::Ci,
     ];
 
     /// The name used by `--only`.
@@ -65,6 +69,7 @@ impl Part {
             Part::Warm => "warm",
             Part::Size => "size",
             Part::VmTest => "vm-test",
+            Part::Ci => "ci",
         }
     }
 

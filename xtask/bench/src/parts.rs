@@ -291,6 +291,11 @@ pub fn run(opts: &Options) -> Result<Bench> {
     for fw in &opts.firmwares {
         figures.extend(vm_test(&mut cx, fw, wanted(Part::VmTest), kvm)?);
     }
+    if wanted(Part::Ci) {
+        figures.extend(crate::ci::figures(
+            crate::ci::CiTimings::read(&opts.root)?.as_ref(),
+        ));
+    }
 
     let peak = match (&cold, warm_runs.iter().map(|t| t.peak_rss_bytes).max()) {
         (Some(c), _) => Figure::measured(

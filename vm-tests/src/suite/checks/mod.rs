@@ -5,6 +5,7 @@
 pub mod agt;
 pub mod external;
 pub mod net;
+pub mod pending;
 pub mod sec;
 pub mod srv;
 

@@ -1,0 +1,104 @@
+//! Invariants that `invariants.md` asks for and no check proves yet: each
+//! reports **not run**, naming what the check will try and the issue that
+//! builds it, so the ID still appears in every report and JUnit file and is
+//! never counted as passed.
+
+use anyhow::Result;
+
+use super::Ctx;
+use crate::suite::report::Outcome;
+
+/// The not-run outcome of an invariant with no check yet.
+fn no_check_yet(what: &str, issue: &str) -> Result<Outcome> {
+    Ok(Outcome::NotRun(format!(
+        "no check written yet ({issue}): it will {what}"
+    )))
+}
+
+/// ESC-1: no path from `openclaw` to root.
+pub fn esc_1(_: &mut Ctx<'_>) -> Result<Outcome> {
+    no_check_yet(
+        "try `docker run --privileged -v /:/host` as openclaw and look for root-writable paths",
+        "issue 16, path to root",
+    )
+}
+
+/// ESC-2: the sandbox cannot make the host run its code.
+pub fn esc_2(_: &mut Ctx<'_>) -> Result<Outcome> {
+    no_check_yet(
+        "plant git hooks and config in a sandbox's workspace, run the sync, and look for a marker on the host",
+        "issue 16, path to root",
+    )
+}
+
+/// ESC-3: one sandbox cannot starve the host.
+pub fn esc_3(_: &mut Ctx<'_>) -> Result<Outcome> {
+    no_check_yet(
+        "run a fork bomb and a memory hog in a sandbox and time the gateway's /health",
+        "issue 16, path to root",
+    )
+}
+
+/// ESC-4: host-side tools are denied to sandboxed sessions.
+pub fn esc_4(_: &mut Ctx<'_>) -> Result<Outcome> {
+    no_check_yet(
+        "read OpenClaw's own `sandbox explain` tool policy for the host-side tools",
+        "issue 16, path to root",
+    )
+}
+
+/// ESC-5: container traffic cannot bypass the firewall.
+pub fn esc_5(_: &mut Ctx<'_>) -> Result<Outcome> {
+    no_check_yet(
+        "publish a port as openclaw and probe it from the external peer",
+        "issue 16, path to root",
+    )
+}
+
+/// TS-2: `openclaw` cannot reconfigure Tailscale.
+pub fn ts_2(_: &mut Ctx<'_>) -> Result<Outcome> {
+    no_check_yet(
+        "run `tailscale funnel`, `serve reset` and `set` as openclaw and see each refused (needs Tailscale in the image)",
+        "issue 17, Tailscale; issue 16",
+    )
+}
+
+/// SSH-3: Tailscale SSH is the only shell path.
+pub fn ssh_3(_: &mut Ctx<'_>) -> Result<Outcome> {
+    no_check_yet(
+        "open a Tailscale SSH session from a second tailnet node and find none on the external interface",
+        "issue 17, Tailscale",
+    )
+}
+
+/// UPD-1: durable state lives on the state volume.
+pub fn upd_1(_: &mut Ctx<'_>) -> Result<Outcome> {
+    no_check_yet(
+        "attach a state volume and find every durable state on it, none on the root disk",
+        "issue 22, rebuild state",
+    )
+}
+
+/// UPD-2: a rebuild keeps identity, sessions and workspace.
+pub fn upd_2(_: &mut Ctx<'_>) -> Result<Outcome> {
+    no_check_yet(
+        "rebuild a machine from a newer image with the same volume and compare token, sessions and workspace",
+        "issue 22, rebuild state",
+    )
+}
+
+/// UPD-3: without a volume, first boot warns that a rebuild loses state.
+pub fn upd_3(_: &mut Ctx<'_>) -> Result<Outcome> {
+    no_check_yet(
+        "boot without a volume and read the console's warning",
+        "issue 22, rebuild state",
+    )
+}
+
+/// UPD-4: a foreign volume is never formatted or written.
+pub fn upd_4(_: &mut Ctx<'_>) -> Result<Outcome> {
+    no_check_yet(
+        "attach a volume with foreign data and see first boot fail closed with its bytes unchanged",
+        "issue 22, rebuild state",
+    )
+}
