@@ -604,9 +604,22 @@ fn sandbox(ctx: &mut Ctx<'_>) -> Result<Sandbox> {
                  --message 'vm-test: sandbox probe, no reply needed' --json --timeout 180 2>&1 | tail -c 3000"
             ),
         );
-        // The guest's `timeout 240` bounds the turn in guest time; under
-        // icount guest time runs slower than the host's, so allow more here.
-        let out = ctx.machine.run_timeout(&turn, Duration::from_secs(1500))?;
+        // The turn runs in the background: the container appears before
+        // the model is called, and the turn then waits minutes (under
+        // emulation) for a model it cannot reach. The guest's `timeout 240`
+        // bounds it in guest time; under icount guest time runs slower than
+        // the host's, so allow more here.
+        if let Some(name) = background_turn(ctx, &turn, Duration::from_secs(1500))? {
+            return Ok(Sandbox {
+                origin: format!(
+                    "container {name}, created by the gateway for an agent turn \
+                     (`openclaw agent`, model {}; the turn was stopped once the container ran)",
+                    model.as_deref().unwrap_or("default")
+                ),
+                name,
+            });
+        }
+        let out = ctx.machine.succeed(&format!("cat {TURN_OUT}"))?;
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(30) {
             if let Some(name) = running_sandboxes(ctx)?
@@ -624,7 +637,7 @@ fn sandbox(ctx: &mut Ctx<'_>) -> Result<Sandbox> {
             }
             std::thread::sleep(Duration::from_secs(2));
         }
-        let reason = turn_reason(&out.stdout_text());
+        let reason = turn_reason(&out);
         if model.is_none() {
             ctx.notes.push(format!(
                 "AGT/LAT sandbox: an agent turn with the default model provisioned no sandbox: {reason}"
@@ -641,6 +654,50 @@ fn sandbox(ctx: &mut Ctx<'_>) -> Result<Sandbox> {
          probing one created with OpenClaw's buildSandboxCreateArgs argv instead"
     ));
     mirrored_sandbox(ctx, &why)
+}
+
+/// Where a background agent turn's output goes in the guest.
+const TURN_OUT: &str = "/run/vmtest-agent-turn.out";
+
+/// Starts the agent turn `turn` (a root shell command) in the background
+/// and waits, up to `limit`, for the gateway to start a sandbox container
+/// or for the turn to end. A container running: the turn is stopped and
+/// the container's name returned. The turn ended first: `None`, its output
+/// in [`TURN_OUT`].
+fn background_turn(ctx: &mut Ctx<'_>, turn: &str, limit: Duration) -> Result<Option<String>> {
+    let pid = ctx.machine.succeed(&format!(
+        "rm -f {TURN_OUT}; bash -c {} > {TURN_OUT} 2>&1 < /dev/null & echo $!",
+        shell_quote(turn)
+    ))?;
+    let pid = pid.trim().to_string();
+    let start = Instant::now();
+    loop {
+        if let Some(name) = running_sandboxes(ctx)?
+            .into_iter()
+            .find(|n| n != MIRROR_NAME)
+        {
+            stop_turn(ctx)?;
+            return Ok(Some(name));
+        }
+        let (alive, _) = ctx.machine.execute(&format!("kill -0 {pid} 2>/dev/null"))?;
+        if alive != 0 {
+            return Ok(None);
+        }
+        if start.elapsed() > limit {
+            stop_turn(ctx)?;
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+/// Stops a background agent turn: every process whose command line names
+/// its session (`runuser`, the shell, `timeout`, the CLI). The bracket
+/// keeps the pattern from matching the shell that runs `pkill` itself.
+fn stop_turn(ctx: &mut Ctx<'_>) -> Result<()> {
+    ctx.machine
+        .execute("pkill -TERM -f 'vmtest-sandbox-prob[e]' || true")?;
+    Ok(())
 }
 
 /// The model for the second agent turn: the first available Anthropic
