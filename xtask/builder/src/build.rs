@@ -110,6 +110,13 @@ impl Steps {
         out
     }
 
+    /// Records the step `name` that ran elsewhere (see [`timed`]).
+    fn record<T>(&mut self, name: &'static str, (out, secs): (Result<T>, f64)) -> Result<T> {
+        eprintln!("step {name}: {secs:.1} s");
+        self.done.push((name, secs));
+        out.with_context(|| format!("build step `{name}`"))
+    }
+
     fn summary(&self) -> String {
         let parts: Vec<String> = self
             .done
@@ -118,6 +125,20 @@ impl Steps {
             .collect();
         format!("build-image: step seconds: {}", parts.join(" "))
     }
+}
+
+/// Runs `f`, returning its result and its wall-clock seconds.
+fn timed<T>(f: impl FnOnce() -> Result<T>) -> (Result<T>, f64) {
+    let started = Instant::now();
+    let out = f();
+    (out, started.elapsed().as_secs_f64())
+}
+
+/// Joins a stage's thread; a panic in it becomes an error.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, (Result<T>, f64)>) -> (Result<T>, f64) {
+    handle
+        .join()
+        .unwrap_or_else(|_| (Err(anyhow::anyhow!("the stage's thread panicked")), 0.0))
 }
 
 /// What a finished build records beside the image (`<name>.build.json`), so
@@ -242,13 +263,24 @@ fn build_stages(
     let mut steps = Steps::default();
     let mut stages = Vec::new();
 
-    let tools = steps.time("tools", || tools_stage(opts, lock, epoch))?;
+    // The four input stages depend only on the lock and the spec, not on
+    // one another: they run at once (each `mmdebstrap` is mostly one busy
+    // core and some waiting on the disk), and each writes only its own
+    // keyed outputs, so their bytes are those of a run one after the other.
+    let (tools, base, sandbox, app) = std::thread::scope(|s| {
+        let tools = s.spawn(|| timed(|| tools_stage(opts, lock, epoch)));
+        let base = s.spawn(|| timed(|| base_stage(opts, spec, lock)));
+        let sandbox = s.spawn(|| timed(|| sandbox_stage(opts, spec, lock)));
+        let app = timed(|| app_stage(opts, spec, lock));
+        (join(tools), join(base), join(sandbox), app)
+    });
+    let tools = steps.record("tools", tools)?;
     stages.push(("tools", tools.1.clone()));
-    let base = steps.time("base", || base_stage(opts, spec, lock))?;
+    let base = steps.record("base", base)?;
     stages.push(("base", base.1.clone()));
-    let sandbox = steps.time("sandbox", || sandbox_stage(opts, spec, lock))?;
+    let sandbox = steps.record("sandbox", sandbox)?;
     stages.push(("sandbox", sandbox.key.clone()));
-    let app = steps.time("app", || app_stage(opts, spec, lock))?;
+    let app = steps.record("app", app)?;
     stages.push(("app", app.1.clone()));
 
     let tailscale = opts.store.has_verified(
