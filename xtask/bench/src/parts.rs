@@ -691,14 +691,15 @@ fn first_line(program: &str, args: &[&str]) -> String {
 }
 
 fn versions(opts: &Options) -> BTreeMap<String, String> {
+    // Each program named at its call, where doctor's test of host programs sees it.
     let mut v: BTreeMap<String, String> = [
-        ("rustc", "rustc", &["--version"][..]),
-        ("qemu", "qemu-system-x86_64", &["--version"][..]),
-        ("mmdebstrap", "mmdebstrap", &["--version"][..]),
-        ("zstd", "zstd", &["--version"][..]),
+        ("rustc", first_line("rustc", &["--version"])),
+        ("qemu", first_line("qemu-system-x86_64", &["--version"])),
+        ("mmdebstrap", first_line("mmdebstrap", &["--version"])),
+        ("zstd", first_line("zstd", &["--version"])),
     ]
-    .iter()
-    .map(|(k, p, a)| (k.to_string(), first_line(p, a)))
+    .into_iter()
+    .map(|(k, line)| (k.to_string(), line))
     .collect();
     let lock_sha = fs::read(&opts.project.lock)
         .map(|b| hex::encode(Sha256::digest(&b)))

@@ -75,9 +75,34 @@ pub const REQUIREMENTS: &[Requirement] = &[
         package: "e2fsprogs",
     },
     Requirement {
+        purpose: "find the root partition for vm-test's disk scan (SEC-3)",
+        paths: &["/usr/sbin/sfdisk", "/sbin/sfdisk"],
+        package: "fdisk",
+    },
+    Requirement {
+        purpose: "a read-only loop device on the root partition for vm-test's disk scan (SEC-3)",
+        paths: &["/usr/sbin/losetup", "/sbin/losetup"],
+        package: "mount",
+    },
+    Requirement {
         purpose: "network namespaces and taps for vm-test's external peer",
         paths: &["/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip"],
         package: "iproute2",
+    },
+    Requirement {
+        purpose: "deploy and host keys for vm-test's git remote (INF-2)",
+        paths: &["/usr/bin/ssh-keygen"],
+        package: "openssh-client",
+    },
+    Requirement {
+        purpose: "serve vm-test's git remote to the guest (INF-2)",
+        paths: &["/usr/sbin/sshd", "/sbin/sshd"],
+        package: "openssh-server",
+    },
+    Requirement {
+        purpose: "vm-test's git remote: a bare repository behind git-shell (INF-2)",
+        paths: &["/usr/bin/git"],
+        package: "git",
     },
 ];
 
@@ -125,9 +150,11 @@ pub fn check(work_dirs: &[&Path]) -> Vec<Finding> {
         what: "/dev/loop-control".into(),
         ok: true,
         detail: if loop_ok {
-            "present (not required: the disk stage writes filesystems at offsets)".into()
+            "present (the disk stage writes filesystems at offsets; vm-test's SEC-3 scan uses one)"
+                .into()
         } else {
-            "absent (not required: the disk stage writes filesystems at offsets)".into()
+            "absent: the disk stage writes filesystems at offsets, but vm-test's SEC-3 scan needs one"
+                .into()
         },
         package: None,
     });
@@ -180,11 +207,14 @@ fn free_bytes(dir: &Path) -> Result<u64> {
 /// what is missing with apt. Fails when something is still missing.
 pub fn ensure(work_dirs: &[&Path], install: bool) -> Result<Vec<Finding>> {
     let findings = check(work_dirs);
-    let missing: Vec<&'static str> = findings
+    let mut missing: Vec<&'static str> = findings
         .iter()
         .filter(|f| !f.ok)
         .filter_map(|f| f.package)
         .collect();
+    // One package can provide several requirements (openssh-client).
+    missing.sort_unstable();
+    missing.dedup();
     if missing.is_empty() {
         return finish(findings);
     }
@@ -223,11 +253,51 @@ pub fn ensure(work_dirs: &[&Path], install: bool) -> Result<Vec<Finding>> {
     duct::cmd("apt-get", ["update", "-q"])
         .run()
         .context("apt-get update failed")?;
-    duct::cmd(&cmd[0], &cmd[1..])
+    let no_starts = NoServiceStarts::install(Path::new(POLICY_RC_D))?;
+    let installed = duct::cmd(&cmd[0], &cmd[1..])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .run()
-        .with_context(|| format!("`{}` failed", cmd.join(" ")))?;
+        .with_context(|| format!("`{}` failed", cmd.join(" ")));
+    drop(no_starts);
+    installed?;
     finish(check(work_dirs))
+}
+
+/// Debian's hook that `invoke-rc.d` asks before starting a service.
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// While it lives, a `policy-rc.d` that forbids every service start (exit
+/// 101), so that installing `openssh-server` starts no SSH daemon on this
+/// host (as `.ci/run` does). A `policy-rc.d` already there is left alone.
+struct NoServiceStarts {
+    created: Option<PathBuf>,
+}
+
+impl NoServiceStarts {
+    fn install(path: &Path) -> Result<NoServiceStarts> {
+        use std::os::unix::fs::PermissionsExt;
+        if path.exists() {
+            return Ok(NoServiceStarts { created: None });
+        }
+        std::fs::write(path, "#!/bin/sh\nexit 101\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        let guard = NoServiceStarts {
+            created: Some(path.to_path_buf()),
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", path.display()))?;
+        Ok(guard)
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = &self.created
+            && let Err(e) = std::fs::remove_file(path)
+        {
+            eprintln!("doctor: could not remove {}: {e}", path.display());
+        }
+    }
 }
 
 fn finish(findings: Vec<Finding>) -> Result<Vec<Finding>> {
@@ -297,3 +367,6 @@ fn enable_backports(b: &Backports) -> Result<()> {
     );
     crate::fsutil::write_atomic(path, text.as_bytes())
 }
+
+#[cfg(test)]
+mod tests;
