@@ -87,7 +87,7 @@ pub fn userdata_text(s: &Secrets, tailscale: bool, workspace_repo: Option<&str>)
     t
 }
 
-fn facts(opts: &SuiteOptions, firmware: &str) -> Result<Facts> {
+fn facts(opts: &SuiteOptions, firmware: &str, role: PassRole) -> Result<Facts> {
     let manifest_path = opts.image.with_extension("manifest.json");
     let text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("reading the image's manifest {}", manifest_path.display()))?;
@@ -111,6 +111,8 @@ fn facts(opts: &SuiteOptions, firmware: &str) -> Result<Facts> {
         sandbox_image,
         out_dir: opts.out_dir.join(firmware),
         firmware: firmware.into(),
+        primary: role == PassRole::Primary,
+        secrets_via_metadata: false,
     })
 }
 
@@ -194,7 +196,7 @@ fn run_firmware(
     role: PassRole,
     report: &mut Report,
 ) -> Result<()> {
-    let facts = facts(opts, label)?;
+    let mut facts = facts(opts, label, role)?;
     std::fs::create_dir_all(&facts.out_dir)
         .with_context(|| format!("creating {}", facts.out_dir.display()))?;
     let mut secrets = generate_secrets()?;
@@ -254,6 +256,7 @@ fn run_firmware(
     // BIOS pass: secrets by systemd credential; UEFI pass: by the metadata
     // service, so both sources of SEC-2 are exercised.
     let via_metadata = net.is_some() && fw == Firmware::Uefi;
+    facts.secrets_via_metadata = via_metadata;
     if let Some(n) = &net {
         main_cfg.extra_args = n.qemu_args();
     }

@@ -84,6 +84,12 @@ pub struct Facts {
     pub out_dir: PathBuf,
     /// Firmware label of this pass (`bios`, `uefi`).
     pub firmware: String,
+    /// Whether this is the primary pass (every ID), not a secondary one
+    /// that proves only the firmware-dependent part of an invariant.
+    pub primary: bool,
+    /// Where the main machine's first boot takes its secrets from: the
+    /// metadata service (`true`) or a systemd credential.
+    pub secrets_via_metadata: bool,
 }
 
 impl Facts {

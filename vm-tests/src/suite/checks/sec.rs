@@ -84,6 +84,16 @@ fn config_tokens(m: &mut Machine) -> Result<Vec<&'static str>> {
 /// SEC-2: malformed user-data fails closed: the gateway stays down, the
 /// console names the field (not the value), no secret file appears.
 pub fn sec_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let (arrived_ok, arrived) = secrets_arrived(ctx)?;
+    if !ctx.facts.primary {
+        return Ok(expect(
+            arrived_ok,
+            format!(
+                "{arrived}\nmalformed user-data failing closed: proven on the primary pass \
+                 (first boot's validation does not depend on the firmware)"
+            ),
+        ));
+    }
     let bad_value = "sk-ant-oat01-TOO-SHORT-vmtest";
     let userdata = format!(
         "#openclaw-appliance-userdata v1\ngateway-token = \"{}\"\nanthropic-setup-token = \"{bad_value}\"\n",
@@ -114,13 +124,72 @@ pub fn sec_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             let done = m.execute(&format!("test -e {DONE}"))?.0 == 0;
             Ok((names_field, leaks, gateway, tokens, env, done))
         })?;
-    let ok = names_field && !leaks && !gateway && tokens.is_empty() && !env && !done;
+    let ok = arrived_ok && names_field && !leaks && !gateway && tokens.is_empty() && !env && !done;
     Ok(expect(
         ok,
         format!(
-            "console names the field: {names_field}; console shows a secret: {leaks}; gateway running: {gateway}; token fields written: {tokens:?}; .env written: {env}; done marker: {done}"
+            "{arrived}\nmalformed user-data: console names the field: {names_field}; console shows a secret: {leaks}; gateway running: {gateway}; token fields written: {tokens:?}; .env written: {env}; done marker: {done}"
         ),
     ))
+}
+
+/// The destination files of the secrets first boot installs, with the
+/// secret each must hold (SEC-2).
+const DESTINATIONS: &[(&str, &str)] = &[
+    ("/home/openclaw/.openclaw/openclaw.json", "gateway-token"),
+    ("/home/openclaw/.openclaw/.env", "anthropic-setup-token"),
+];
+
+/// The first half of SEC-2, on the main machine: its secrets arrived from
+/// this pass's source (the metadata service or a credential) and each is in
+/// its destination file, mode 600, owned by the gateway user. The guest
+/// prints the sha256 of every token-shaped word of those files, so no
+/// secret crosses the console or a command line.
+fn secrets_arrived(ctx: &mut Ctx<'_>) -> Result<(bool, String)> {
+    use sha2::{Digest, Sha256};
+    let files: Vec<&str> = DESTINATIONS.iter().map(|(f, _)| *f).collect();
+    let out = ctx.machine.succeed(&format!(
+        "for f in {}; do \
+           printf 'file %s %s\\n' \"$f\" \"$(stat -c '%a %U' \"$f\" 2>/dev/null || echo absent -)\"; \
+           {{ grep -oE '[A-Za-z0-9_-]{{20,}}' \"$f\" 2>/dev/null || true; }} | sort -u | \
+             while read -r w; do printf 'word %s %s\\n' \"$f\" \"$(printf %s \"$w\" | sha256sum | cut -c1-64)\"; done; \
+         done",
+        files.join(" ")
+    ))?;
+    let secrets = ctx.secrets.all();
+    let mut ok = true;
+    let mut lines = Vec::new();
+    for (file, name) in DESTINATIONS {
+        let value = secrets
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_default();
+        let want = hex_digest(&Sha256::digest(value.as_bytes()));
+        let meta = out
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("file {file} ")))
+            .unwrap_or("absent -");
+        let holds = out.lines().any(|l| l == format!("word {file} {want}"));
+        let good = meta == format!("600 {}", ctx.facts.user) && holds;
+        ok &= good;
+        lines.push(format!(
+            "{file}: {meta}; holds the injected {name}: {holds}"
+        ));
+    }
+    let source = if ctx.facts.secrets_via_metadata {
+        let requests = ctx.net.map(|n| n.userdata_requests()).unwrap_or(0);
+        ok &= requests > 0;
+        format!("the metadata service ({requests} user-data request(s), no credential given)")
+    } else {
+        "a systemd credential".to_string()
+    };
+    Ok((ok, format!("secrets from {source}: {}", lines.join("; "))))
+}
+
+/// Lower-case hex of `bytes`.
+fn hex_digest(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SEC-3: after shutdown, every injected secret occurs on the raw disk only
