@@ -347,13 +347,10 @@ fn cleanup_removes_leftovers_by_label_only() {
 }
 
 /// The child half of `interrupt_mid_stream_leaves_nothing`: runs an upload
-/// in its own process (so it can get a real SIGINT) when the parent says so.
-#[test]
-fn child_upload_for_the_interrupt_test() {
-    let Ok(spec) = std::env::var("HETZNER_TEST_CHILD") else {
-        return;
-    };
-    let v: serde_json::Value = serde_json::from_str(&spec).expect("child spec");
+/// in its own process (so it can get a real SIGINT) from the parent's
+/// `spec`, then exits.
+fn child_upload(spec: &str) -> ! {
+    let v: serde_json::Value = serde_json::from_str(spec).expect("child spec");
     let s = |k: &str| v[k].as_str().expect(k).to_string();
     let image = ImageInfo::load(std::path::Path::new(&s("image"))).expect("image");
     let mut opts = options(
@@ -368,8 +365,13 @@ fn child_upload_for_the_interrupt_test() {
     std::process::exit(if result.is_ok() { 0 } else { 3 });
 }
 
+/// Runs itself again as the child (`HETZNER_TEST_CHILD` set), which
+/// uploads until the parent's SIGINT.
 #[test]
 fn interrupt_mid_stream_leaves_nothing() {
+    if let Ok(spec) = std::env::var("HETZNER_TEST_CHILD") {
+        child_upload(&spec);
+    }
     within(120, || {
         let s = setup(8);
         let spec = serde_json::json!({
@@ -379,7 +381,7 @@ fn interrupt_mid_stream_leaves_nothing() {
         let mut child = Command::new(std::env::current_exe().expect("test binary"))
             .args([
                 "--exact",
-                "child_upload_for_the_interrupt_test",
+                "interrupt_mid_stream_leaves_nothing",
                 "--nocapture",
                 "--test-threads=1",
             ])

@@ -486,10 +486,16 @@ mod tests {
     /// `DISK_TEST_OUT` (default: a temporary directory) and compares.
     /// `cargo test -p builder disk::tests::assemble_twice -- --ignored --nocapture`
     #[test]
-    #[ignore = "needs a tools tree and a root tarball"]
+    #[ignore = "needs DISK_TEST_TOOLS=<a tools tree> and DISK_TEST_ROOT_TAR=<a root tarball>; run with --ignored"]
     fn assemble_twice() {
-        let tools = ToolsTree::open(Path::new(&std::env::var("DISK_TEST_TOOLS").unwrap())).unwrap();
-        let tar = PathBuf::from(std::env::var("DISK_TEST_ROOT_TAR").unwrap());
+        let tools = std::env::var_os("DISK_TEST_TOOLS")
+            .expect("DISK_TEST_TOOLS is not set: set it to a tools tree to run assemble_twice");
+        let tools = ToolsTree::open(Path::new(&tools)).unwrap();
+        let tar = std::env::var_os("DISK_TEST_ROOT_TAR")
+            .map(PathBuf::from)
+            .expect(
+                "DISK_TEST_ROOT_TAR is not set: set it to a root tarball to run assemble_twice",
+            );
         let keep = std::env::var("DISK_TEST_OUT").ok().map(PathBuf::from);
         let tmp = tempfile::tempdir().unwrap();
         let base = keep.unwrap_or_else(|| tmp.path().to_path_buf());

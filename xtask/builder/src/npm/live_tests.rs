@@ -7,17 +7,22 @@ use std::time::Instant;
 
 use super::*;
 
-fn work() -> Option<PathBuf> {
-    std::env::var_os("NPM_LIVE_WORK").map(PathBuf::from)
+/// `NPM_LIVE_WORK`; panics, saying what to set, without it.
+fn work(test: &str) -> PathBuf {
+    std::env::var_os("NPM_LIVE_WORK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "NPM_LIVE_WORK is not set: set NPM_LIVE_WORK=/var/tmp/npm-work \
+                 (a work directory with ~1 GB free) to run {test}"
+            )
+        })
 }
 
 #[test]
-#[ignore = "needs the npm registry and ~1 GB of disk; set NPM_LIVE_WORK"]
+#[ignore = "needs NPM_LIVE_WORK=<a work directory>, the npm registry and ~1 GB of disk; run with --ignored"]
 fn lock_fetch_install_validate() {
-    let Some(work) = work() else {
-        eprintln!("NPM_LIVE_WORK not set: skipped");
-        return;
-    };
+    let work = work("lock_fetch_install_validate");
     let node_version = std::env::var("NPM_LIVE_NODE").unwrap_or_else(|_| "24.21.0".into());
     let t = Instant::now();
     let reg = registry(None).unwrap();
@@ -88,12 +93,9 @@ fn lock_fetch_install_validate() {
 }
 
 #[test]
-#[ignore = "needs the npm registry; set NPM_LIVE_WORK"]
+#[ignore = "needs NPM_LIVE_WORK=<a work directory> and the npm registry; run with --ignored"]
 fn missing_node_version_is_named() {
-    let Some(work) = work() else {
-        eprintln!("NPM_LIVE_WORK not set: skipped");
-        return;
-    };
+    let work = work("missing_node_version_is_named");
     let reg = registry(None).unwrap();
     let store = Store::open(&work.join("store")).unwrap();
     let e = format!(

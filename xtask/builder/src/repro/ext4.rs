@@ -521,12 +521,12 @@ Directories:              4435\n\
     /// ext4 filesystems made by `mke2fs -d` from tarballs that differ in one
     /// file's mtime and another file's content.
     #[test]
+    #[ignore = "needs REPRO_TEST_TOOLS=<a built tools tree>; run with --ignored"]
     fn real_filesystems_are_explained() {
-        let Some(tools) = std::env::var_os("REPRO_TEST_TOOLS") else {
-            eprintln!("REPRO_TEST_TOOLS not set: skipped");
-            return;
-        };
-        let tools = ToolsTree::open(Path::new(&tools)).unwrap();
+        let tools = ToolsTree::open(&crate::repro::tests::test_tools(
+            "real_filesystems_are_explained",
+        ))
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let make = |name: &str, mtime: u64, data: &[u8]| {
             let mut b = tar::Builder::new(Vec::new());

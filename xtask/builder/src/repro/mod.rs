@@ -499,6 +499,19 @@ pub fn compare_manifests(published: &Value, rebuilt: &Value) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// The tools tree named by `REPRO_TEST_TOOLS`, for `test`'s end-to-end
+    /// run (ignored by default); panics, saying what to set, without it.
+    pub(super) fn test_tools(test: &str) -> PathBuf {
+        std::env::var_os("REPRO_TEST_TOOLS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "REPRO_TEST_TOOLS is not set: set REPRO_TEST_TOOLS=target/build/stages/tools-<key> \
+                     (a tools tree that `cargo xtask build-image` made) to run {test}"
+                )
+            })
+    }
+
     #[test]
     fn published_hashes() {
         let h = "AB".repeat(32);

@@ -251,12 +251,12 @@ mod tests {
     /// End to end with the tools tree named by `REPRO_TEST_TOOLS`: two FAT32
     /// volumes whose one file has other contents and another mtime.
     #[test]
+    #[ignore = "needs REPRO_TEST_TOOLS=<a built tools tree>; run with --ignored"]
     fn real_volumes_are_explained() {
-        let Some(tools) = std::env::var_os("REPRO_TEST_TOOLS") else {
-            eprintln!("REPRO_TEST_TOOLS not set: skipped");
-            return;
-        };
-        let tools = ToolsTree::open(Path::new(&tools)).unwrap();
+        let tools = ToolsTree::open(&crate::repro::tests::test_tools(
+            "real_volumes_are_explained",
+        ))
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let offset = 4096u64;
         let make = |name: &str, data: &[u8], mtime: u64| {
