@@ -69,7 +69,11 @@ pub fn sec_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 /// Files under the places secrets go that hold something shaped like one
 /// of them: an Anthropic or Tailscale key prefix, a JSON `token` key with a
 /// value, an OpenSSH private key (a workspace deploy key). Prints the paths.
-const TOKENISH_FILES: &str = "grep -rIlE 'sk-ant-[A-Za-z0-9]|tskey-[a-z]|\"token\" *: *\"[^\"]|BEGIN OPENSSH PRIVATE KEY' /etc /home /root /var/lib /usr/share/openclaw-appliance 2>/dev/null || true";
+/// The sandbox image's unpacked layers (`/var/lib/docker/overlay2`) are left
+/// out: they are Debian packages' files, audited as a layer at build time
+/// (AGT-3), and many hold JSON `token` keys of their own.
+const TOKENISH_FILES: &str = "find /etc /home /root /var/lib /usr/share/openclaw-appliance -path /var/lib/docker/overlay2 -prune -o -type f -print0 2>/dev/null \
+     | xargs -0 -r grep -IlE 'sk-ant-[A-Za-z0-9]|tskey-[a-z]|\"token\" *: *\"[^\"]|BEGIN OPENSSH PRIVATE KEY' 2>/dev/null || true";
 
 /// The token fields set in the gateway's `openclaw.json` (by JSON pointer).
 fn config_tokens(m: &mut Machine) -> Result<Vec<&'static str>> {
