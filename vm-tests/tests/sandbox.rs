@@ -1,8 +1,8 @@
 //! Boots the real appliance image and runs the sandbox checks (AGT-1..6,
 //! NODE-1, LAT-1) through the suite runner, printing every outcome.
 //!
-//! Slow (10–20 minutes under TCG: first boot, then `docker load` of the
-//! ~1 GB sandbox image): runs only when `VMTEST_IMAGE` names the raw image
+//! Slow (minutes under TCG: first boot, Docker, the gateway; the sandbox
+//! image is baked into Docker's store, nothing is loaded): runs only when `VMTEST_IMAGE` names the raw image
 //! (its manifest must lie beside it, as `cargo xtask build-image` writes
 //! it), and prints why it skipped otherwise.
 //!
