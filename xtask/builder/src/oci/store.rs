@@ -576,7 +576,7 @@ fn copy_layer<R: Read, W: Write>(
     Ok((size, count))
 }
 
-/// The entries of a store tarball, for the tests and the build's summary:
+/// The entries of a store tarball, for the tests:
 /// path → (type, mode, uid, gid).
 #[cfg(test)]
 pub(crate) fn listing(
