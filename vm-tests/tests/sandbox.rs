@@ -1,12 +1,12 @@
 //! Boots the real appliance image and runs the sandbox checks (AGT-1..6,
 //! NODE-1, LAT-1) through the suite runner, printing every outcome.
 //!
-//! Slow (10–20 minutes under TCG: first boot, then `docker load` of the
-//! ~1 GB sandbox image), so ignored by default: run it with
-//! `VMTEST_IMAGE=target/image/openclaw-appliance.raw cargo test -p vm-tests
-//! --test sandbox -- --ignored` (the image's manifest must lie beside it, as
-//! `cargo xtask build-image` writes it); it fails, saying so, without
-//! `VMTEST_IMAGE`.
+//! Slow (minutes under TCG: first boot, Docker, the gateway; the sandbox
+//! image is baked into Docker's store, nothing is loaded), so ignored by
+//! default: run it with `VMTEST_IMAGE=target/image/openclaw-appliance.raw
+//! cargo test -p vm-tests --test sandbox -- --ignored` (the image's manifest
+//! must lie beside it, as `cargo xtask build-image` writes it); it fails,
+//! saying so, without `VMTEST_IMAGE`.
 //!
 //! - `VMTEST_IMAGE`: `target/image/openclaw-appliance.raw` (left unchanged).
 //! - `VMTEST_FIRMWARE`: `bios` (default) or `uefi`.

@@ -22,14 +22,16 @@ pub struct Context {
     pub root_fs_uuid: String,
     /// FAT volume id of the ESP, as `XXXX-XXXX` (fstab).
     pub esp_volume_id: String,
-    /// Image ID (`sha256:…`) of the sandbox image, checked after `docker load` (AGT-2).
+    /// Image ID (`sha256:…`) of the sandbox image baked into Docker's image
+    /// store, checked at boot (AGT-2).
     pub sandbox_image_id: String,
 }
 
 /// Where the appliance keeps its own data inside the image.
 pub const SHARE_DIR: &str = "usr/share/openclaw-appliance";
-/// The sandbox image archive, loaded at first boot (AGT-2).
-pub const SANDBOX_ARCHIVE: &str = "usr/share/openclaw-appliance/sandbox-image.tar";
+/// Docker's data root, where the build writes the sandbox image into
+/// Docker's own image store (AGT-2): no archive, no `docker load`.
+pub const DOCKER_ROOT: &str = "var/lib/docker";
 /// The build manifest inside the image (SUP-3).
 pub const MANIFEST: &str = "usr/share/openclaw-appliance/manifest.json";
 

@@ -1,18 +1,18 @@
 //! systemd units: the gateway as a user unit (SRV-1, SRV-7), the sandbox
-//! image load (AGT-2), linger, the order first boot → image → gateway, and
+//! image check (AGT-2), linger, the order first boot → image → gateway, and
 //! the hourly workspace git sync (INF-2).
 
 use image_spec::Spec;
 
-use super::{Context, SANDBOX_ARCHIVE};
+use super::{Context, DOCKER_ROOT};
 use crate::firstboot;
 use crate::tree::Tree;
 
 use crate::firstboot::DONE_MARKER as FIRSTBOOT_DONE;
 use crate::firstboot::WORKSPACE_REPO;
 
-/// Loads and checks the sandbox image (AGT-2).
-const LOAD_SANDBOX_SCRIPT: &str = "usr/libexec/openclaw-appliance/load-sandbox-image";
+/// Checks the sandbox image baked into Docker's store (AGT-2).
+const CHECK_SANDBOX_SCRIPT: &str = "usr/libexec/openclaw-appliance/check-sandbox-image";
 /// Commits OpenClaw's agent workspace and syncs it with the remote (INF-2).
 const WORKSPACE_SYNC_SCRIPT: &str = "usr/libexec/openclaw-appliance/workspace-sync";
 /// The user units of the workspace sync (INF-2).
@@ -50,18 +50,18 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
     let (uid, gid) = (user.uid, user.gid);
 
     tree.file(
-        LOAD_SANDBOX_SCRIPT,
+        CHECK_SANDBOX_SCRIPT,
         0o755,
         format!(
             "#!/bin/sh\n\
-             # AGT-2: load the baked sandbox image (never pulled) unless Docker already\n\
-             # holds it under the ID recorded at build time; then check that ID.\n\
+             # AGT-2: the build wrote the sandbox image into Docker's own image store\n\
+             # (/{DOCKER_ROOT}); nothing is loaded or pulled here. Check that Docker\n\
+             # holds it under the ID recorded at build time.\n\
              set -eu\n\
              want='{expected}'\n\
-             have=$(docker image inspect --format '{{{{.Id}}}}' '{image}' 2>/dev/null || true)\n\
-             if [ \"$have\" != \"$want\" ]; then\n\
-             \x20   docker load --input /{SANDBOX_ARCHIVE}\n\
-             \x20   have=$(docker image inspect --format '{{{{.Id}}}}' '{image}')\n\
+             if ! have=$(docker image inspect --format '{{{{.Id}}}}' '{image}' 2>&1); then\n\
+             \x20   echo \"sandbox image {image} is not in Docker's store (expected id $want): $have\" >&2\n\
+             \x20   exit 1\n\
              fi\n\
              if [ \"$have\" != \"$want\" ]; then\n\
              \x20   echo \"sandbox image {image} has id $have, expected $want\" >&2\n\
@@ -76,18 +76,18 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
         "etc/systemd/system/openclaw-sandbox-image.service",
         0o644,
         format!(
-            "# AGT-2: the sandbox image is loaded from the image itself, never pulled.\n\
+            "# AGT-2: the sandbox image is baked into Docker's image store, never loaded\n\
+             # or pulled; this only checks its ID.\n\
              [Unit]\n\
-             Description=Load the OpenClaw sandbox image into Docker\n\
+             Description=Check the baked OpenClaw sandbox image in Docker\n\
              Requires=docker.service\n\
              After=docker.service openclaw-firstboot.service\n\
-             ConditionPathExists=/{SANDBOX_ARCHIVE}\n\
              \n\
              [Service]\n\
              Type=oneshot\n\
              RemainAfterExit=yes\n\
-             ExecStart=/{LOAD_SANDBOX_SCRIPT}\n\
-             TimeoutStartSec=1h\n\
+             ExecStart=/{CHECK_SANDBOX_SCRIPT}\n\
+             TimeoutStartSec=10min\n\
              \n\
              [Install]\n\
              WantedBy=multi-user.target\n"
@@ -99,7 +99,7 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
     );
 
     // The user manager (and so the gateway) starts only after the sandbox
-    // image is loaded and first boot is done.
+    // image is checked and first boot is done.
     tree.file(
         &format!("etc/systemd/system/user@{uid}.service.d/10-openclaw.conf"),
         0o644,

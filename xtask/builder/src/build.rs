@@ -280,6 +280,10 @@ fn build_stages(
     stages.push(("base", base.1.clone()));
     let sandbox = steps.record("sandbox", sandbox)?;
     stages.push(("sandbox", sandbox.key.clone()));
+    let store = steps.time("sandbox-store", || {
+        sandbox_store_stage(opts, spec, &sandbox)
+    })?;
+    stages.push(("sandbox-store", store.key.clone()));
     let app = steps.record("app", app)?;
     stages.push(("app", app.1.clone()));
 
@@ -314,7 +318,9 @@ fn build_stages(
     let mut wrapper = appliance::Tree::default();
     wrapper.file("usr/local/bin/openclaw", 0o755, app.0.wrapper());
     overlay.add_tree(&wrapper);
-    overlay.add_file(files::SANDBOX_ARCHIVE, &sandbox.archive, 0o644);
+    // The sandbox image, already in Docker's image store (AGT-2): no
+    // archive to load at first boot.
+    overlay.add_tar(&store.tar)?;
     overlay.add_tree(&sources_tree(&opts.archives, spec));
     if tailscale {
         let input = crate::sources::tailscale_input(lock);
@@ -396,7 +402,7 @@ fn build_stages(
         let sha = sha256_file(&agent)?;
         let mut all = stages.clone();
         all.push(("agent", sha.clone()));
-        let inner = manifest(spec, lock, &all, &sandbox, tailscale, &opts.archives, None);
+        let inner = manifest(spec, lock, &all, &store, tailscale, &opts.archives, None);
         write_atomic(&manifest_inner_path, inner.as_bytes())?;
         let mut late = Overlay::default();
         late.add_file(appliance::firstboot::BINARY_PATH, &agent, 0o755);
@@ -451,7 +457,7 @@ fn build_stages(
             spec,
             lock,
             &stages,
-            &sandbox,
+            &store,
             tailscale,
             &opts.archives,
             Some(&report.sha256),
@@ -742,6 +748,97 @@ fn sandbox_stage(opts: &BuildOptions, spec: &Spec, lock: &Lock) -> Result<Sandbo
     })
 }
 
+/// The sandbox image written as Docker's own image store (AGT-2).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StoreStage {
+    key: String,
+    /// The store as a tarball of paths under [`files::DOCKER_ROOT`].
+    #[serde(skip)]
+    tar: PathBuf,
+    image_id: String,
+    reference: String,
+    chain_id: String,
+    cache_id: String,
+    diff_size: u64,
+}
+
+/// Derives Docker's image store from the sandbox stage's archive. Its own
+/// stage (keyed by the sandbox stage and the store format), so a change of
+/// the store writer does not re-run the sandbox's mmdebstrap.
+fn sandbox_store_stage(
+    opts: &BuildOptions,
+    spec: &Spec,
+    sandbox: &SandboxStage,
+) -> Result<StoreStage> {
+    let epoch = spec.image.source_date_epoch;
+    let key = stage_key(
+        "sandbox-store",
+        &[
+            &sandbox.key,
+            crate::oci::STORE_FORMAT,
+            files::DOCKER_ROOT,
+            &epoch.to_string(),
+        ],
+    );
+    let tar = opts.stage_dir.join(format!("sandbox-store-{key}.tar"));
+    let info_file = opts.stage_dir.join(format!("sandbox-store-{key}.json"));
+    if tar.is_file() && info_file.is_file() {
+        let text = fs::read_to_string(&info_file)
+            .with_context(|| format!("reading {}", info_file.display()))?;
+        let stage: StoreStage = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "parsing {} (delete it to rebuild the stage)",
+                info_file.display()
+            )
+        })?;
+        eprintln!("sandbox store: cached ({key})");
+        return Ok(StoreStage { tar, ..stage });
+    }
+    let ids = crate::oci::IdMap::identity();
+    let info = crate::oci::write_store(
+        &sandbox.archive,
+        &crate::oci::StoreOptions {
+            root: files::DOCKER_ROOT,
+            ids: &ids,
+            epoch,
+        },
+        &tar,
+    )?;
+    if info.image_id != sandbox.image_id {
+        bail!(
+            "the store written from {} holds image {}, the sandbox stage recorded {}; delete {} and rebuild",
+            sandbox.archive.display(),
+            info.image_id,
+            sandbox.image_id,
+            opts.stage_dir.display()
+        );
+    }
+    let stage = StoreStage {
+        key,
+        tar,
+        image_id: info.image_id,
+        reference: info.reference,
+        chain_id: info.chain_id,
+        cache_id: info.cache_id,
+        diff_size: info.diff_size,
+    };
+    write_atomic(
+        &info_file,
+        serde_json::to_string_pretty(&stage)
+            .context("serialising the store stage")?
+            .as_bytes(),
+    )?;
+    eprintln!(
+        "sandbox store: {} {} in /{} ({} layer entries, {} bytes)",
+        stage.reference,
+        stage.image_id,
+        files::DOCKER_ROOT,
+        info.layer_entries,
+        stage.diff_size
+    );
+    Ok(stage)
+}
+
 fn app_stage(opts: &BuildOptions, spec: &Spec, lock: &Lock) -> Result<(AppTree, String)> {
     let epoch = spec.image.source_date_epoch;
     let key = stage_key(
@@ -808,7 +905,7 @@ fn manifest(
     spec: &Spec,
     lock: &Lock,
     stages: &[(&str, String)],
-    sandbox: &SandboxStage,
+    sandbox: &StoreStage,
     tailscale: bool,
     archives: &Archives,
     image_sha256: Option<&str>,
@@ -826,7 +923,11 @@ fn manifest(
         "node": {"version": lock.node.version, "integrity": lock.node.integrity, "sha256": lock.node.sha256},
         "tailscale": {"version": lock.tailscale.version, "sha256": lock.tailscale.sha256, "present": tailscale,
                       "note": if tailscale { "included" } else { "ABSENT: not in the store at build time; TS-1 and NET-8 cannot hold" }},
-        "sandbox_image": {"reference": spec.sandbox.image, "id": sandbox.image_id},
+        // Baked into Docker's image store (no archive, no `docker load`).
+        "sandbox_image": {"reference": spec.sandbox.image, "id": sandbox.image_id,
+                          "docker_store": {"root": format!("/{}", files::DOCKER_ROOT), "driver": crate::oci::DRIVER,
+                                           "layer_chain_id": sandbox.chain_id, "cache_id": sandbox.cache_id,
+                                           "diff_size": sandbox.diff_size}},
         // Written into the image's apt sources: a rebuild must use the same
         // (`verify-repro --against MANIFEST` passes them on).
         "apt_sources": {"debian": archives.debian, "security": archives.security},

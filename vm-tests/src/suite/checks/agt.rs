@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::{Ctx, as_user, expect, shell_quote};
 use crate::suite::report::Outcome;
 
-/// The system unit that loads the baked sandbox image into Docker.
+/// The system unit that checks the sandbox image baked into Docker's store.
 const IMAGE_UNIT: &str = "openclaw-sandbox-image.service";
 
 /// The tool groups the seed allows in sandboxed sessions ("all standard
@@ -204,9 +204,16 @@ fn docker_gate(ctx: &mut Ctx<'_>) -> Result<Option<Outcome>> {
         .wait_for_unit(IMAGE_UNIT, None, Duration::from_secs(900))
     {
         Ok(()) => Ok(None),
-        Err(e) => Ok(Some(Outcome::Fail(format!(
-            "{IMAGE_UNIT} did not become active, so the sandbox image is not loaded: {e:#}"
-        )))),
+        Err(e) => {
+            let (_, journal) = ctx.machine.execute(&format!(
+                "journalctl -b -u {IMAGE_UNIT} --no-pager -o cat | tail -n 5 || true"
+            ))?;
+            Ok(Some(Outcome::Fail(format!(
+                "{IMAGE_UNIT} did not become active, so the sandbox image is not in Docker \
+                 as built: {e:#}\n{IMAGE_UNIT}'s journal: {}",
+                journal.trim()
+            ))))
+        }
     }
 }
 
@@ -366,8 +373,10 @@ pub fn agt_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     Ok(expect(wrong.is_empty(), detail))
 }
 
-/// AGT-2: the image is in Docker under the ID recorded at build time, came
-/// from `docker load` and not from a registry.
+/// AGT-2: the image is in Docker under the ID recorded at build time, read
+/// from the image store the build wrote (its config file there hashes to
+/// that ID and `repositories.json` tags it), with no `docker load` and no
+/// pull since the daemon started, and no archive left to load.
 pub fn agt_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     if let Some(outcome) = docker_gate(ctx)? {
         return Ok(outcome);
@@ -384,6 +393,10 @@ pub fn agt_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             "the image manifest records no sandbox_image.id".into(),
         ));
     };
+    let root = match ctx.facts.manifest_str("/sandbox_image/docker_store/root") {
+        r if r.is_empty() => "/var/lib/docker".to_string(),
+        r => r,
+    };
     let inspected = docker_inspect(ctx, "image", &image)?;
     let id = inspected.get("Id").and_then(Value::as_str).unwrap_or("");
     let repo_digests = inspected
@@ -391,23 +404,59 @@ pub fn agt_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .and_then(Value::as_array)
         .map(Vec::len)
         .unwrap_or(0);
-    // How it got there: `docker load` in the loading unit (its journal
-    // says `Loaded image: …`), and the daemon's event buffer since it
-    // started shows no pull (a pulled image would also carry RepoDigests).
-    let (_, loaded) = ctx.machine.execute(&format!(
-        "journalctl -b -u {IMAGE_UNIT} --no-pager -o cat | grep -c -F {} || true",
-        shell_quote(&format!("Loaded image: {image}"))
+    // The store the build wrote: the config file named by the ID hashes to
+    // it, and the reference store tags the image with it.
+    let hex = expected.trim_start_matches("sha256:");
+    let store = format!("{root}/image/overlay2");
+    let (_, stored) = ctx.machine.execute(&format!(
+        "sha256sum {} | cut -d' ' -f1",
+        shell_quote(&format!("{store}/imagedb/content/sha256/{hex}"))
     ))?;
-    let loaded: u32 = loaded.trim().parse().unwrap_or(0);
+    let stored = stored.trim().to_string();
+    let (_, repositories) = ctx.machine.execute(&format!(
+        "cat {}",
+        shell_quote(&format!("{store}/repositories.json"))
+    ))?;
+    let tagged = serde_json::from_str::<Value>(&repositories)
+        .ok()
+        .and_then(|v| {
+            v.get("Repositories")?
+                .as_object()?
+                .values()
+                .find_map(|repo| repo.get(&image)?.as_str().map(str::to_string))
+        })
+        .unwrap_or_default();
+    // How it got there: not by `docker load` (no `Loaded image` in the
+    // checking unit's journal, no load event, no archive on disk) and not
+    // from a registry (no pull event; a pulled image carries RepoDigests).
+    let journal = ctx.machine.succeed(&format!(
+        "journalctl -b -u {IMAGE_UNIT} --no-pager -o cat || true"
+    ))?;
+    let loaded = journal.matches("Loaded image").count();
+    let checked = journal.contains(&format!("present with id {expected}"));
     let events = ctx.machine.succeed(
         "docker events --since 0 --until \"$(date +%s)\" --filter type=image \
          --format '{{.Action}} {{.Actor.ID}}'",
     )?;
     let pulls: Vec<&str> = events.lines().filter(|l| l.starts_with("pull")).collect();
     let loads = events.lines().filter(|l| l.starts_with("load")).count();
+    let (_, archives) = ctx.machine.execute(
+        "find /usr/share/openclaw-appliance -name '*.tar' -o -name '*.tar.*' 2>/dev/null || true",
+    )?;
+    let archives: Vec<&str> = archives.lines().filter(|l| !l.is_empty()).collect();
     let mut problems = Vec::new();
     if id != expected {
         problems.push(format!("image ID {id}, the build recorded {expected}"));
+    }
+    if stored != hex {
+        problems.push(format!(
+            "{store}/imagedb/content/sha256/{hex} hashes to `{stored}`, not to the recorded ID"
+        ));
+    }
+    if tagged != expected {
+        problems.push(format!(
+            "{store}/repositories.json tags {image} as `{tagged}`, not {expected}"
+        ));
     }
     if repo_digests != 0 {
         problems.push(format!(
@@ -417,16 +466,26 @@ pub fn agt_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     if !pulls.is_empty() {
         problems.push(format!("docker events show pulls: {pulls:?}"));
     }
-    if loaded == 0 {
+    if loads != 0 || loaded != 0 {
         problems.push(format!(
-            "the journal of {IMAGE_UNIT} has no `Loaded image: {image}` this boot"
+            "the image was loaded: {loads} load event(s), `Loaded image` x{loaded} in {IMAGE_UNIT}'s journal"
+        ));
+    }
+    if !archives.is_empty() {
+        problems.push(format!("image archives on disk: {archives:?}"));
+    }
+    if !checked {
+        problems.push(format!(
+            "the journal of {IMAGE_UNIT} does not say `present with id {expected}` this boot"
         ));
     }
     let seen = format!(
-        "{image}: Id {id} (manifest {expected}); RepoDigests: {repo_digests}; \
-         {IMAGE_UNIT}: `Loaded image` x{loaded}; \
-         image events since the daemon started: {loads} load, {} pull",
-        pulls.len()
+        "{image}: Id {id} (manifest {expected}); store config sha256 {stored}; \
+         repositories.json {tagged}; RepoDigests: {repo_digests}; \
+         image events since the daemon started: {loads} load, {} pull; \
+         {IMAGE_UNIT} checked it: {checked}; archives: {}",
+        pulls.len(),
+        archives.len()
     );
     Ok(if problems.is_empty() {
         Outcome::Pass(seen)

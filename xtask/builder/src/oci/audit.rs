@@ -65,14 +65,15 @@ impl LayerAudit {
     }
 }
 
+/// One entry of an archive's `manifest.json`.
 #[derive(Deserialize)]
-struct DockerManifestIn {
+pub(crate) struct DockerManifestIn {
     #[serde(rename = "Config")]
-    config: String,
+    pub(crate) config: String,
     #[serde(rename = "RepoTags", default)]
-    repo_tags: Option<Vec<String>>,
+    pub(crate) repo_tags: Option<Vec<String>>,
     #[serde(rename = "Layers")]
-    layers: Vec<String>,
+    pub(crate) layers: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -92,9 +93,9 @@ struct ManifestIn {
 }
 
 /// A reader that hashes what goes through it.
-struct HashReader<R> {
-    inner: R,
-    hasher: Sha256,
+pub(crate) struct HashReader<R> {
+    pub(crate) inner: R,
+    pub(crate) hasher: Sha256,
 }
 
 impl<R: Read> Read for HashReader<R> {
@@ -103,6 +104,50 @@ impl<R: Read> Read for HashReader<R> {
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
+}
+
+/// The regular files of an image archive: small ones read, large ones
+/// (layers) located.
+pub(crate) struct Members {
+    /// Path (without `./`) → bytes, for files up to [`SMALL_BLOB`].
+    pub(crate) small: BTreeMap<String, Vec<u8>>,
+    /// Path → (offset of the data in the archive, size), for larger files.
+    pub(crate) large: BTreeMap<String, (u64, u64)>,
+}
+
+/// Reads the regular members of `image_archive`; see [`Members`].
+pub(crate) fn read_members(image_archive: &Path) -> Result<Members> {
+    let name = image_archive.display();
+    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut large: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let file = File::open(image_archive).with_context(|| format!("opening {name}"))?;
+    let mut archive = Archive::new(BufReader::with_capacity(1 << 20, file));
+    for entry in archive
+        .entries_with_seek()
+        .with_context(|| format!("reading {name}"))?
+    {
+        let mut entry = entry.with_context(|| format!("reading an entry of {name}"))?;
+        if !matches!(
+            entry.header().entry_type(),
+            EntryType::Regular | EntryType::Continuous
+        ) {
+            continue;
+        }
+        let path = String::from_utf8_lossy(&entry.path_bytes())
+            .trim_start_matches("./")
+            .to_owned();
+        let size = entry.size();
+        if size <= SMALL_BLOB {
+            let mut bytes = Vec::new();
+            entry
+                .read_to_end(&mut bytes)
+                .with_context(|| format!("reading `{path}` in {name}"))?;
+            small.insert(path, bytes);
+        } else {
+            large.insert(path, (entry.raw_file_position(), size));
+        }
+    }
+    Ok(Members { small, large })
 }
 
 fn blob_path(digest: &str) -> String {
@@ -116,37 +161,7 @@ fn blob_path(digest: &str) -> String {
 /// config or a layer; everything else lands in [`LayerAudit::problems`].
 pub fn audit_layer(image_archive: &Path) -> Result<LayerAudit> {
     let name = image_archive.display();
-    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut large: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    {
-        let file = File::open(image_archive).with_context(|| format!("opening {name}"))?;
-        let mut archive = Archive::new(BufReader::with_capacity(1 << 20, file));
-        for entry in archive
-            .entries_with_seek()
-            .with_context(|| format!("reading {name}"))?
-        {
-            let mut entry = entry.with_context(|| format!("reading an entry of {name}"))?;
-            if !matches!(
-                entry.header().entry_type(),
-                EntryType::Regular | EntryType::Continuous
-            ) {
-                continue;
-            }
-            let path = String::from_utf8_lossy(&entry.path_bytes())
-                .trim_start_matches("./")
-                .to_owned();
-            let size = entry.size();
-            if size <= SMALL_BLOB {
-                let mut bytes = Vec::new();
-                entry
-                    .read_to_end(&mut bytes)
-                    .with_context(|| format!("reading `{path}` in {name}"))?;
-                small.insert(path, bytes);
-            } else {
-                large.insert(path, (entry.raw_file_position(), size));
-            }
-        }
-    }
+    let Members { small, large } = read_members(image_archive)?;
 
     let mut audit = LayerAudit::default();
     for (path, bytes) in &small {

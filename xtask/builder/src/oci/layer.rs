@@ -28,9 +28,10 @@ pub(crate) const XATTR_PREFIX: &str = "SCHILY.xattr.";
 /// The xattr holding file capabilities, dropped with the setid bits.
 pub(crate) const CAPABILITY_XATTR: &str = "SCHILY.xattr.security.capability";
 
-/// What an entry is, after dropping what the layer does not keep.
+/// What an entry is, after dropping what the layer does not keep (also
+/// what the root-file-system merge lays over the base from a tarball).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     File,
     Dir,
     Symlink,
@@ -342,6 +343,23 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
+/// Appends a symlink or hard link whose target is kept byte for byte where
+/// the header has room for it (`append_link` would canonicalize `a//b`);
+/// longer targets go through `append_link`'s GNU long-link record.
+pub(crate) fn append_link_verbatim<W: Write>(
+    builder: &mut Builder<W>,
+    header: &mut Header,
+    path: &Path,
+    target: &[u8],
+) -> io::Result<()> {
+    if target.len() <= 100 && !target.contains(&0) {
+        header.set_link_name_literal(target)?;
+        builder.append_data(header, path, io::empty())
+    } else {
+        builder.append_link(header, path, Path::new(OsStr::from_bytes(target)))
+    }
+}
+
 /// Pass two: writes the planned layer into `out`, data copied from
 /// `rootfs_tar`. Returns `out` after the end-of-archive blocks.
 pub(crate) fn write<W: Write>(rootfs_tar: &Path, plan: &mut Plan, epoch: u64, out: W) -> Result<W> {
@@ -399,18 +417,8 @@ pub(crate) fn write<W: Write>(rootfs_tar: &Path, plan: &mut Plan, epoch: u64, ou
                 } else {
                     EntryType::Link
                 });
-                if node.link.len() <= 100 && !node.link.contains(&0) {
-                    // Verbatim: `append_link` would canonicalize `a//b`.
-                    header.set_link_name_literal(&node.link).with_context(ctx)?;
-                    builder
-                        .append_data(&mut header, path, io::empty())
-                        .with_context(ctx)?;
-                } else {
-                    let target = Path::new(OsStr::from_bytes(&node.link));
-                    builder
-                        .append_link(&mut header, path, target)
-                        .with_context(ctx)?;
-                }
+                append_link_verbatim(&mut builder, &mut header, path, &node.link)
+                    .with_context(ctx)?;
             }
         }
         plan.stats.entries_written += 1;

@@ -21,10 +21,15 @@
 //! Docker shows the manifest digest instead ([`ImageInfo::manifest_digest`]).
 //!
 //! [`audit_layer`] re-reads a written archive and reports what it holds.
+//!
+//! [`write_store`] turns the archive into Docker's own image store (the
+//! `overlay2` graphdriver layout under the daemon's data root), so the
+//! image is in Docker at its first start, with no `docker load`.
 
 mod archive;
 mod audit;
 mod layer;
+mod store;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +40,10 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 pub use audit::{LayerAudit, audit_layer};
+pub(crate) use layer::{Kind as EntryKind, XATTR_PREFIX, append_link_verbatim};
+pub use store::{
+    DRIVER, IdMap, IdRange, STORE_FORMAT, StoreInfo, StoreOptions, cache_id, link_id, write_store,
+};
 
 /// What goes into the image config besides the layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -519,3 +519,318 @@ fn rfc3339_of_known_epochs() {
     assert_eq!(rfc3339(4_107_542_399).unwrap(), "2100-02-28T23:59:59Z");
     assert!(rfc3339(u64::MAX).is_err());
 }
+
+// --- Docker's image store (`store.rs`) ---
+
+/// A rootfs with a hard link, a symlink, directories and a file owned by
+/// uid 1000, written into an archive and from it into a store.
+fn store_of(dir: &Path, ids: &IdMap) -> (ImageInfo, StoreInfo, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let root = Input::new()
+        .dir("./", 0o755)
+        .dir("./usr/", 0o755)
+        .dir("./usr/bin/", 0o755)
+        .file("./usr/bin/perl", 0o755, b"perl binary")
+        .link(EntryType::Link, "./usr/bin/perl5.40.1", "./usr/bin/perl")
+        .link(EntryType::Symlink, "./bin", "usr/bin")
+        .dir("./home/", 0o755)
+        .dir("./home/node/", 0o750)
+        .write(dir);
+    // `Input` owns everything by uid 0: append a file of uid 1000.
+    let mut extra = Builder::new(Vec::new());
+    let mut h = Header::new_gnu();
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_uid(1000);
+    h.set_gid(1000);
+    h.set_mtime(EPOCH + 7);
+    h.set_size(5);
+    extra
+        .append_data(&mut h, "./home/node/.bashrc", &b"alias"[..])
+        .unwrap();
+    let mut bytes = std::fs::read(&root).unwrap();
+    // Drop the two end-of-archive blocks, append the extra member.
+    bytes.truncate(bytes.len() - 1024);
+    bytes.extend(extra.into_inner().unwrap());
+    std::fs::write(&root, bytes).unwrap();
+
+    let archive = dir.join("image.tar");
+    let image = write_image(&root, &config(), &archive).unwrap();
+    let out = dir.join("out/store.tar");
+    let store = write_store(
+        &archive,
+        &StoreOptions {
+            root: "var/lib/docker",
+            ids,
+            epoch: EPOCH,
+        },
+        &out,
+    )
+    .unwrap();
+    (image, store, out)
+}
+
+fn member_bytes(tar_path: &Path, name: &str) -> Vec<u8> {
+    let mut archive = Archive::new(std::fs::File::open(tar_path).unwrap());
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path_bytes().as_ref() == name.as_bytes() {
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            return data;
+        }
+    }
+    panic!("no {name} in {}", tar_path.display());
+}
+
+#[test]
+fn store_holds_the_image_as_docker_lays_it_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (image, store, out) = store_of(tmp.path(), &IdMap::identity());
+    let id_hex = image.image_id.trim_start_matches("sha256:");
+    let chain_hex = image.layer_diff_id.trim_start_matches("sha256:");
+    assert_eq!(store.image_id, image.image_id);
+    assert_eq!(store.chain_id, image.layer_diff_id);
+    assert_eq!(store.reference, "openclaw-sandbox-custom:latest");
+    assert_eq!(store.cache_id, cache_id(&store.chain_id));
+    assert_eq!(store.cache_id.len(), 64);
+    assert_eq!(store.link_id, link_id(&store.chain_id));
+    assert_eq!(store.link_id.len(), 26);
+    assert!(
+        store
+            .link_id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+    );
+
+    let d = "var/lib/docker";
+    let img = format!("{d}/image/overlay2");
+    let layerdb = format!("{img}/layerdb/sha256/{chain_hex}");
+    let ov = format!("{d}/overlay2");
+    let cache = &store.cache_id;
+    let diff = format!("{ov}/{cache}/diff");
+    let dir = EntryType::Directory;
+    let file = EntryType::Regular;
+    let expected: Vec<(String, EntryType, u32, u64, u64)> = vec![
+        (d.to_owned(), dir, 0o711, 0, 0),
+        (format!("{d}/image"), dir, 0o700, 0, 0),
+        (img.clone(), dir, 0o700, 0, 0),
+        (format!("{img}/imagedb"), dir, 0o700, 0, 0),
+        (format!("{img}/imagedb/content"), dir, 0o700, 0, 0),
+        (format!("{img}/imagedb/content/sha256"), dir, 0o700, 0, 0),
+        (
+            format!("{img}/imagedb/content/sha256/{id_hex}"),
+            file,
+            0o600,
+            0,
+            0,
+        ),
+        (format!("{img}/imagedb/metadata"), dir, 0o700, 0, 0),
+        (format!("{img}/imagedb/metadata/sha256"), dir, 0o700, 0, 0),
+        (format!("{img}/layerdb"), dir, 0o700, 0, 0),
+        (format!("{img}/layerdb/sha256"), dir, 0o755, 0, 0),
+        (layerdb.clone(), dir, 0o700, 0, 0),
+        (format!("{layerdb}/cache-id"), file, 0o644, 0, 0),
+        (format!("{layerdb}/diff"), file, 0o644, 0, 0),
+        (format!("{layerdb}/size"), file, 0o644, 0, 0),
+        (format!("{img}/repositories.json"), file, 0o600, 0, 0),
+        (ov.clone(), dir, 0o710, 0, 0),
+        (format!("{ov}/l"), dir, 0o700, 0, 0),
+        (
+            format!("{ov}/l/{}", store.link_id),
+            EntryType::Symlink,
+            0o777,
+            0,
+            0,
+        ),
+        (format!("{ov}/{cache}"), dir, 0o710, 0, 0),
+        (format!("{ov}/{cache}/link"), file, 0o644, 0, 0),
+        (diff.clone(), dir, 0o755, 0, 0),
+        (format!("{diff}/bin"), EntryType::Symlink, 0o777, 0, 0),
+        (format!("{diff}/home"), dir, 0o755, 0, 0),
+        (format!("{diff}/home/node"), dir, 0o750, 0, 0),
+        (format!("{diff}/home/node/.bashrc"), file, 0o644, 1000, 1000),
+        (format!("{diff}/usr"), dir, 0o755, 0, 0),
+        (format!("{diff}/usr/bin"), dir, 0o755, 0, 0),
+        (format!("{diff}/usr/bin/perl"), file, 0o755, 0, 0),
+        (
+            format!("{diff}/usr/bin/perl5.40.1"),
+            EntryType::Link,
+            0o755,
+            0,
+            0,
+        ),
+    ];
+    let listing = super::store::listing(&out);
+    let got: Vec<(String, EntryType, u32, u64, u64)> = listing
+        .into_iter()
+        .map(|(p, (t, m, u, g))| (p, t, m, u, g))
+        .collect();
+    let mut expected = expected;
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, expected);
+
+    // Contents.
+    let config_bytes = member_bytes(&out, &format!("{img}/imagedb/content/sha256/{id_hex}"));
+    assert_eq!(digest_of(&config_bytes), image.image_id);
+    assert_eq!(
+        String::from_utf8(member_bytes(&out, &format!("{img}/repositories.json"))).unwrap(),
+        format!(
+            r#"{{"Repositories":{{"openclaw-sandbox-custom":{{"openclaw-sandbox-custom:latest":"{}"}}}}}}"#,
+            image.image_id
+        )
+    );
+    assert_eq!(
+        member_bytes(&out, &format!("{layerdb}/diff")),
+        image.layer_diff_id.as_bytes()
+    );
+    assert_eq!(
+        member_bytes(&out, &format!("{layerdb}/cache-id")),
+        cache.as_bytes()
+    );
+    // DiffSize: perl's 11 bytes once (the hard link shares its inode), the
+    // symlink's target (7), .bashrc (5); directories count nothing.
+    assert_eq!(store.diff_size, 11 + 7 + 5);
+    assert_eq!(member_bytes(&out, &format!("{layerdb}/size")), b"23");
+    assert_eq!(
+        member_bytes(&out, &format!("{ov}/{cache}/link")),
+        store.link_id.as_bytes()
+    );
+    assert_eq!(
+        member_bytes(&out, &format!("{diff}/usr/bin/perl")),
+        b"perl binary"
+    );
+
+    // Link targets: the l/ symlink, the layer's symlink verbatim, the hard
+    // link re-pointed below diff/.
+    let mut archive = Archive::new(std::fs::File::open(&out).unwrap());
+    let mut links = BTreeMap::new();
+    for e in archive.entries().unwrap() {
+        let e = e.unwrap();
+        if let Some(l) = e.link_name_bytes() {
+            links.insert(
+                String::from_utf8_lossy(&e.path_bytes()).into_owned(),
+                String::from_utf8_lossy(&l).into_owned(),
+            );
+        }
+    }
+    assert_eq!(
+        links[&format!("{ov}/l/{}", store.link_id)],
+        format!("../{cache}/diff")
+    );
+    assert_eq!(links[&format!("{diff}/bin")], "usr/bin");
+    assert_eq!(
+        links[&format!("{diff}/usr/bin/perl5.40.1")],
+        format!("{diff}/usr/bin/perl")
+    );
+}
+
+#[test]
+fn two_stores_of_one_archive_are_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, info_a, a) = store_of(&tmp.path().join("a"), &IdMap::identity());
+    let (_, info_b, b) = store_of(&tmp.path().join("b"), &IdMap::identity());
+    assert_eq!(info_a, info_b);
+    assert_eq!(
+        hex::encode(Sha256::digest(std::fs::read(&a).unwrap())),
+        hex::encode(Sha256::digest(std::fs::read(&b).unwrap()))
+    );
+    // Only the final file is left: no temporaries.
+    assert_eq!(std::fs::read_dir(a.parent().unwrap()).unwrap().count(), 1);
+}
+
+#[test]
+fn a_rootless_id_map_moves_every_owner() {
+    let tmp = tempfile::tempdir().unwrap();
+    // As a rootless daemon of uid 1001 with subuids from 100000 sees it.
+    let ranges = vec![
+        IdRange {
+            inside: 0,
+            outside: 1001,
+            count: 1,
+        },
+        IdRange {
+            inside: 1,
+            outside: 100_000,
+            count: 65_536,
+        },
+    ];
+    let ids = IdMap::new(ranges.clone(), ranges);
+    let (_, store, out) = store_of(tmp.path(), &ids);
+    let listing = super::store::listing(&out);
+    let diff = format!("var/lib/docker/overlay2/{}/diff", store.cache_id);
+    assert_eq!(listing["var/lib/docker/image/overlay2"].2, 1001);
+    assert_eq!(listing[&format!("{diff}/usr/bin/perl")].2, 1001);
+    let bashrc = listing[&format!("{diff}/home/node/.bashrc")];
+    assert_eq!((bashrc.2, bashrc.3), (100_999, 100_999));
+
+    // An owner outside the map is an error naming it.
+    let narrow = IdMap::new(
+        vec![IdRange {
+            inside: 0,
+            outside: 0,
+            count: 1,
+        }],
+        vec![IdRange {
+            inside: 0,
+            outside: 0,
+            count: 65_536,
+        }],
+    );
+    let dir = tmp.path().join("narrow");
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = write_store(
+        &tmp.path().join("image.tar"),
+        &StoreOptions {
+            root: "var/lib/docker",
+            ids: &narrow,
+            epoch: EPOCH,
+        },
+        &dir.join("store.tar"),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("uid 1000 is outside the store's uid map"),
+        "{err:#}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "nothing half-written"
+    );
+}
+
+#[test]
+fn a_damaged_layer_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (image, _, _) = store_of(tmp.path(), &IdMap::identity());
+    // Flip a byte of perl's data inside the archive's layer blob.
+    let archive = tmp.path().join("image.tar");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let at = bytes.windows(11).position(|w| w == b"perl binary").unwrap();
+    bytes[at] = b'P';
+    std::fs::write(&archive, bytes).unwrap();
+    let err = write_store(
+        &archive,
+        &StoreOptions {
+            root: "var/lib/docker",
+            ids: &IdMap::identity(),
+            epoch: EPOCH,
+        },
+        &tmp.path().join("damaged.tar"),
+    )
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&format!("but the config names {}", image.layer_diff_id)),
+        "{msg}"
+    );
+    assert!(!tmp.path().join("damaged.tar").exists());
+}
+
+#[test]
+fn base32_and_ids_are_stable() {
+    assert_eq!(super::store::base32_for_tests(b"foobar"), "MZXW6YTBOI");
+    assert_eq!(link_id("sha256:00"), link_id("sha256:00"));
+    assert_ne!(link_id("sha256:00"), link_id("sha256:01"));
+}

@@ -427,6 +427,10 @@ fn stage_tarballs(a: &BuildDir, b: &BuildDir, name: &str) -> Option<(PathBuf, Pa
                 d.stage_dir
                     .join(format!("sandbox-{}.image.tar", key(d, "sandbox")?)),
             ),
+            "sandbox-store" => Some(
+                d.stage_dir
+                    .join(format!("sandbox-store-{}.tar", key(d, "sandbox-store")?)),
+            ),
             n if n.starts_with("root") => Some(d.stage_dir.join("root.tar")),
             _ => None,
         }

@@ -84,7 +84,7 @@ pub fn compare_stages(
             .unwrap_or_default()
     };
     let mut out = Vec::new();
-    for name in ["tools", "base", "sandbox", "app", "agent"] {
+    for name in ["tools", "base", "sandbox", "sandbox-store", "app", "agent"] {
         let (x, y) = (key(&ka, name), key(&kb, name));
         let mut r = StageResult {
             name: name.into(),
@@ -136,6 +136,13 @@ pub fn compare_stages(
                 }
                 d
             }
+            // Docker's image store made from the archive (what the image holds).
+            "sandbox-store" => compare_tars(
+                &sa.join(format!("sandbox-store-{x}.tar")),
+                &sb.join(format!("sandbox-store-{x}.tar")),
+                scratch,
+                limit,
+            ),
             "app" => compare_trees(
                 &sa.join(format!("app-{x}")),
                 &sb.join(format!("app-{x}")),

@@ -5,16 +5,19 @@
 //! an existing path replaces it in place; new overlay entries follow in path
 //! order, parents first. Every mtime is clamped to the epoch.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use appliance::{Entry, Tree};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
+
+use crate::oci::{EntryKind as TarKind, XATTR_PREFIX};
 
 /// Where overlay bytes come from.
 #[derive(Debug, Clone)]
@@ -39,6 +42,26 @@ enum Source {
     Symlink {
         target: String,
     },
+    /// An entry of a tarball on disk, as it is there.
+    Tar(Box<TarEntry>),
+}
+
+/// One entry of a tarball laid over the base with its own owner, mode,
+/// mtime, link target and xattrs; a file's data stays in the tarball.
+#[derive(Debug, Clone)]
+struct TarEntry {
+    kind: TarKind,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+    /// Symlink target (verbatim) or hard-link target (an overlay key).
+    link: Vec<u8>,
+    /// `SCHILY.xattr.*` pax records.
+    xattrs: Vec<(String, Vec<u8>)>,
+    tar: Arc<PathBuf>,
+    offset: u64,
+    size: u64,
 }
 
 /// Entries to lay over the base, keyed by path without a leading `/` or `./`.
@@ -104,6 +127,93 @@ impl Overlay {
         self.walk(&dest, src)
     }
 
+    /// Adds every entry of the tarball `tar` (a keyed stage output) as it is
+    /// there: type, mode, owner, mtime (clamped to the epoch when merged),
+    /// symlink and hard-link targets, `SCHILY.xattr.*` records. A hard
+    /// link's target must come earlier in the tarball and sort before it.
+    /// Returns the number of entries.
+    pub fn add_tar(&mut self, tar: &Path) -> Result<usize> {
+        let name = tar.display();
+        let shared = Arc::new(tar.to_path_buf());
+        let file = File::open(tar).with_context(|| format!("opening {name}"))?;
+        let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
+        let mut count = 0;
+        for entry in archive
+            .entries_with_seek()
+            .with_context(|| format!("reading {name}"))?
+        {
+            let mut entry = entry.with_context(|| format!("reading an entry of {name}"))?;
+            let raw = entry.path_bytes().into_owned();
+            let path = std::str::from_utf8(&raw).map(clean).with_context(|| {
+                format!("{name}: `{}` is not UTF-8", String::from_utf8_lossy(&raw))
+            })?;
+            let ctx = || format!("{name}: entry `{path}`");
+            let header = entry.header();
+            let kind = match header.entry_type() {
+                EntryType::Regular | EntryType::Continuous => TarKind::File,
+                EntryType::Directory => TarKind::Dir,
+                EntryType::Symlink => TarKind::Symlink,
+                EntryType::Link => TarKind::HardLink,
+                EntryType::Fifo => TarKind::Fifo,
+                other => bail!("{}: entry type {:?} cannot be layered", ctx(), other),
+            };
+            let (mode, uid, gid, mtime) = (
+                header.mode().with_context(ctx)? & 0o7777,
+                header.uid().with_context(ctx)?,
+                header.gid().with_context(ctx)?,
+                header.mtime().with_context(ctx)?,
+            );
+            let mut link = entry
+                .link_name_bytes()
+                .map(|l| l.into_owned())
+                .unwrap_or_default();
+            if kind == TarKind::HardLink {
+                let target = std::str::from_utf8(&link)
+                    .map(clean)
+                    .with_context(|| format!("{}: the hard-link target is not UTF-8", ctx()))?;
+                if !self.entries.contains_key(&target) || target >= path {
+                    bail!(
+                        "{}: hard link to `{target}`, which is not an earlier entry that sorts before it",
+                        ctx()
+                    );
+                }
+                link = target.into_bytes();
+            }
+            let mut xattrs = Vec::new();
+            if let Some(pax) = entry.pax_extensions().with_context(ctx)? {
+                for record in pax {
+                    let record = record.with_context(ctx)?;
+                    let key = record.key().with_context(ctx)?;
+                    if key.starts_with(XATTR_PREFIX) {
+                        xattrs.push((key.to_owned(), record.value_bytes().to_vec()));
+                    }
+                }
+            }
+            let (offset, size) = if kind == TarKind::File {
+                (entry.raw_file_position(), entry.size())
+            } else {
+                (0, 0)
+            };
+            self.entries.insert(
+                path,
+                Source::Tar(Box::new(TarEntry {
+                    kind,
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                    link,
+                    xattrs,
+                    tar: Arc::clone(&shared),
+                    offset,
+                    size,
+                })),
+            );
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// A hash of the entries: paths, types, owners, modes, the bytes of
     /// in-memory files and symlink targets; a file from disk counts by its
     /// path and size only, so add only files whose path names their content
@@ -139,6 +249,25 @@ impl Overlay {
                 }
                 Source::Symlink { target } => {
                     h.update(format!("\0symlink {target}\0"));
+                }
+                Source::Tar(e) => {
+                    h.update(format!(
+                        "\0tar {:?} {:o} {} {} {} {} {} {} {}\0",
+                        e.kind,
+                        e.mode,
+                        e.uid,
+                        e.gid,
+                        e.mtime,
+                        e.tar.display(),
+                        e.offset,
+                        e.size,
+                        e.xattrs.len()
+                    ));
+                    h.update(&e.link);
+                    for (k, v) in &e.xattrs {
+                        h.update(k.as_bytes());
+                        h.update(v);
+                    }
                 }
             }
         }
@@ -264,6 +393,7 @@ pub fn merge_into<W: io::Write>(
     builder.mode(tar::HeaderMode::Complete);
     let mut written = BTreeSet::new();
     let mut count = 0usize;
+    let mut files = TarFiles::default();
 
     let mut archive = tar::Archive::new(BufReader::with_capacity(
         1 << 20,
@@ -281,7 +411,7 @@ pub fn merge_into<W: io::Write>(
         }
         if let Some(src) = overlay.entries.get(&key) {
             if written.insert(key.clone()) {
-                append(&mut builder, &key, src, epoch)?;
+                append(&mut builder, &key, src, epoch, &mut files)?;
                 count += 1;
             }
             continue;
@@ -370,12 +500,21 @@ pub fn merge_into<W: io::Write>(
                         gid: 0,
                     },
                     epoch,
+                    &mut files,
                 )?;
                 written.insert(parent.clone());
                 count += 1;
             }
         }
-        append(&mut builder, key, src, epoch)?;
+        if let Source::Tar(e) = src
+            && e.kind == TarKind::HardLink
+        {
+            let target = String::from_utf8_lossy(&e.link);
+            if !written.contains(target.as_ref()) {
+                bail!("hard link {key} comes before its target {target} in the merged tarball");
+            }
+        }
+        append(&mut builder, key, src, epoch, &mut files)?;
         written.insert(key.to_string());
         count += 1;
     }
@@ -383,11 +522,15 @@ pub fn merge_into<W: io::Write>(
     Ok((count, writer))
 }
 
+/// Open tarballs that [`Source::Tar`] entries read their data from.
+type TarFiles = HashMap<Arc<PathBuf>, File>;
+
 fn append<W: io::Write>(
     b: &mut tar::Builder<W>,
     key: &str,
     src: &Source,
     epoch: u64,
+    files: &mut TarFiles,
 ) -> Result<()> {
     let name = format!("./{key}");
     let mut h = Header::new_gnu();
@@ -429,6 +572,68 @@ fn append<W: io::Write>(
             set_owner(&mut h, 0o777, 0, 0);
             h.set_size(0);
             b.append_link(&mut h, &name, target)?;
+        }
+        Source::Tar(e) => append_tar_entry(b, &name, e, epoch, files)?,
+    }
+    Ok(())
+}
+
+fn append_tar_entry<W: io::Write>(
+    b: &mut tar::Builder<W>,
+    name: &str,
+    e: &TarEntry,
+    epoch: u64,
+    files: &mut TarFiles,
+) -> Result<()> {
+    let ctx = || format!("adding {name} from {}", e.tar.display());
+    if !e.xattrs.is_empty() {
+        b.append_pax_extensions(e.xattrs.iter().map(|(k, v)| (k.as_str(), &v[..])))
+            .with_context(ctx)?;
+    }
+    let mut h = Header::new_gnu();
+    h.set_mode(e.mode);
+    h.set_uid(e.uid);
+    h.set_gid(e.gid);
+    h.set_mtime(e.mtime.min(epoch));
+    h.set_size(0);
+    match e.kind {
+        TarKind::File => {
+            let file = match files.entry(Arc::clone(&e.tar)) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                    File::open(e.tar.as_path())
+                        .with_context(|| format!("opening {}", e.tar.display()))?,
+                ),
+            };
+            file.seek(SeekFrom::Start(e.offset)).with_context(ctx)?;
+            h.set_entry_type(EntryType::Regular);
+            h.set_size(e.size);
+            let mut data = Read::by_ref(file).take(e.size);
+            b.append_data(&mut h, name, &mut data).with_context(ctx)?;
+            if data.limit() != 0 {
+                bail!("{}: the tarball ends inside the data", ctx());
+            }
+        }
+        TarKind::Dir => {
+            h.set_entry_type(EntryType::Directory);
+            b.append_data(&mut h, format!("{name}/"), io::empty())
+                .with_context(ctx)?;
+        }
+        TarKind::Fifo => {
+            h.set_entry_type(EntryType::Fifo);
+            b.append_data(&mut h, name, io::empty()).with_context(ctx)?;
+        }
+        TarKind::Symlink => {
+            h.set_entry_type(EntryType::Symlink);
+            crate::oci::append_link_verbatim(b, &mut h, Path::new(name), &e.link)
+                .with_context(ctx)?;
+        }
+        TarKind::HardLink => {
+            h.set_entry_type(EntryType::Link);
+            let mut target = b"./".to_vec();
+            target.extend_from_slice(&e.link);
+            crate::oci::append_link_verbatim(b, &mut h, Path::new(name), &target)
+                .with_context(ctx)?;
         }
     }
     Ok(())
@@ -524,5 +729,100 @@ mod tests {
         };
         let err = merge_into(&base, &Overlay::default(), late, 9, Vec::new()).unwrap_err();
         assert!(format!("{err:#}").contains("etc/b"), "{err:#}");
+    }
+    #[test]
+    fn a_tarball_lands_with_its_owners_modes_mtimes_and_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = base_tar(tmp.path());
+        let layer = tmp.path().join("layer.tar");
+        let mut b = tar::Builder::new(File::create(&layer).unwrap());
+        let h = |ty: EntryType, mode: u32, uid: u64| {
+            let mut h = Header::new_gnu();
+            h.set_entry_type(ty);
+            h.set_mode(mode);
+            h.set_uid(uid);
+            h.set_gid(uid);
+            h.set_mtime(3);
+            h.set_size(0);
+            h
+        };
+        b.append_data(
+            &mut h(EntryType::Directory, 0o710, 0),
+            "var/d/",
+            io::empty(),
+        )
+        .unwrap();
+        let mut f = h(EntryType::Regular, 0o640, 1000);
+        f.set_size(4);
+        b.append_data(&mut f, "var/d/a", &b"data"[..]).unwrap();
+        b.append_link(&mut h(EntryType::Link, 0o640, 1000), "var/d/b", "var/d/a")
+            .unwrap();
+        let mut sym = h(EntryType::Symlink, 0o777, 7);
+        sym.set_link_name_literal("a//x").unwrap();
+        b.append_data(&mut sym, "var/d/s", io::empty()).unwrap();
+        b.into_inner().unwrap();
+
+        let mut overlay = Overlay::default();
+        assert_eq!(overlay.add_tar(&layer).unwrap(), 4);
+        let (_, out) = merge_into(
+            &base,
+            &overlay,
+            Late {
+                paths: Vec::new(),
+                make: &mut || Ok(Overlay::default()),
+            },
+            9,
+            Vec::new(),
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        for e in tar::Archive::new(&out[..]).entries().unwrap() {
+            let mut e = e.unwrap();
+            let h = e.header().clone();
+            let link = e
+                .link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned())
+                .unwrap_or_default();
+            let mut data = String::new();
+            e.read_to_string(&mut data).unwrap();
+            got.push(format!(
+                "{} {:?} {:o} {} {} {link} {data}",
+                String::from_utf8_lossy(&e.path_bytes()),
+                h.entry_type(),
+                h.mode().unwrap_or(0),
+                h.uid().unwrap_or(0),
+                h.mtime().unwrap_or(0),
+            ));
+        }
+        assert_eq!(
+            got[2..],
+            [
+                // Names as the base's come out; hard-link targets keep `./`
+                // like theirs.
+                "var/ Directory 755 0 9  ",
+                "var/d/ Directory 710 0 3  ",
+                "var/d/a Regular 640 1000 3  data",
+                "var/d/b Link 640 1000 3 ./var/d/a ",
+                "var/d/s Symlink 777 7 3 a//x ",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_hard_link_before_its_target_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layer = tmp.path().join("layer.tar");
+        let mut b = tar::Builder::new(File::create(&layer).unwrap());
+        let mut h = Header::new_gnu();
+        h.set_entry_type(EntryType::Link);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(0);
+        b.append_link(&mut h, "x/b", "x/a").unwrap();
+        b.into_inner().unwrap();
+        let err = Overlay::default().add_tar(&layer).unwrap_err();
+        assert!(format!("{err:#}").contains("hard link to `x/a`"), "{err:#}");
     }
 }
