@@ -57,7 +57,7 @@ pub fn find_all(path: &Path, needle: &[u8]) -> Result<Vec<u64>> {
 }
 
 /// Start and size in bytes of partition `number` of the raw disk.
-fn partition(raw: &Path, number: u32) -> Result<(u64, u64)> {
+pub(crate) fn partition(raw: &Path, number: u32) -> Result<(u64, u64)> {
     let out = Command::new("sfdisk")
         .args(["-J"])
         .arg(raw)

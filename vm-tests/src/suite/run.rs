@@ -505,7 +505,7 @@ fn remove_overlays(dir: &std::path::Path) -> String {
 }
 
 /// A drop-in that skips the sandbox image check, for the extra machines of
-/// SEC-1, SEC-2 and SEC-4 that do not need it (the check itself is cheap
+/// SEC-2 and SEC-4 that do not need it (the check itself is cheap
 /// now that the image is baked into Docker's store; skipping it keeps those
 /// machines from waiting on Docker).
 pub fn skip_sandbox_load() -> Result<Credential> {

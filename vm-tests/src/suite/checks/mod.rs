@@ -129,7 +129,7 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// An extra machine of the run (SEC-1, SEC-2, SEC-4): the template with
+    /// An extra machine of the run (SEC-2, SEC-4): the template with
     /// `name` and `credentials`, one vCPU, and the sandbox image load
     /// skipped (minutes under TCG, not what these cases are about).
     pub fn side_config(

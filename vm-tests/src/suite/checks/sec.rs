@@ -5,8 +5,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use std::path::Path;
+
 use super::{Ctx, as_user, expect};
 use crate::credential::Credential;
+use crate::imagefs::{ImageFs, ROOT_PARTITION};
 use crate::machine::Machine;
 use crate::suite::report::Outcome;
 
@@ -31,58 +34,158 @@ pub fn allowed(name: &str) -> &'static [&'static str] {
 
 const DONE: &str = "/var/lib/openclaw-appliance/firstboot.done";
 
-/// SEC-1: the image as shipped holds no secret: checked on the running
-/// machine for what first boot did not create, and by the absence of token
-/// fields in the baked config inside the image (`manifest` + pristine files).
+/// SEC-1: the image as shipped holds no secret, read from the raw image
+/// itself (no boot, so nothing a boot makes can be mistaken for shipped):
+/// no token fields in `openclaw.json`, no `.env`, no SSH host key, an empty
+/// machine-id, and no file with secret-shaped content where secrets go.
 pub fn sec_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
-    // A boot of the pristine image without user-data: nothing first boot
-    // would create exists, so what is there came from the image.
-    let cfg = ctx.side_config("pristine", Vec::new())?;
-    let seen = ctx.with_side_machine(cfg, false, |m| {
-        m.wait_until_succeeds(
-            "systemctl show -p ActiveState --value openclaw-firstboot.service | grep -qx failed",
-            Duration::from_secs(600),
-        )?;
-        let tokens = config_tokens(m)?;
-        let hostkeys = m.succeed(
-            "{ find /etc/ssh -maxdepth 1 -name 'ssh_host_*' 2>/dev/null || true; } | wc -l",
-        )?;
-        let env = m.execute("test -e /home/openclaw/.openclaw/.env")?.0 == 0;
-        let tokenish = m.succeed(TOKENISH_FILES)?;
-        let machine_id =
-            m.succeed("journalctl -b -o cat | grep -c 'Initializing machine ID' || true")?;
-        Ok((tokens, hostkeys, env, tokenish, machine_id))
-    })?;
-    let (tokens, hostkeys, env, tokenish, machine_id) = seen;
-    let ok = tokens.is_empty() && hostkeys.trim() == "0" && !env && tokenish.trim().is_empty();
-    Ok(expect(
+    std::fs::create_dir_all(&ctx.facts.out_dir)
+        .with_context(|| format!("creating {}", ctx.facts.out_dir.display()))?;
+    let (ok, seen) = image_holds_no_secret(&ctx.facts.image, &ctx.facts.out_dir)?;
+    Ok(expect(ok, seen))
+}
+
+/// SEC-1's reading of the raw image `image` (scratch space under `work`):
+/// whether it holds no secret, and what was seen.
+pub fn image_holds_no_secret(image: &Path, work: &Path) -> Result<(bool, String)> {
+    let fs = ImageFs::open(image, ROOT_PARTITION)?;
+    let config = fs
+        .read(OPENCLAW_JSON)?
+        .with_context(|| format!("{OPENCLAW_JSON} is not in the image"))?;
+    let tokens = token_fields(&String::from_utf8_lossy(&config))?;
+    let env = fs.exists(ENV_FILE)?;
+    let hostkeys: Vec<String> = fs
+        .list("/etc/ssh")?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("ssh_host_"))
+        .collect();
+    let machine_id = fs.read("/etc/machine-id")?.unwrap_or_default();
+    let machine_id = String::from_utf8_lossy(&machine_id).trim().to_string();
+    let machine_id_ok = machine_id.is_empty() || machine_id == "uninitialized";
+    let scratch = tempfile::tempdir_in(work).context("a scratch directory")?;
+    let tokenish = secret_shaped_files(&fs, scratch.path())?;
+    let ok =
+        tokens.is_empty() && !env && hostkeys.is_empty() && machine_id_ok && tokenish.is_empty();
+    Ok((
         ok,
         format!(
-            "pristine boot, no user-data: token fields in openclaw.json: {tokens:?}; host keys: {}; .env: {env}; files with secret-shaped content: [{}]; machine-id initialised at boot: {}",
-            hostkeys.trim(),
-            tokenish.trim().lines().collect::<Vec<_>>().join(", "),
-            machine_id.trim()
+            "raw image, not booted: token fields in openclaw.json: {tokens:?}; .env: {env}; SSH host keys: {hostkeys:?}; machine-id: {machine_id:?}; files with secret-shaped content: {tokenish:?} (searched {} whole, /var/lib/docker without the sandbox image's layers)",
+            SECRET_DIRS.join(" ")
         ),
     ))
 }
 
-/// Files under the places secrets go that hold something shaped like one
-/// of them: an Anthropic or Tailscale key prefix, a JSON `token` key with a
-/// value, an OpenSSH private key (a workspace deploy key). Prints the paths.
-/// The sandbox image's unpacked layers (`/var/lib/docker/overlay2`) are left
-/// out: they are Debian packages' files, audited as a layer at build time
-/// (AGT-3), and many hold JSON `token` keys of their own.
-const TOKENISH_FILES: &str = "find /etc /home /root /var/lib /usr/share/openclaw-appliance -path /var/lib/docker/overlay2 -prune -o -type f -print0 2>/dev/null \
-     | xargs -0 -r grep -IlE 'sk-ant-[A-Za-z0-9]|tskey-[a-z]|\"token\" *: *\"[^\"]|BEGIN OPENSSH PRIVATE KEY' 2>/dev/null || true";
+/// The gateway's config, which first boot gives its token (SEC-1).
+const OPENCLAW_JSON: &str = "/home/openclaw/.openclaw/openclaw.json";
+/// The file first boot writes the Anthropic token to (SEC-1).
+const ENV_FILE: &str = "/home/openclaw/.openclaw/.env";
 
-/// The token fields set in the gateway's `openclaw.json` (by JSON pointer).
-fn config_tokens(m: &mut Machine) -> Result<Vec<&'static str>> {
-    let text = m.succeed("cat /home/openclaw/.openclaw/openclaw.json")?;
-    let cfg: Value = serde_json::from_str(&text).context("openclaw.json is not JSON")?;
+/// Where secrets go (and so where one baked in would be): searched whole,
+/// except the sandbox image's unpacked layers under `/var/lib/docker`
+/// (Debian packages' files, audited as a layer at build time by AGT-3; many
+/// hold JSON `token` keys of their own).
+const SECRET_DIRS: &[&str] = &[
+    "/etc",
+    "/home",
+    "/root",
+    "/var/lib",
+    "/usr/share/openclaw-appliance",
+];
+
+/// The paths (in the image) of files under [`SECRET_DIRS`] with
+/// secret-shaped content, copied out through `scratch`.
+fn secret_shaped_files(fs: &ImageFs, scratch: &Path) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for dir in SECRET_DIRS {
+        for (name, is_dir) in fs.list(dir)? {
+            let path = format!("{dir}/{name}");
+            let children = if path == "/var/lib/docker" {
+                fs.list(&path)?
+                    .into_iter()
+                    .filter(|(n, _)| n != "overlay2")
+                    .map(|(n, d)| (format!("{path}/{n}"), d))
+                    .collect()
+            } else {
+                vec![(path, is_dir)]
+            };
+            for (p, d) in children {
+                let local = fs.copy_out(&p, d, scratch)?;
+                scan_tree(&local, &p, &mut found)?;
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Adds to `found` the image paths of files under the host copy `local`
+/// (of image path `image_path`) whose content looks like a secret; then
+/// removes the copy.
+fn scan_tree(local: &Path, image_path: &str, found: &mut Vec<String>) -> Result<()> {
+    let meta = std::fs::symlink_metadata(local)
+        .with_context(|| format!("the copy of {image_path} at {}", local.display()))?;
+    if meta.is_dir() {
+        let entries =
+            std::fs::read_dir(local).with_context(|| format!("reading {}", local.display()))?;
+        for e in entries {
+            let e = e.with_context(|| format!("reading {}", local.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            scan_tree(&e.path(), &format!("{image_path}/{name}"), found)?;
+        }
+        std::fs::remove_dir(local).ok();
+    } else {
+        if meta.is_file() {
+            let bytes =
+                std::fs::read(local).with_context(|| format!("reading {}", local.display()))?;
+            if secret_shaped(&bytes) {
+                found.push(image_path.to_string());
+            }
+        }
+        std::fs::remove_file(local).ok();
+    }
+    Ok(())
+}
+
+/// Whether `bytes` hold something shaped like a secret first boot installs:
+/// an Anthropic (`sk-ant-` + alphanumeric) or Tailscale (`tskey-` + letter)
+/// key, a JSON `"token"` key with a non-empty string value, or an OpenSSH
+/// private key (a workspace deploy key). Binary files (with a NUL byte) are
+/// skipped, as `grep -I` does.
+fn secret_shaped(bytes: &[u8]) -> bool {
+    if bytes.contains(&0) {
+        return false;
+    }
+    let followed_by = |needle: &[u8], ok: fn(&u8) -> bool| {
+        memchr::memmem::find_iter(bytes, needle)
+            .any(|i| bytes.get(i + needle.len()).is_some_and(ok))
+    };
+    let json_token = memchr::memmem::find_iter(bytes, b"\"token\"").any(|i| {
+        bytes[i + 7..]
+            .trim_ascii_start()
+            .strip_prefix(b":")
+            .map(<[u8]>::trim_ascii_start)
+            .and_then(|r| r.strip_prefix(b"\""))
+            .is_some_and(|r| r.first().is_some_and(|&c| c != b'"'))
+    });
+    followed_by(b"sk-ant-", u8::is_ascii_alphanumeric)
+        || followed_by(b"tskey-", u8::is_ascii_lowercase)
+        || json_token
+        || memchr::memmem::find(bytes, b"BEGIN OPENSSH PRIVATE KEY").is_some()
+}
+
+/// The token fields set in a gateway config's text (by JSON pointer).
+fn token_fields(text: &str) -> Result<Vec<&'static str>> {
+    let cfg: Value = serde_json::from_str(text).context("openclaw.json is not JSON")?;
     Ok(["/gateway/auth/token", "/gateway/remote/token"]
         .into_iter()
         .filter(|p| cfg.pointer(p).is_some())
         .collect())
+}
+
+/// The token fields set in the gateway's `openclaw.json` (by JSON pointer).
+fn config_tokens(m: &mut Machine) -> Result<Vec<&'static str>> {
+    token_fields(&m.succeed(&format!("cat {OPENCLAW_JSON}"))?)
 }
 
 /// SEC-2: malformed user-data fails closed: the gateway stays down, the
@@ -629,4 +732,44 @@ pub fn boot_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         )));
     }
     Ok(expect(same, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_shapes() {
+        for yes in [
+            &b"ANTHROPIC=sk-ant-oat01-abc"[..],
+            b"key tskey-auth-k123",
+            b"{\"token\": \"x\"}",
+            b"{\"token\" :\"x\"}",
+            b"-----BEGIN OPENSSH PRIVATE KEY-----",
+        ] {
+            assert!(secret_shaped(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &b"prefix sk-ant- only"[..],
+            b"tskey-",
+            b"{\"token\": \"\"}",
+            b"{\"token\": null}",
+            b"sk-ant-abc\0binary",
+        ] {
+            assert!(!secret_shaped(no), "{}", String::from_utf8_lossy(no));
+        }
+    }
+
+    /// SEC-1 on a built image, host side only (no boot).
+    #[test]
+    #[ignore = "needs VMTEST_IMAGE=<a raw image built by `cargo xtask build-image`>; run with --ignored"]
+    fn a_built_image_holds_no_secret() {
+        let image = std::env::var("VMTEST_IMAGE")
+            .expect("set VMTEST_IMAGE=target/image/openclaw-appliance.raw to run this test");
+        let work = tempfile::tempdir().expect("tempdir");
+        let (ok, seen) =
+            image_holds_no_secret(Path::new(&image), work.path()).expect("reading the image");
+        eprintln!("{seen}");
+        assert!(ok, "{seen}");
+    }
 }
