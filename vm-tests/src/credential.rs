@@ -4,12 +4,19 @@
 //! `io.systemd.credential.binary:<name>=<base64>` as the system credential
 //! `<name>` (see systemd.system-credentials(7)). The harness uses this to add
 //! its command channel from outside the image; tests use it to pass secrets.
+//! The strings go to QEMU in files (`-smbios type=11,path=FILE`, mode 0600 in
+//! the machine's private directory), never on its command line, which any
+//! user of the host can read.
 
 use anyhow::{Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::qemu::escape_opt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::Context;
 
 /// One systemd credential: a name and its (binary) value.
 #[derive(Clone, PartialEq, Eq)]
@@ -58,16 +65,27 @@ impl Credential {
         &self.value
     }
 
-    /// The value of QEMU's `-smbios` option that carries this credential:
-    /// `type=11,value=io.systemd.credential.binary:<name>=<base64>`, with
-    /// commas doubled as QEMU's option syntax requires.
-    pub fn smbios_arg(&self) -> String {
-        let string = format!(
+    /// The SMBIOS type 11 string that carries this credential:
+    /// `io.systemd.credential.binary:<name>=<base64>`.
+    pub fn smbios_string(&self) -> String {
+        format!(
             "io.systemd.credential.binary:{}={}",
             self.name,
             STANDARD.encode(&self.value)
-        );
-        format!("type=11,value={}", escape_opt(&string))
+        )
+    }
+
+    /// Writes [`Self::smbios_string`] to a new file at `path`, mode 0600,
+    /// for QEMU's `-smbios type=11,path=`.
+    pub fn write_smbios_file(&self, path: &Path) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(self.smbios_string().as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
     }
 }
 
@@ -77,7 +95,7 @@ mod tests {
 
     fn check(name: &str, value: &[u8], expected: &str) {
         let cred = Credential::new(name, value).unwrap();
-        assert_eq!(cred.smbios_arg(), expected);
+        assert_eq!(cred.smbios_string(), expected);
     }
 
     #[test]
@@ -85,24 +103,33 @@ mod tests {
         check(
             "systemd.extra-unit.foo.service",
             b"[Unit]\n",
-            "type=11,value=io.systemd.credential.binary:systemd.extra-unit.foo.service=W1VuaXRdCg==",
+            "io.systemd.credential.binary:systemd.extra-unit.foo.service=W1VuaXRdCg==",
         );
-        check(
-            "empty",
-            b"",
-            "type=11,value=io.systemd.credential.binary:empty=",
-        );
+        check("empty", b"", "io.systemd.credential.binary:empty=");
         check(
             "bin",
             &[0, 0xff, b','],
-            "type=11,value=io.systemd.credential.binary:bin=AP8s",
+            "io.systemd.credential.binary:bin=AP8s",
         );
-        // A comma in the name is doubled for QEMU's option parser.
-        check(
-            "a,b",
-            b"x",
-            "type=11,value=io.systemd.credential.binary:a,,b=eA==",
+        // A file is not parsed as QEMU options: a comma stays single.
+        check("a,b", b"x", "io.systemd.credential.binary:a,b=eA==");
+    }
+
+    #[test]
+    fn the_file_is_private_and_holds_the_string() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cred");
+        let cred = Credential::new("token", b"s3cret".to_vec()).unwrap();
+        cred.write_smbios_file(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            cred.smbios_string()
         );
+        // Never over an existing file.
+        assert!(cred.write_smbios_file(&path).is_err());
     }
 
     #[test]

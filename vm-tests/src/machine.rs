@@ -331,6 +331,15 @@ impl Machine {
             }
         }
         credentials.extend(self.config.credentials.iter().cloned());
+        // Into private files (the socket directory is 0700), not onto
+        // QEMU's argv, which every user of the host can read.
+        let mut credential_files = Vec::new();
+        for (i, cred) in credentials.iter().enumerate() {
+            let file = self.sockets.path().join(format!("cred{boot}-{i}"));
+            let _ = std::fs::remove_file(&file);
+            cred.write_smbios_file(&file)?;
+            credential_files.push(file);
+        }
         let firmware = match &self.ovmf {
             None => FirmwareArgs::Bios,
             Some((files, vars)) => FirmwareArgs::Uefi {
@@ -350,7 +359,7 @@ impl Machine {
             shell_socket: &shell_socket,
             firmware,
             direct_kernel: self.config.direct_kernel.as_ref(),
-            credentials: &credentials,
+            credential_files: &credential_files,
             extra_args: &self.config.extra_args,
         });
         self.log.info(format_args!(

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::accel::Accel;
-use crate::credential::Credential;
 use crate::log::Log;
 
 /// The QEMU binary, found on `PATH` unless `VMTEST_QEMU` names another.
@@ -171,8 +170,10 @@ pub struct Launch<'a> {
     pub firmware: FirmwareArgs,
     /// Direct kernel boot, if any.
     pub direct_kernel: Option<&'a DirectKernel>,
-    /// systemd credentials (SMBIOS type 11), the harness's own included.
-    pub credentials: &'a [Credential],
+    /// Files holding systemd credentials' SMBIOS type 11 strings (see
+    /// [`Credential::write_smbios_file`]), the harness's own included: the
+    /// values never reach QEMU's argv.
+    pub credential_files: &'a [PathBuf],
     /// Appended last, verbatim (network devices, more drives, …).
     pub extra_args: &'a [OsString],
 }
@@ -240,9 +241,9 @@ pub fn qemu_argv(launch: &Launch<'_>) -> Vec<OsString> {
         argv.push("-append".into());
         argv.push(k.cmdline.clone().into());
     }
-    for cred in launch.credentials {
+    for file in launch.credential_files {
         argv.push("-smbios".into());
-        argv.push(cred.smbios_arg().into());
+        argv.push(opt_path("type=11,path=", file, ""));
     }
     argv.extend(["-device", "virtio-rng-pci"].map(OsString::from));
     argv.extend(["-device", "virtio-serial-pci,id=vmtest-serial"].map(OsString::from));
@@ -479,20 +480,14 @@ fn die_with_parent(command: &mut Command) {
     }
 }
 
-/// A shell-like rendering of a command line, for logs.
-///
-/// Credential values are left out (they may be secrets): an SMBIOS string
-/// shows as `io.systemd.credential.binary:<name>=<N base64 chars>`.
+/// A shell-like rendering of a command line, for logs (credentials are in
+/// files, so only their paths appear; long arguments are cut).
 pub fn render_argv(program: &Path, argv: &[OsString]) -> String {
-    const CREDENTIAL: &str = "type=11,value=io.systemd.credential.binary:";
     std::iter::once(program.as_os_str())
         .chain(argv.iter().map(OsString::as_os_str))
         .map(|a: &OsStr| {
             let s = a.to_string_lossy();
-            if let Some((name, value)) = s.strip_prefix(CREDENTIAL).and_then(|r| r.split_once('='))
-            {
-                format!("{CREDENTIAL}{name}=<{} base64 chars>", value.len())
-            } else if s.len() > 120 {
+            if s.len() > 120 {
                 format!(
                     "{}…",
                     &s[..s.char_indices().nth(100).map_or(s.len(), |(i, _)| i)]
@@ -526,7 +521,7 @@ mod tests {
     fn launch<'a>(
         firmware: FirmwareArgs,
         kernel: Option<&'a DirectKernel>,
-        creds: &'a [Credential],
+        creds: &'a [PathBuf],
         extra: &'a [OsString],
     ) -> Launch<'a> {
         Launch {
@@ -541,7 +536,7 @@ mod tests {
             shell_socket: Path::new("/s/shell.sock"),
             firmware,
             direct_kernel: kernel,
-            credentials: creds,
+            credential_files: creds,
             extra_args: extra,
         }
     }
@@ -605,7 +600,7 @@ mod tests {
             initrd: Some("/r/initrd.img".into()),
             cmdline: "root=/dev/vda rw console=ttyS0".into(),
         };
-        let creds = [Credential::new("a", b"x".to_vec()).unwrap()];
+        let creds = [PathBuf::from("/s/cred,1")];
         let extra: Vec<OsString> = ["-nic", "tap,ifname=t0"].map(OsString::from).to_vec();
         let fw = FirmwareArgs::Uefi {
             code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
@@ -627,10 +622,7 @@ mod tests {
         assert_eq!(values(&argv, "-kernel"), ["/r/vmlinuz"]);
         assert_eq!(values(&argv, "-initrd"), ["/r/initrd.img"]);
         assert_eq!(values(&argv, "-append"), ["root=/dev/vda rw console=ttyS0"]);
-        assert_eq!(
-            values(&argv, "-smbios"),
-            ["type=11,value=io.systemd.credential.binary:a=eA=="]
-        );
+        assert_eq!(values(&argv, "-smbios"), ["type=11,path=/s/cred,,1"]);
         assert_eq!(argv[argv.len() - 2..], ["-nic", "tap,ifname=t0"]);
     }
 
@@ -698,14 +690,10 @@ mod tests {
     }
 
     #[test]
-    fn rendered_argv_hides_credential_values() {
-        let cred = Credential::new("token", b"s3cret".to_vec()).unwrap();
-        let argv = [OsString::from("-smbios"), cred.smbios_arg().into()];
+    fn long_arguments_are_cut_in_the_log() {
+        let argv = [OsString::from("x".repeat(200))];
         let shown = render_argv(Path::new("qemu"), &argv);
-        assert_eq!(
-            shown,
-            "qemu -smbios type=11,value=io.systemd.credential.binary:token=<8 base64 chars>"
-        );
+        assert_eq!(shown, format!("qemu {}…", "x".repeat(100)));
     }
 
     #[test]
