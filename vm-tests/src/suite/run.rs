@@ -375,7 +375,9 @@ fn run_firmware(
             ));
             sandbox = Some(r);
         }
-        if group(&inv) >= 2 && gateway.is_none() {
+        // Only the gateway's own cases wait for it (the disruptive ones after
+        // them do not need it: a secondary pass has none of them).
+        if GATEWAY_CASES.contains(&inv.id) && gateway.is_none() {
             let t = Instant::now();
             let r = wait_gateway(&mut machine, &facts, &secrets, host_time_tcg);
             report.notes.push(gateway_note(label, &r, started, t));

@@ -381,6 +381,19 @@ pub fn sec_4(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .machine
         .succeed("systemctl show -p ConditionResult --value openclaw-firstboot.service")?;
     let after = state_digest(ctx.machine)?;
+    if !ctx.facts.primary {
+        let ok = before == after && skipped.trim() == "no";
+        return Ok(expect(
+            ok,
+            format!(
+                "second boot: first boot skipped by its condition: {}; state unchanged: {}\n\
+                 power cut mid-first-boot: proven on the primary pass (first boot's resumption \
+                 does not depend on the firmware)\n{before}",
+                skipped.trim() == "no",
+                before == after
+            ),
+        ));
+    }
 
     // Power cut in the middle of first boot on a fresh machine with the same user-data.
     let cfg = ctx.side_config(
