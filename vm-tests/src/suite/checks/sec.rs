@@ -264,26 +264,18 @@ fn secrets_arrived(ctx: &mut Ctx<'_>) -> Result<(bool, String)> {
         files.join(" ")
     ))?;
     let secrets = ctx.secrets.all();
-    let mut ok = true;
-    let mut lines = Vec::new();
-    for (file, name) in DESTINATIONS {
-        let value = secrets
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
-            .unwrap_or_default();
-        let want = hex_digest(&Sha256::digest(value.as_bytes()));
-        let meta = out
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("file {file} ")))
-            .unwrap_or("absent -");
-        let holds = out.lines().any(|l| l == format!("word {file} {want}"));
-        let good = meta == format!("600 {}", ctx.facts.user) && holds;
-        ok &= good;
-        lines.push(format!(
-            "{file}: {meta}; holds the injected {name}: {holds}"
-        ));
-    }
+    let expected: Vec<(&str, &str, String)> = DESTINATIONS
+        .iter()
+        .map(|(file, name)| {
+            let value = secrets
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| *v)
+                .unwrap_or_default();
+            (*file, *name, hex_digest(&Sha256::digest(value.as_bytes())))
+        })
+        .collect();
+    let (mut ok, lines) = judge_arrival(&out, &ctx.facts.user, &expected);
     let source = if ctx.facts.secrets_via_metadata {
         let requests = ctx.net.map(|n| n.userdata_requests()).unwrap_or(0);
         ok &= requests > 0;
@@ -292,6 +284,26 @@ fn secrets_arrived(ctx: &mut Ctx<'_>) -> Result<(bool, String)> {
         "a systemd credential".to_string()
     };
     Ok((ok, format!("secrets from {source}: {}", lines.join("; "))))
+}
+
+/// Judges the guest's `file PATH MODE OWNER` and `word PATH SHA256` lines
+/// against `expected` (file, secret name, sha256 of its value): each file
+/// must be mode 600, owned by `user`, and hold its secret.
+fn judge_arrival(out: &str, user: &str, expected: &[(&str, &str, String)]) -> (bool, Vec<String>) {
+    let mut ok = true;
+    let mut lines = Vec::new();
+    for (file, name, want) in expected {
+        let meta = out
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("file {file} ")))
+            .unwrap_or("absent -");
+        let holds = out.lines().any(|l| l == format!("word {file} {want}"));
+        ok &= meta == format!("600 {user}") && holds;
+        lines.push(format!(
+            "{file}: {meta}; holds the injected {name}: {holds}"
+        ));
+    }
+    (ok, lines)
 }
 
 /// Lower-case hex of `bytes`.
@@ -750,6 +762,26 @@ pub fn boot_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrival_needs_mode_owner_and_the_value() {
+        let expected = [("/h/.env", "anthropic-setup-token", "ab".repeat(32))];
+        let good = format!(
+            "file /h/.env 600 openclaw\nword /h/.env {}\n",
+            "ab".repeat(32)
+        );
+        assert!(judge_arrival(&good, "openclaw", &expected).0);
+        for bad in [
+            good.replace("600", "644"),
+            good.replace("600 openclaw", "600 root"),
+            good.replace(&"ab".repeat(32), &"cd".repeat(32)),
+            "file /h/.env absent -\n".to_string(),
+            String::new(),
+        ] {
+            let (ok, lines) = judge_arrival(&bad, "openclaw", &expected);
+            assert!(!ok, "{bad:?} passed: {lines:?}");
+        }
+    }
 
     #[test]
     fn secret_shapes() {
