@@ -335,7 +335,7 @@ impl<R: Read> Read for Exact<R> {
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "the rootfs tar ends inside a file's data",
+                "the tarball ends inside a file's data",
             ));
         }
         self.remaining -= n as u64;
@@ -360,6 +360,73 @@ pub(crate) fn append_link_verbatim<W: Write>(
     }
 }
 
+/// One tar entry's metadata, as the builder's two tar writers (this layer
+/// and the root merge, `rootfs::merge`) write it.
+pub(crate) struct EntryHead<'a> {
+    pub(crate) kind: Kind,
+    pub(crate) mode: u32,
+    pub(crate) uid: u64,
+    pub(crate) gid: u64,
+    /// Clamped to the epoch when written.
+    pub(crate) mtime: u64,
+    /// `SCHILY.xattr.*` pax records.
+    pub(crate) xattrs: &'a [(String, Vec<u8>)],
+}
+
+/// Appends one entry at `path`: its xattrs as pax records, then a GNU
+/// header (mtime clamped to `epoch`) and, by kind, exactly `size` bytes of
+/// `data` for a file (positioned by the caller; a short read is an error),
+/// `path/` for a directory, `link` kept byte for byte for a link.
+pub(crate) fn append_entry<W: Write>(
+    builder: &mut Builder<W>,
+    head: &EntryHead<'_>,
+    epoch: u64,
+    path: &[u8],
+    link: &[u8],
+    data: &mut dyn Read,
+    size: u64,
+) -> io::Result<()> {
+    if !head.xattrs.is_empty() {
+        builder.append_pax_extensions(head.xattrs.iter().map(|(k, v)| (k.as_str(), &v[..])))?;
+    }
+    let mut header = Header::new_gnu();
+    header.set_mode(head.mode);
+    header.set_uid(head.uid);
+    header.set_gid(head.gid);
+    header.set_mtime(head.mtime.min(epoch));
+    header.set_size(0);
+    let at = Path::new(OsStr::from_bytes(path));
+    match head.kind {
+        Kind::File => {
+            header.set_entry_type(EntryType::Regular);
+            header.set_size(size);
+            let exact = Exact {
+                inner: data,
+                remaining: size,
+            };
+            builder.append_data(&mut header, at, exact)
+        }
+        Kind::Dir => {
+            header.set_entry_type(EntryType::Directory);
+            let mut dir = path.to_vec();
+            dir.push(b'/');
+            builder.append_data(&mut header, Path::new(OsStr::from_bytes(&dir)), io::empty())
+        }
+        Kind::Fifo => {
+            header.set_entry_type(EntryType::Fifo);
+            builder.append_data(&mut header, at, io::empty())
+        }
+        Kind::Symlink | Kind::HardLink => {
+            header.set_entry_type(if head.kind == Kind::Symlink {
+                EntryType::Symlink
+            } else {
+                EntryType::Link
+            });
+            append_link_verbatim(builder, &mut header, at, link)
+        }
+    }
+}
+
 /// Pass two: writes the planned layer into `out`, data copied from
 /// `rootfs_tar`. Returns `out` after the end-of-archive blocks.
 pub(crate) fn write<W: Write>(rootfs_tar: &Path, plan: &mut Plan, epoch: u64, out: W) -> Result<W> {
@@ -370,57 +437,29 @@ pub(crate) fn write<W: Write>(rootfs_tar: &Path, plan: &mut Plan, epoch: u64, ou
     for node in &plan.nodes {
         let shown = String::from_utf8_lossy(&node.path);
         let ctx = || format!("writing `{shown}` (from {name}) to the layer");
-        if !node.xattrs.is_empty() {
-            builder
-                .append_pax_extensions(node.xattrs.iter().map(|(k, v)| (k.as_str(), &v[..])))
-                .with_context(ctx)?;
+        if node.kind == Kind::File {
+            input
+                .seek(SeekFrom::Start(node.offset))
+                .with_context(|| format!("seeking in {name}"))?;
         }
-        let mut header = Header::new_gnu();
-        header.set_mode(node.mode);
-        header.set_uid(node.uid);
-        header.set_gid(node.gid);
-        header.set_mtime(node.mtime.min(epoch));
-        header.set_size(0);
-        let path = Path::new(OsStr::from_bytes(&node.path));
-        match node.kind {
-            Kind::File => {
-                header.set_entry_type(EntryType::Regular);
-                header.set_size(node.size);
-                input
-                    .seek(SeekFrom::Start(node.offset))
-                    .with_context(|| format!("seeking in {name}"))?;
-                let data = Exact {
-                    inner: &mut input,
-                    remaining: node.size,
-                };
-                builder
-                    .append_data(&mut header, path, data)
-                    .with_context(ctx)?;
-            }
-            Kind::Dir => {
-                header.set_entry_type(EntryType::Directory);
-                let mut dir = node.path.clone();
-                dir.push(b'/');
-                builder
-                    .append_data(&mut header, Path::new(OsStr::from_bytes(&dir)), io::empty())
-                    .with_context(ctx)?;
-            }
-            Kind::Fifo => {
-                header.set_entry_type(EntryType::Fifo);
-                builder
-                    .append_data(&mut header, path, io::empty())
-                    .with_context(ctx)?;
-            }
-            Kind::Symlink | Kind::HardLink => {
-                header.set_entry_type(if node.kind == Kind::Symlink {
-                    EntryType::Symlink
-                } else {
-                    EntryType::Link
-                });
-                append_link_verbatim(&mut builder, &mut header, path, &node.link)
-                    .with_context(ctx)?;
-            }
-        }
+        let head = EntryHead {
+            kind: node.kind,
+            mode: node.mode,
+            uid: node.uid,
+            gid: node.gid,
+            mtime: node.mtime,
+            xattrs: &node.xattrs,
+        };
+        append_entry(
+            &mut builder,
+            &head,
+            epoch,
+            &node.path,
+            &node.link,
+            &mut input,
+            node.size,
+        )
+        .with_context(ctx)?;
         plan.stats.entries_written += 1;
     }
     builder

@@ -40,7 +40,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 pub use audit::{LayerAudit, audit_layer};
-pub(crate) use layer::{Kind as EntryKind, XATTR_PREFIX, append_link_verbatim};
+pub(crate) use layer::{EntryHead, Kind as EntryKind, XATTR_PREFIX, append_entry};
 pub use store::{
     DRIVER, IdMap, IdRange, STORE_FORMAT, StoreInfo, StoreOptions, cache_id, link_id, write_store,
 };

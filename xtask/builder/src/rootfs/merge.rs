@@ -17,7 +17,7 @@ use appliance::{Entry, Tree};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
-use crate::oci::{EntryKind as TarKind, XATTR_PREFIX};
+use crate::oci::{EntryHead, EntryKind as TarKind, XATTR_PREFIX, append_entry};
 
 /// Where overlay bytes come from.
 #[derive(Debug, Clone)]
@@ -586,56 +586,33 @@ fn append_tar_entry<W: io::Write>(
     files: &mut TarFiles,
 ) -> Result<()> {
     let ctx = || format!("adding {name} from {}", e.tar.display());
-    if !e.xattrs.is_empty() {
-        b.append_pax_extensions(e.xattrs.iter().map(|(k, v)| (k.as_str(), &v[..])))
-            .with_context(ctx)?;
+    let mut data: &mut dyn Read = &mut io::empty();
+    if e.kind == TarKind::File {
+        let file = match files.entry(Arc::clone(&e.tar)) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                File::open(e.tar.as_path())
+                    .with_context(|| format!("opening {}", e.tar.display()))?,
+            ),
+        };
+        file.seek(SeekFrom::Start(e.offset)).with_context(ctx)?;
+        data = file;
     }
-    let mut h = Header::new_gnu();
-    h.set_mode(e.mode);
-    h.set_uid(e.uid);
-    h.set_gid(e.gid);
-    h.set_mtime(e.mtime.min(epoch));
-    h.set_size(0);
-    match e.kind {
-        TarKind::File => {
-            let file = match files.entry(Arc::clone(&e.tar)) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                    File::open(e.tar.as_path())
-                        .with_context(|| format!("opening {}", e.tar.display()))?,
-                ),
-            };
-            file.seek(SeekFrom::Start(e.offset)).with_context(ctx)?;
-            h.set_entry_type(EntryType::Regular);
-            h.set_size(e.size);
-            let mut data = Read::by_ref(file).take(e.size);
-            b.append_data(&mut h, name, &mut data).with_context(ctx)?;
-            if data.limit() != 0 {
-                bail!("{}: the tarball ends inside the data", ctx());
-            }
-        }
-        TarKind::Dir => {
-            h.set_entry_type(EntryType::Directory);
-            b.append_data(&mut h, format!("{name}/"), io::empty())
-                .with_context(ctx)?;
-        }
-        TarKind::Fifo => {
-            h.set_entry_type(EntryType::Fifo);
-            b.append_data(&mut h, name, io::empty()).with_context(ctx)?;
-        }
-        TarKind::Symlink => {
-            h.set_entry_type(EntryType::Symlink);
-            crate::oci::append_link_verbatim(b, &mut h, Path::new(name), &e.link)
-                .with_context(ctx)?;
-        }
-        TarKind::HardLink => {
-            h.set_entry_type(EntryType::Link);
-            let mut target = b"./".to_vec();
-            target.extend_from_slice(&e.link);
-            crate::oci::append_link_verbatim(b, &mut h, Path::new(name), &target)
-                .with_context(ctx)?;
-        }
-    }
+    // A hard link's target is an overlay key: written as `./key`, like `name`.
+    let link = if e.kind == TarKind::HardLink {
+        [b"./".as_slice(), &e.link].concat()
+    } else {
+        e.link.clone()
+    };
+    let head = EntryHead {
+        kind: e.kind,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        mtime: e.mtime,
+        xattrs: &e.xattrs,
+    };
+    append_entry(b, &head, epoch, name.as_bytes(), &link, data, e.size).with_context(ctx)?;
     Ok(())
 }
 
