@@ -14,10 +14,7 @@ use crate::machine::Machine;
 use crate::suite::report::Outcome;
 
 /// The files a secret may live in after first boot (SEC-3).
-pub const ALLOWED: &[&str] = &[
-    "/home/openclaw/.openclaw/openclaw.json",
-    "/home/openclaw/.openclaw/.env",
-];
+pub const ALLOWED: &[&str] = &[OPENCLAW_JSON, ENV_FILE];
 
 /// The workspace deploy key's file (INF-2), the only place it may live (SEC-3).
 pub const DEPLOY_KEY: &str = "/home/openclaw/.ssh/workspace-deploy-key";
@@ -76,9 +73,9 @@ pub fn image_holds_no_secret(image: &Path, work: &Path) -> Result<(bool, String)
     ))
 }
 
-/// The gateway's config, which first boot gives its token (SEC-1).
+/// The gateway's config, which first boot gives its token (SEC-1, SEC-2, SEC-3).
 const OPENCLAW_JSON: &str = "/home/openclaw/.openclaw/openclaw.json";
-/// The file first boot writes the Anthropic token to (SEC-1).
+/// The file first boot writes the Anthropic token to (SEC-1, SEC-2, SEC-3).
 const ENV_FILE: &str = "/home/openclaw/.openclaw/.env";
 
 /// Where secrets go (and so where one baked in would be): searched whole,
@@ -227,7 +224,7 @@ pub fn sec_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             let leaks = console.contains(bad_value) || console.contains(&gateway_token);
             let gateway = m.execute(&format!("pgrep -u {user} -f 'openclaw.*gateway'"))?.0 == 0;
             let tokens = config_tokens(m)?;
-            let env = m.execute("test -e /home/openclaw/.openclaw/.env")?.0 == 0;
+            let env = m.execute(&format!("test -e {ENV_FILE}"))?.0 == 0;
             let done = m.execute(&format!("test -e {DONE}"))?.0 == 0;
             Ok((names_field, leaks, gateway, tokens, env, done))
         })?;
@@ -243,8 +240,8 @@ pub fn sec_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 /// The destination files of the secrets first boot installs, with the
 /// secret each must hold (SEC-2).
 const DESTINATIONS: &[(&str, &str)] = &[
-    ("/home/openclaw/.openclaw/openclaw.json", "gateway-token"),
-    ("/home/openclaw/.openclaw/.env", "anthropic-setup-token"),
+    (OPENCLAW_JSON, "gateway-token"),
+    (ENV_FILE, "anthropic-setup-token"),
 ];
 
 /// The first half of SEC-2, on the main machine: its secrets arrived from
