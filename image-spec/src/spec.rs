@@ -11,6 +11,21 @@ use toml::Spanned;
 use crate::error::SpecError;
 use crate::semver::Version;
 
+/// Groups whose members can become root (ESC-1): a container daemon's
+/// socket, sudo, the disks, the logs of secrets, lxd, … — refused in
+/// `users.groups`.
+pub const ROOT_GROUPS: [&str; 9] = [
+    "docker",
+    "sudo",
+    "admin",
+    "wheel",
+    "adm",
+    "disk",
+    "lxd",
+    "incus-admin",
+    "shadow",
+];
+
 /// CPU architecture of the image, in Debian's naming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -653,6 +668,24 @@ impl Ctx<'_> {
                     format!("user `{name}` has uid/gid outside 1000..60000"),
                     "give a regular user id, e.g. uid = 1000, gid = 1000",
                 ));
+            }
+            for g in &u.groups {
+                if !is_hostname(g) {
+                    return Err(self.err(
+                        &u.name,
+                        "users.groups",
+                        format!("user `{name}` names group `{g}`, which is not a group name"),
+                        "use lowercase letters, digits and `-`",
+                    ));
+                }
+                if ROOT_GROUPS.contains(&g.as_str()) {
+                    return Err(self.err(
+                        &u.name,
+                        "users.groups",
+                        format!("group `{g}` grants root to user `{name}` (ESC-1)"),
+                        "remove it: the sandboxes run on a rootless daemon that needs no group, and no user of the appliance may reach root",
+                    ));
+                }
             }
             users.push(User {
                 name: u.name.into_inner(),

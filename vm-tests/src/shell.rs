@@ -98,12 +98,19 @@ pub fn unit_text() -> String {
          [Service]\n\
          Type=exec\n\
          Environment=HOME=/root TERM=dumb LC_ALL=C.UTF-8 SYSTEMD_PAGER=cat PAGER=cat SYSTEMD_COLORS=0\n\
+         # `docker` talks to the daemon OpenClaw's sandboxes run on.\n\
+         Environment=DOCKER_HOST={DOCKER_HOST}\n\
          WorkingDirectory=-/root\n\
          ExecStart=/bin/bash --noprofile --norc -c 'exec 3<>/dev/virtio-ports/{SHELL_PORT_NAME} && exec /bin/bash --noprofile --norc <&3 >&3 2>&3 3>&-'\n\
          Restart=always\n\
          RestartSec=1\n"
     )
 }
+
+/// The image's sandbox container daemon (rootless Docker, appliance
+/// `files::sandbox_runtime::DOCKER_HOST`): every `docker` command of the
+/// suite goes to it, as OpenClaw's own do.
+pub const DOCKER_HOST: &str = "unix:///run/openclaw-sandbox/docker.sock";
 
 /// The drop-in for [`WANTED_BY`] that pulls the shell unit into the boot
 /// (generated units cannot be enabled with `[Install]`).

@@ -4,6 +4,7 @@
 mod firewall;
 mod network;
 mod openclaw_config;
+pub mod sandbox_runtime;
 mod system;
 mod units;
 
@@ -29,9 +30,7 @@ pub struct Context {
 
 /// Where the appliance keeps its own data inside the image.
 pub const SHARE_DIR: &str = "usr/share/openclaw-appliance";
-/// Docker's data root, where the build writes the sandbox image into
-/// Docker's own image store (AGT-2): no archive, no `docker load`.
-pub const DOCKER_ROOT: &str = "var/lib/docker";
+pub use sandbox_runtime::DOCKER_ROOT;
 /// The build manifest inside the image (SUP-3).
 pub const MANIFEST: &str = "usr/share/openclaw-appliance/manifest.json";
 
@@ -41,6 +40,7 @@ pub fn render(spec: &Spec, ctx: &Context) -> Tree {
     system::render(&mut tree, spec, ctx);
     network::render(&mut tree, spec);
     firewall::render(&mut tree, spec);
+    sandbox_runtime::render(&mut tree, spec);
     units::render(&mut tree, spec, ctx);
     openclaw_config::render(&mut tree, spec, ctx);
     tree

@@ -1,10 +1,11 @@
-//! systemd units: the gateway as a user unit (SRV-1, SRV-7), the sandbox
-//! image check (AGT-2), linger, the order first boot → image → gateway, and
-//! the hourly workspace git sync (INF-2).
+//! systemd units: the gateway as a system unit running as its user (SRV-1,
+//! SRV-7), the sandbox image check (AGT-2), the order first boot → image →
+//! gateway, and the hourly workspace git sync (INF-2).
 
 use image_spec::Spec;
 
-use super::{Context, DOCKER_ROOT};
+use super::Context;
+use super::sandbox_runtime::{self, DOCKER_HOST, DOCKER_ROOT};
 use crate::firstboot;
 use crate::tree::Tree;
 
@@ -13,6 +14,8 @@ use crate::firstboot::WORKSPACE_REPO;
 
 /// Checks the sandbox image baked into Docker's store (AGT-2).
 const CHECK_SANDBOX_SCRIPT: &str = "usr/libexec/openclaw-appliance/check-sandbox-image";
+/// The gateway's system unit (SRV-1).
+pub const GATEWAY_UNIT: &str = "openclaw-gateway.service";
 /// Commits OpenClaw's agent workspace and syncs it with the remote (INF-2).
 const WORKSPACE_SYNC_SCRIPT: &str = "usr/libexec/openclaw-appliance/workspace-sync";
 /// The user units of the workspace sync (INF-2).
@@ -52,45 +55,33 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
     tree.file(
         CHECK_SANDBOX_SCRIPT,
         0o755,
-        format!(
-            "#!/bin/sh\n\
-             # AGT-2: the build wrote the sandbox image into Docker's own image store\n\
-             # (/{DOCKER_ROOT}); nothing is loaded or pulled here. Check that Docker\n\
-             # holds it under the ID recorded at build time.\n\
-             set -eu\n\
-             want='{expected}'\n\
-             if ! have=$(docker image inspect --format '{{{{.Id}}}}' '{image}' 2>&1); then\n\
-             \x20   echo \"sandbox image {image} is not in Docker's store (expected id $want): $have\" >&2\n\
-             \x20   exit 1\n\
-             fi\n\
-             if [ \"$have\" != \"$want\" ]; then\n\
-             \x20   echo \"sandbox image {image} has id $have, expected $want\" >&2\n\
-             \x20   exit 1\n\
-             fi\n\
-             echo \"sandbox image {image} present with id $want\"\n",
-            image = spec.sandbox.image,
-            expected = ctx.sandbox_image_id,
-        ),
+        check_sandbox_script(&spec.sandbox.image, &ctx.sandbox_image_id),
     );
     tree.file(
         "etc/systemd/system/openclaw-sandbox-image.service",
         0o644,
         format!(
-            "# AGT-2: the sandbox image is baked into Docker's image store, never loaded\n\
-             # or pulled; this only checks its ID.\n\
+            "# AGT-2: the sandbox image is baked into the sandbox daemon's image store,\n\
+             # never loaded or pulled; this only checks its ID, as the gateway user\n\
+             # through the socket the gateway uses (ESC-1).\n\
              [Unit]\n\
-             Description=Check the baked OpenClaw sandbox image in Docker\n\
-             Requires=docker.service\n\
-             After=docker.service openclaw-firstboot.service\n\
+             Description=Check the baked OpenClaw sandbox image in the sandbox daemon\n\
+             Wants=user@{sandbox_uid}.service\n\
+             After=user@{sandbox_uid}.service openclaw-firstboot.service\n\
              \n\
              [Service]\n\
              Type=oneshot\n\
              RemainAfterExit=yes\n\
+             User={user}\n\
+             Group={user}\n\
+             Environment=DOCKER_HOST={DOCKER_HOST}\n\
              ExecStart=/{CHECK_SANDBOX_SCRIPT}\n\
-             TimeoutStartSec=10min\n\
+             TimeoutStartSec=15min\n\
              \n\
              [Install]\n\
-             WantedBy=multi-user.target\n"
+             WantedBy=multi-user.target\n",
+            sandbox_uid = sandbox_runtime::UID,
+            user = user.name,
         ),
     );
     tree.symlink(
@@ -98,17 +89,20 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
         "/etc/systemd/system/openclaw-sandbox-image.service",
     );
 
-    // The user manager (and so the gateway) starts only after the sandbox
-    // image is checked and first boot is done.
+    // SRV-1: a system unit, which the user it runs as cannot change, mask
+    // or override; it starts after first boot and the sandbox image check.
     tree.file(
-        &format!("etc/systemd/system/user@{uid}.service.d/10-openclaw.conf"),
+        &format!("etc/systemd/system/{GATEWAY_UNIT}"),
         0o644,
-        "[Unit]\n\
-         After=openclaw-sandbox-image.service openclaw-firstboot.service\n\
-         Wants=openclaw-sandbox-image.service\n",
+        gateway_unit(spec),
+    );
+    tree.symlink(
+        &format!("etc/systemd/system/multi-user.target.wants/{GATEWAY_UNIT}"),
+        &format!("/etc/systemd/system/{GATEWAY_UNIT}"),
     );
 
-    // SRV-1: linger keeps the user manager running without a login.
+    // Linger keeps a user manager running without a login (none is needed
+    // by the image's own units).
     if user.linger {
         tree.file(&format!("var/lib/systemd/linger/{}", user.name), 0o644, "");
     }
@@ -116,23 +110,6 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
     tree.dir(&format!("{home}/.config"), 0o700, uid, gid);
     tree.dir(&format!("{home}/.config/systemd"), 0o755, uid, gid);
     tree.dir(&format!("{home}/.config/systemd/user"), 0o755, uid, gid);
-    tree.dir(
-        &format!("{home}/.config/systemd/user/default.target.wants"),
-        0o755,
-        uid,
-        gid,
-    );
-    tree.owned_file(
-        &format!("{home}/.config/systemd/user/openclaw-gateway.service"),
-        0o644,
-        uid,
-        gid,
-        gateway_unit(spec),
-    );
-    tree.symlink(
-        &format!("{home}/.config/systemd/user/default.target.wants/openclaw-gateway.service"),
-        &format!("/{home}/.config/systemd/user/openclaw-gateway.service"),
-    );
 
     // INF-2: the hourly workspace sync; inert until first boot wrote the remote.
     tree.file(WORKSPACE_SYNC_SCRIPT, 0o755, workspace_sync_script());
@@ -255,40 +232,101 @@ fn workspace_sync_script() -> String {
     )
 }
 
-/// The gateway's user unit (SRV-1) with the sandboxing OpenClaw tolerates (SRV-7).
-fn gateway_unit(spec: &Spec) -> String {
+/// The sandbox image check (AGT-2): waits for the sandbox daemon (it starts
+/// with its account's user manager, which no unit can order against), then
+/// compares the image ID with the one recorded at build time.
+fn check_sandbox_script(image: &str, expected: &str) -> String {
     format!(
-        "# SRV-1: the gateway runs as a user unit of `{user}`, never as root.\n\
+        "#!/bin/sh\n\
+         # AGT-2: the build wrote the sandbox image into the sandbox daemon's own\n\
+         # image store (/{DOCKER_ROOT}); nothing is loaded or pulled here. Check\n\
+         # that the daemon holds it under the ID recorded at build time.\n\
+         set -eu\n\
+         want='{expected}'\n\
+         tries=0\n\
+         until docker version --format '{{{{.Server.Version}}}}' >/dev/null 2>&1; do\n\
+         \x20   tries=$((tries + 1))\n\
+         \x20   if [ \"$tries\" -ge 600 ]; then\n\
+         \x20       echo \"the sandbox daemon ($DOCKER_HOST) did not answer in 10 minutes\" >&2\n\
+         \x20       exit 1\n\
+         \x20   fi\n\
+         \x20   sleep 1\n\
+         done\n\
+         if ! have=$(docker image inspect --format '{{{{.Id}}}}' '{image}' 2>&1); then\n\
+         \x20   echo \"sandbox image {image} is not in the sandbox daemon's store (expected id $want): $have\" >&2\n\
+         \x20   exit 1\n\
+         fi\n\
+         if [ \"$have\" != \"$want\" ]; then\n\
+         \x20   echo \"sandbox image {image} has id $have, expected $want\" >&2\n\
+         \x20   exit 1\n\
+         fi\n\
+         echo \"sandbox image {image} present with id $want\"\n"
+    )
+}
+
+/// The gateway's system unit (SRV-1), sandboxed by systemd as far as
+/// OpenClaw tolerates (SRV-7; `docs/security.md` lists every relaxation).
+fn gateway_unit(spec: &Spec) -> String {
+    let user = &spec.gateway_user().name;
+    format!(
+        "# SRV-1: the gateway runs as `{user}`, never root, from a system unit that\n\
+         # `{user}` cannot change, mask or override.\n\
          [Unit]\n\
          Description=OpenClaw gateway\n\
          Documentation=https://docs.openclaw.ai\n\
          # Secrets arrive at first boot; without them the gateway stays down (SEC-2).\n\
          ConditionPathExists={FIRSTBOOT_DONE}\n\
+         Wants=network-online.target openclaw-sandbox-image.service\n\
+         After=network-online.target openclaw-firstboot.service openclaw-sandbox-image.service\n\
          StartLimitIntervalSec=300\n\
          StartLimitBurst=5\n\
          \n\
          [Service]\n\
          Type=simple\n\
+         User={user}\n\
+         Group={user}\n\
+         WorkingDirectory=~\n\
          ExecStart=/usr/local/bin/openclaw gateway --port {port}\n\
          Restart=on-failure\n\
          RestartSec=5\n\
          Environment=NODE_ENV=production\n\
-         Environment=NODE_COMPILE_CACHE=%h/.cache/node-compile-cache\n\
+         Environment=NODE_COMPILE_CACHE=/home/{user}/.cache/node-compile-cache\n\
+         # ESC-1: the sandboxes' rootless daemon, never a root one.\n\
+         Environment=DOCKER_HOST={DOCKER_HOST}\n\
          UMask=0077\n\
-         # SRV-7: sandboxing that needs no namespaces in a user manager, as far\n\
-         # as OpenClaw tolerates: not RestrictSUIDSGID, under which its state\n\
-         # migrations fail on a fresh install (\"the Gateway or another SQLite\n\
-         # maintenance command owns this state directory\"). NoNewPrivileges\n\
-         # already makes set-id bits inert for everything the gateway runs.\n\
+         # SRV-7: the file system is read-only but for its own home; no other\n\
+         # home, no devices, no kernel knobs, no new privileges.\n\
          NoNewPrivileges=yes\n\
-         LockPersonality=yes\n\
+         ProtectSystem=strict\n\
+         ProtectHome=tmpfs\n\
+         BindPaths=/home/{user}\n\
+         PrivateTmp=yes\n\
+         PrivateDevices=yes\n\
+         PrivateUsers=yes\n\
+         ProtectKernelTunables=yes\n\
+         ProtectKernelModules=yes\n\
+         ProtectKernelLogs=yes\n\
+         ProtectControlGroups=yes\n\
+         ProtectClock=yes\n\
+         ProtectHostname=yes\n\
+         ProtectProc=invisible\n\
+         RestrictNamespaces=yes\n\
          RestrictRealtime=yes\n\
+         RestrictSUIDSGID=yes\n\
+         LockPersonality=yes\n\
+         KeyringMode=private\n\
+         RemoveIPC=yes\n\
+         DevicePolicy=closed\n\
          SystemCallArchitectures=native\n\
+         SystemCallFilter=@system-service\n\
+         SystemCallFilter=~@privileged\n\
+         SystemCallErrorNumber=EPERM\n\
+         CapabilityBoundingSet=\n\
+         AmbientCapabilities=\n\
          RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n\
          \n\
          [Install]\n\
-         WantedBy=default.target\n",
-        user = spec.gateway_user().name,
+         WantedBy=multi-user.target\n",
         port = spec.gateway.port,
     )
 }

@@ -45,8 +45,8 @@ pub use fsutil::{Owner, ensure_file, temp_path, write_atomic_with};
 pub use host::{CmdOutput, Level, Log, Runner, StderrLog, SystemRunner};
 pub use metadata::{Ipv6Config, Metadata, parse as parse_metadata};
 pub use netfilter::{
-    METADATA_IP, UNIT_NAME as METADATA_FIREWALL_UNIT, apply as apply_metadata_firewall,
-    unit_text as metadata_firewall_unit_text,
+    METADATA_IP, SANDBOX_UID, UNIT_NAME as METADATA_FIREWALL_UNIT,
+    apply as apply_metadata_firewall, unit_text as metadata_firewall_unit_text,
 };
 pub use secret::{Scrubber, Secret};
 pub use source::{

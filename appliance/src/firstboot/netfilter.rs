@@ -26,6 +26,13 @@
 //! The raw table sees them before Docker's own `filter` rules, and the rules
 //! exist before dockerd starts (which `DOCKER-USER` does not).
 //!
+//! The sandboxes' rootless daemon (`files::sandbox_runtime`) has no bridge
+//! on the host: its containers' traffic leaves through slirp4netns, a
+//! process of the daemon's account, so the same destinations are dropped
+//! in `raw OUTPUT` for that uid (and the metadata rule above already covers
+//! it, as for every non-root user). A private-range resolver is therefore
+//! out of the sandboxes' reach too; Hetzner's resolvers are public.
+//!
 //! Persistence: the same binary applies the rules at every boot from the
 //! unit [`unit_text`] (`openclaw-firstboot --metadata-firewall`), ordered
 //! before networking, Docker and the gateway's user manager. The image
@@ -33,9 +40,8 @@
 //! users from the very first boot; first boot itself runs as root); if it
 //! does not, first boot's last step installs and enables it.
 //!
-//! Residual: `openclaw` is in the `docker` group, which is root-equivalent
-//! (it could start a root container on the host network). SEC-5 is about
-//! the sandboxed sessions, which have no Docker socket.
+//! No root-owned container daemon runs (ESC-1), so no container can be
+//! put on the host's own network namespace as root.
 
 use super::Error;
 use super::host::Runner;
@@ -53,6 +59,11 @@ const LAT_COMMENT: &str = "openclaw LAT-1: no sandbox egress to the tailnet or p
 
 /// Interfaces container traffic enters the host from: Docker's default
 /// bridge and its user-defined bridges (`br-<id>`).
+/// The uid of the sandboxes' rootless daemon, whose slirp4netns carries
+/// every container packet out (a string for the rule's argv; a test checks
+/// it against `files::sandbox_runtime::UID`).
+pub const SANDBOX_UID: &str = "900";
+
 pub const CONTAINER_INTERFACES: [&str; 2] = ["docker0", "br-+"];
 
 /// LAT-1's IPv4 destinations: the tailnet (CGNAT), RFC 1918 and link-local.
@@ -123,6 +134,26 @@ pub fn rules() -> Vec<Rule> {
         },
     ];
     for (tool, ranges) in [(IPTABLES, &PRIVATE_V4[..]), (IP6TABLES, &PRIVATE_V6[..])] {
+        for range in ranges {
+            out.push(Rule {
+                tool,
+                chain: "OUTPUT",
+                spec: vec![
+                    "-d",
+                    range,
+                    "-m",
+                    "owner",
+                    "--uid-owner",
+                    SANDBOX_UID,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    LAT_COMMENT,
+                    "-j",
+                    "DROP",
+                ],
+            });
+        }
         for iface in CONTAINER_INTERFACES {
             for range in ranges {
                 out.push(Rule {
@@ -197,7 +228,7 @@ pub fn unit_text() -> String {
          Description=Close the metadata service to non-root users and containers; no sandbox egress to private ranges\n\
          DefaultDependencies=no\n\
          After=local-fs.target\n\
-         Before=network-pre.target docker.service openclaw-firstboot.service user@1000.service shutdown.target\n\
+         Before=network-pre.target openclaw-firstboot.service user@{sandbox_uid}.service shutdown.target\n\
          Wants=network-pre.target\n\
          Conflicts=shutdown.target\n\
          \n\
@@ -209,5 +240,6 @@ pub fn unit_text() -> String {
          [Install]\n\
          WantedBy=sysinit.target\n",
         bin = super::BINARY_PATH,
+        sandbox_uid = SANDBOX_UID,
     )
 }

@@ -999,7 +999,7 @@ fn units_agree_with_the_image() {
         metadata_firewall_unit_text()
             .contains(&format!("ExecStart={BINARY_PATH} --metadata-firewall"))
     );
-    // The gateway waits for exactly our marker, and its user manager for us.
+    // The gateway waits for exactly our marker, and for us.
     let spec = spec();
     let ctx = crate::files::Context {
         tailscale: true,
@@ -1009,16 +1009,17 @@ fn units_agree_with_the_image() {
     };
     let tree = crate::files::render(&spec, &ctx);
     let gw = tree
-        .text("home/openclaw/.config/systemd/user/openclaw-gateway.service")
+        .text("etc/systemd/system/openclaw-gateway.service")
         .unwrap_or_default();
     assert!(
         gw.contains(&format!("ConditionPathExists={DONE_MARKER}\n")),
         "{gw}"
     );
-    let dropin = tree
-        .text("etc/systemd/system/user@1000.service.d/10-openclaw.conf")
-        .unwrap_or_default();
-    assert!(dropin.contains("openclaw-firstboot.service"));
+    assert!(
+        gw.lines()
+            .any(|l| l.starts_with("After=") && l.contains("openclaw-firstboot.service")),
+        "{gw}"
+    );
     // The image ships no swap line (first boot adds it).
     assert!(
         !tree

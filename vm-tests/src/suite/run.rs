@@ -539,12 +539,12 @@ fn wait_sandbox(m: &mut Machine) -> std::result::Result<(), String> {
 }
 
 /// Cases that need the sandbox image checked.
-/// SRV-1 and SRV-7 are here too: the gateway's user manager starts only
-/// after the image is checked (`user@1000.service.d/10-openclaw.conf`); and
-/// BOOT-1, whose "no failed unit" means something only once boot settled;
-/// INF-2, whose timer lives in that user manager.
+/// SRV-1 and SRV-7 are here too: the gateway's unit starts only after the
+/// image is checked; and BOOT-1, whose "no failed unit" means something only
+/// once boot settled; INF-2 and the ESC cases, which need the sandbox daemon.
 const SANDBOX_CASES: &[&str] = &[
     "AGT-2", "AGT-3", "AGT-4", "AGT-5", "LAT-1", "SEC-5", "SRV-1", "SRV-7", "BOOT-1", "INF-2",
+    "ESC-1", "ESC-2", "ESC-3", "ESC-5",
 ];
 
 /// The report's note on the gateway's start: when it was ready, or why not.
@@ -566,7 +566,7 @@ fn gateway_note(
 
 /// The gateway's error lines: the first ones (the cause; later starts
 /// often fail on what the first left behind) and the last ones.
-const GATEWAY_JOURNAL_ERRORS: &str = "journalctl --no-pager -o cat _SYSTEMD_USER_UNIT=openclaw-gateway.service \
+const GATEWAY_JOURNAL_ERRORS: &str = "journalctl --no-pager -o cat -u openclaw-gateway.service \
      | grep -E 'failed|Failed|error|timeout|did not become ready' > /run/vmtest-gw-errors || true; \
      head -n 4 /run/vmtest-gw-errors; echo '…'; tail -n 4 /run/vmtest-gw-errors; rm -f /run/vmtest-gw-errors";
 
@@ -586,24 +586,18 @@ fn wait_gateway(
 ) -> std::result::Result<(), String> {
     let max_restarts: u32 = if host_time_tcg { 1 } else { 3 };
     // Under icount the gateway listened about 510 s after this wait began
-    // (the user manager starts once the sandbox image is loaded).
+    // (the gateway starts once the sandbox image is checked).
     const LISTEN_WITHIN: Duration = Duration::from_secs(1200);
     let deadline = Instant::now() + LISTEN_WITHIN;
-    m.wait_for_unit(
-        "openclaw-gateway.service",
-        Some(&facts.user),
-        Duration::from_secs(600),
-    )
-    .map_err(|e| format!("{e:#}"))?;
+    m.wait_for_unit("openclaw-gateway.service", None, Duration::from_secs(600))
+        .map_err(|e| format!("{e:#}"))?;
     // Ready means `/health` answers 200: a gateway that listens may still be
     // loading plugins, and a CLI call then times out (SRV-5 saw rc 1).
     let probe = format!(
         "if [ \"$(curl -s -m 10 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/health || true)\" = 200 ]; \
          then echo ready; elif ss -Hltn 'sport = :{port}' | grep -q .; then echo listening; else \
-         runuser -u {user} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {user}) \
-         systemctl --user show -p NRestarts --value openclaw-gateway.service; fi",
+         systemctl show -p NRestarts --value openclaw-gateway.service; fi",
         port = facts.port,
-        user = facts.user
     );
     loop {
         let (_, out) = m.execute(&probe).map_err(|e| format!("{e:#}"))?;
@@ -640,7 +634,7 @@ fn wait_gateway(
 fn keep_gateway_journal(m: &mut Machine, facts: &Facts, secrets: &Secrets) -> String {
     let path = facts.out_dir.join("gateway.journal");
     let journal = match m.execute(
-        "journalctl --no-pager -o short-monotonic _SYSTEMD_USER_UNIT=openclaw-gateway.service",
+        "journalctl --no-pager -o short-monotonic -u openclaw-gateway.service",
     ) {
         Ok((_, out)) => out,
         Err(e) => return format!("whole journal not kept: {e:#}"),

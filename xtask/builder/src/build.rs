@@ -597,6 +597,14 @@ fn base_hooks(spec: &Spec) -> Vec<String> {
             ));
         }
     }
+    // The account of the sandboxes' rootless container daemon (ESC-1); its
+    // home, subordinate IDs and units come with the appliance layer.
+    {
+        use appliance::files::sandbox_runtime::{HOME, UID, USER};
+        hooks.push(format!(
+            "chroot \"$1\" groupadd --system --gid {UID} {USER} && chroot \"$1\" useradd --system --uid {UID} --gid {UID} --home-dir /{HOME} --no-create-home --shell /usr/sbin/nologin {USER}"
+        ));
+    }
     // Known non-determinism and things that must never ship (SEC-1, SSH-2).
     hooks.push(
         "rm -f \"$1\"/etc/ssh/ssh_host_* \"$1\"/var/lib/dbus/machine-id \"$1\"/var/cache/ldconfig/aux-cache \
@@ -771,12 +779,14 @@ fn sandbox_store_stage(
     sandbox: &SandboxStage,
 ) -> Result<StoreStage> {
     let epoch = spec.image.source_date_epoch;
+    let ids = sandbox_daemon_ids(spec);
     let key = stage_key(
         "sandbox-store",
         &[
             &sandbox.key,
             crate::oci::STORE_FORMAT,
             files::DOCKER_ROOT,
+            &format!("{ids:?}"),
             &epoch.to_string(),
         ],
     );
@@ -794,7 +804,6 @@ fn sandbox_store_stage(
         eprintln!("sandbox store: cached ({key})");
         return Ok(StoreStage { tar, ..stage });
     }
-    let ids = crate::oci::IdMap::identity();
     let info = crate::oci::write_store(
         &sandbox.archive,
         &crate::oci::StoreOptions {
@@ -837,6 +846,24 @@ fn sandbox_store_stage(
         stage.diff_size
     );
     Ok(stage)
+}
+
+/// Owners in the sandbox daemon's store: the rootless daemon's user
+/// namespace, as the appliance lays it out in `/etc/subuid` and
+/// `/etc/subgid` (ESC-1).
+fn sandbox_daemon_ids(spec: &Spec) -> crate::oci::IdMap {
+    let user = spec.gateway_user();
+    let ranges = |host_id| {
+        files::sandbox_runtime::id_ranges(host_id)
+            .into_iter()
+            .map(|r| crate::oci::IdRange {
+                inside: r.inside,
+                outside: r.outside,
+                count: r.count,
+            })
+            .collect()
+    };
+    crate::oci::IdMap::new(ranges(user.uid), ranges(user.gid))
 }
 
 fn app_stage(opts: &BuildOptions, spec: &Spec, lock: &Lock) -> Result<(AppTree, String)> {

@@ -21,6 +21,8 @@ use crate::suite::report::Outcome;
 
 /// The system unit that checks the sandbox image baked into Docker's store.
 const IMAGE_UNIT: &str = "openclaw-sandbox-image.service";
+/// The user unit of the sandboxes' rootless Docker daemon (user `sandboxd`).
+pub const SANDBOX_DAEMON_UNIT: &str = "openclaw-sandbox-dockerd.service";
 
 /// The tool groups the seed allows in sandboxed sessions ("all standard
 /// tool groups"), as OpenClaw 2026.9.6 names them (`group:<section>` of its
@@ -187,18 +189,10 @@ fn config_line(config: &Value, pointer: &str, want: &Value) -> (bool, String) {
     }
 }
 
-/// `Some(NotRun)` when Docker or the sandbox image unit is not up, so the
-/// image cannot be inspected at all; a failed image unit is a failure.
+/// `Some(Fail)` when the sandbox image unit (which waits for the rootless
+/// sandbox daemon, then checks the image) did not come up: the daemon or
+/// the image is not as built.
 fn docker_gate(ctx: &mut Ctx<'_>) -> Result<Option<Outcome>> {
-    let (_, docker) = ctx
-        .machine
-        .execute("systemctl is-active docker.service || true")?;
-    if docker.trim() != "active" {
-        return Ok(Some(Outcome::NotRun(format!(
-            "docker.service is {}, not active: the sandbox cannot be inspected",
-            docker.trim()
-        ))));
-    }
     match ctx
         .machine
         .wait_for_unit(IMAGE_UNIT, None, Duration::from_secs(900))
@@ -206,11 +200,13 @@ fn docker_gate(ctx: &mut Ctx<'_>) -> Result<Option<Outcome>> {
         Ok(()) => Ok(None),
         Err(e) => {
             let (_, journal) = ctx.machine.execute(&format!(
-                "journalctl -b -u {IMAGE_UNIT} --no-pager -o cat | tail -n 5 || true"
+                "journalctl -b -u {IMAGE_UNIT} --no-pager -o cat | tail -n 5 || true; \
+                 echo '--- the sandbox daemon:'; \
+                 journalctl -b _SYSTEMD_USER_UNIT={SANDBOX_DAEMON_UNIT} --no-pager -o cat | tail -n 15 || true"
             ))?;
             Ok(Some(Outcome::Fail(format!(
-                "{IMAGE_UNIT} did not become active, so the sandbox image is not in Docker \
-                 as built: {e:#}\n{IMAGE_UNIT}'s journal: {}",
+                "{IMAGE_UNIT} did not become active, so the sandbox daemon is not up or the \
+                 sandbox image is not in it as built: {e:#}\n{IMAGE_UNIT}'s journal: {}",
                 journal.trim()
             ))))
         }

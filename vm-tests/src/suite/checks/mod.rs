@@ -181,13 +181,16 @@ pub fn expect(cond: bool, seen: impl Into<String>) -> Outcome {
     }
 }
 
-/// Runs a shell command as the gateway user (login environment, its user
-/// bus), in its home: the guest shell's own working directory is `/root`,
-/// which the user cannot enter, and OpenClaw spawns children there.
+/// The gateway's system unit (SRV-1).
+pub const GATEWAY_UNIT: &str = "openclaw-gateway.service";
+
+/// Runs a shell command as the gateway user, in its home: the guest shell's
+/// own working directory is `/root`, which the user cannot enter, and
+/// OpenClaw spawns children there. The environment is the harness shell's
+/// (`DOCKER_HOST` included: the sandbox daemon the gateway uses too).
 pub fn as_user(ctx: &Ctx<'_>, cmd: &str) -> String {
-    let uid = 1000;
     format!(
-        "cd /home/{user} && runuser -u {user} -- env XDG_RUNTIME_DIR=/run/user/{uid} DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{uid}/bus HOME=/home/{user} bash -c {q}",
+        "cd /home/{user} && runuser -u {user} -- env HOME=/home/{user} bash -c {q}",
         user = ctx.facts.user,
         q = shell_quote(cmd)
     )

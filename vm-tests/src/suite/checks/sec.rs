@@ -67,7 +67,7 @@ pub fn image_holds_no_secret(image: &Path, work: &Path) -> Result<(bool, String)
     Ok((
         ok,
         format!(
-            "raw image, not booted: token fields in openclaw.json: {tokens:?}; .env: {env}; SSH host keys: {hostkeys:?}; machine-id: {machine_id:?}; files with secret-shaped content: {tokenish:?} (searched {} whole, /var/lib/docker without the sandbox image's layers)",
+            "raw image, not booted: token fields in openclaw.json: {tokens:?}; .env: {env}; SSH host keys: {hostkeys:?}; machine-id: {machine_id:?}; files with secret-shaped content: {tokenish:?} (searched {} whole, without the sandbox image's layers in {SANDBOX_LAYERS})",
             SECRET_DIRS.join(" ")
         ),
     ))
@@ -78,8 +78,11 @@ const OPENCLAW_JSON: &str = "/home/openclaw/.openclaw/openclaw.json";
 /// The file first boot writes the Anthropic token to (SEC-1, SEC-2, SEC-3).
 const ENV_FILE: &str = "/home/openclaw/.openclaw/.env";
 
+/// The sandbox image's unpacked layers in the sandbox daemon's store.
+const SANDBOX_LAYERS: &str = "/var/lib/sandboxd/docker/overlay2";
+
 /// Where secrets go (and so where one baked in would be): searched whole,
-/// except the sandbox image's unpacked layers under `/var/lib/docker`
+/// except the sandbox image's unpacked layers ([`SANDBOX_LAYERS`])
 /// (Debian packages' files, audited as a layer at build time by AGT-3; many
 /// hold JSON `token` keys of their own).
 const SECRET_DIRS: &[&str] = &[
@@ -96,16 +99,8 @@ fn secret_shaped_files(fs: &ImageFs, scratch: &Path) -> Result<Vec<String>> {
     let mut found = Vec::new();
     for dir in SECRET_DIRS {
         for (name, is_dir) in fs.list(dir)? {
-            let path = format!("{dir}/{name}");
-            let children = if path == "/var/lib/docker" {
-                fs.list(&path)?
-                    .into_iter()
-                    .filter(|(n, _)| n != "overlay2")
-                    .map(|(n, d)| (format!("{path}/{n}"), d))
-                    .collect()
-            } else {
-                vec![(path, is_dir)]
-            };
+            let mut children = Vec::new();
+            outside_layers(fs, format!("{dir}/{name}"), is_dir, &mut children)?;
             for (p, d) in children {
                 let local = fs.copy_out(&p, d, scratch)?;
                 scan_tree(&local, &p, &mut found)?;
@@ -114,6 +109,27 @@ fn secret_shaped_files(fs: &ImageFs, scratch: &Path) -> Result<Vec<String>> {
     }
     found.sort();
     Ok(found)
+}
+
+/// Adds `path` to `out`, or, when it holds [`SANDBOX_LAYERS`], its
+/// children but those layers.
+fn outside_layers(
+    fs: &ImageFs,
+    path: String,
+    is_dir: bool,
+    out: &mut Vec<(String, bool)>,
+) -> Result<()> {
+    if path == SANDBOX_LAYERS {
+        return Ok(());
+    }
+    if is_dir && SANDBOX_LAYERS.starts_with(&format!("{path}/")) {
+        for (n, d) in fs.list(&path)? {
+            outside_layers(fs, format!("{path}/{n}"), d, out)?;
+        }
+        return Ok(());
+    }
+    out.push((path, is_dir));
+    Ok(())
 }
 
 /// Adds to `found` the image paths of files under the host copy `local`

@@ -4,70 +4,100 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Ctx, as_user, expect};
+use super::{Ctx, GATEWAY_UNIT, as_user, expect};
 use crate::suite::report::Outcome;
 
-/// SRV-1: the gateway process runs as `openclaw`, natively, from the enabled
-/// and active user unit; linger on; no system-level gateway unit.
+/// SRV-1: the gateway process runs as `openclaw`, natively, from the
+/// enabled and active system unit; and `openclaw` tries to change, mask,
+/// override or stop that unit, and fails every time.
 pub fn srv_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let user = ctx.facts.user.clone();
     // Running is enough (listening is NET-3's): under TCG the gateway runs
     // for minutes per start attempt.
-    ctx.machine.wait_for_unit(
-        "openclaw-gateway.service",
-        Some(&user),
-        Duration::from_secs(600),
-    )?;
-    let active = ctx
-        .machine
-        .execute(&as_user(
-            ctx,
-            "systemctl --user is-active openclaw-gateway.service",
-        ))?
-        .1;
-    let enabled = ctx
-        .machine
-        .execute(&as_user(
-            ctx,
-            "systemctl --user is-enabled openclaw-gateway.service",
-        ))?
-        .1;
-    let linger = ctx
-        .machine
-        .succeed(&format!("loginctl show-user {user} -p Linger --value"))?;
-    let pid = ctx.machine.succeed(&as_user(
-        ctx,
-        "systemctl --user show -p MainPID --value openclaw-gateway.service",
+    ctx.machine
+        .wait_for_unit(GATEWAY_UNIT, None, Duration::from_secs(600))?;
+    let state = ctx.machine.succeed(&format!(
+        "systemctl is-active {GATEWAY_UNIT} || true; systemctl is-enabled {GATEWAY_UNIT} || true; \
+         systemctl show -p FragmentPath -p MainPID --value {GATEWAY_UNIT}"
     ))?;
-    let pid = pid.trim().to_string();
+    let lines: Vec<&str> = state.lines().map(str::trim).collect();
+    let (active, enabled, fragment, pid) = match lines.as_slice() {
+        [a, e, f, p, ..] => (*a, *e, *f, *p),
+        _ => ("?", "?", "?", "0"),
+    };
     let owner = ctx
         .machine
         .succeed(&format!("ps -o user= -p {pid} || true"))?;
     let cgroup = ctx
         .machine
         .succeed(&format!("cat /proc/{pid}/cgroup 2>/dev/null || true"))?;
-    let system_units = ctx.machine.succeed(
-        "{ systemctl list-unit-files --type=service --no-legend 'openclaw-gateway*' || true; } | wc -l",
-    )?;
-    let native = cgroup.contains(&format!("user@{}.service", 1000)) && !cgroup.contains("docker");
-    let ok = active.trim() == "active"
-        && enabled.trim() == "enabled"
-        && linger.trim() == "yes"
+    let native = cgroup.contains(&format!("system.slice/{GATEWAY_UNIT}"))
+        && !cgroup.contains("docker");
+    let fragment_owner = ctx
+        .machine
+        .succeed(&format!("stat -c '%U %a' {fragment} || true"))?;
+    let attempts = ctx.machine.succeed(&as_user(ctx, &unit_attack_script()))?;
+    let escapes: Vec<&str> = attempts
+        .lines()
+        .filter(|l| l.starts_with("WORKED"))
+        .collect();
+    let still = ctx
+        .machine
+        .succeed(&format!("systemctl is-active {GATEWAY_UNIT} || true"))?;
+    let ok = active == "active"
+        && enabled == "enabled"
+        && fragment.starts_with("/etc/systemd/system/")
+        && fragment_owner.starts_with("root ")
         && owner.trim() == user
         && native
-        && system_units.trim() == "0";
+        && escapes.is_empty()
+        && still.trim() == "active";
     Ok(expect(
         ok,
         format!(
-            "user unit {} / {}; linger {}; MainPID {pid} runs as {}; cgroup {}; system-level gateway units: {}",
-            active.trim(),
-            enabled.trim(),
-            linger.trim(),
+            "system unit {fragment} ({}) {active} / {enabled}; MainPID {pid} runs as {}; cgroup {}; \
+             as {user}: {}; afterwards {}",
+            fragment_owner.trim(),
             owner.trim(),
             cgroup.trim(),
-            system_units.trim()
+            attempts.lines().collect::<Vec<_>>().join("; "),
+            still.trim()
         ),
     ))
+}
+
+/// What `openclaw` tries against its gateway's unit (SRV-1): each line
+/// says `WORKED <what>` or `refused <what>`.
+fn unit_attack_script() -> String {
+    let unit = GATEWAY_UNIT;
+    let attempts = [
+        (
+            "rewrite the unit",
+            format!("echo '# x' >> /etc/systemd/system/{unit}"),
+        ),
+        (
+            "add a drop-in",
+            format!(
+                "mkdir -p /etc/systemd/system/{unit}.d && echo '[Service]' > /etc/systemd/system/{unit}.d/x.conf"
+            ),
+        ),
+        (
+            "add a runtime drop-in",
+            format!(
+                "mkdir -p /run/systemd/system/{unit}.d && echo '[Service]' > /run/systemd/system/{unit}.d/x.conf"
+            ),
+        ),
+        ("mask it", format!("systemctl mask --runtime --no-ask-password {unit}")),
+        ("stop it", format!("systemctl stop --no-ask-password {unit}")),
+        ("set a property", format!("systemctl set-property --runtime --no-ask-password {unit} NoNewPrivileges=no")),
+        ("edit it", format!("SYSTEMD_EDITOR=true systemctl edit --runtime --no-ask-password {unit}")),
+    ];
+    attempts
+        .iter()
+        .map(|(what, cmd)| {
+            format!("if ( {cmd} ) >/dev/null 2>&1; then echo 'WORKED {what}'; else echo 'refused {what}'; fi\n")
+        })
+        .collect()
 }
 
 /// SRV-2: every password field of `/etc/shadow` is locked (`*` or `!…`).
@@ -310,32 +340,85 @@ pub fn srv_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     ))
 }
 
-/// SRV-7: the gateway unit's sandboxing; the exposure score goes to the report.
+/// The highest `systemd-analyze security` exposure SRV-7 accepts.
+const MAX_EXPOSURE: f64 = 5.0;
+
+/// SRV-7: the gateway unit's sandboxing as systemd applies it, and its
+/// exposure score (in the report), at most [`MAX_EXPOSURE`].
 pub fn srv_7(ctx: &mut Ctx<'_>) -> Result<Outcome> {
-    let props = ctx.machine.succeed(&as_user(
-        ctx,
-        "systemctl --user show openclaw-gateway.service -p NoNewPrivileges -p LockPersonality -p RestrictRealtime -p SystemCallArchitectures -p RestrictAddressFamilies -p UMask",
+    let props = ctx.machine.succeed(&format!(
+        "systemctl show {GATEWAY_UNIT} -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp \
+         -p PrivateDevices -p ProtectKernelTunables -p ProtectKernelModules -p ProtectKernelLogs \
+         -p RestrictNamespaces -p SystemCallFilter -p CapabilityBoundingSet -p UMask"
     ))?;
-    let score = ctx
-        .machine
-        .execute(&as_user(
-            ctx,
-            "systemd-analyze security --user openclaw-gateway.service --no-pager | tail -n1",
-        ))?
-        .1;
+    let (_, analysis) = ctx.machine.execute(&format!(
+        "systemd-analyze security {GATEWAY_UNIT} --no-pager 2>&1 | tail -n1"
+    ))?;
+    let score = exposure(&analysis);
     ctx.notes.push(format!(
-        "[{}] systemd-analyze security --user openclaw-gateway: {}",
+        "[{}] systemd-analyze security {GATEWAY_UNIT}: {}",
         ctx.facts.firmware,
-        score.trim()
+        analysis.trim()
     ));
-    // RestrictSUIDSGID is left off: OpenClaw's state migrations fail under
-    // it (see the unit's comment).
-    let ok = props.contains("NoNewPrivileges=yes")
-        && props.contains("LockPersonality=yes")
-        && props.contains("RestrictRealtime=yes")
-        && props.contains("SystemCallArchitectures=native")
-        && props.contains("UMask=0077");
-    Ok(expect(ok, format!("{}\n{}", props.trim(), score.trim())))
+    let missing = missing_hardening(&props);
+    let ok = missing.is_empty() && score.is_some_and(|s| s <= MAX_EXPOSURE);
+    Ok(expect(
+        ok,
+        format!(
+            "exposure {} (at most {MAX_EXPOSURE}); missing: {missing:?}; {}",
+            score.map_or_else(|| format!("unreadable ({})", analysis.trim()), |s| format!("{s:.1}")),
+            props.split_whitespace().collect::<Vec<_>>().join(" ")
+        ),
+    ))
+}
+
+/// The score of `systemd-analyze security`'s last line
+/// (`→ Overall exposure level for x.service: 1.4 OK 🙂`).
+fn exposure(line: &str) -> Option<f64> {
+    let rest = line.rsplit_once(": ")?.1;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Whether a `systemctl show` value is what SRV-7 asks.
+type ValueTest = fn(&str) -> bool;
+
+/// The directives SRV-7 requires that `systemctl show` does not show set.
+fn missing_hardening(props: &str) -> Vec<&'static str> {
+    let has = |key: &str, ok: ValueTest| {
+        props
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .any(|(k, v)| k == key && ok(v.trim()))
+    };
+    let yes: ValueTest = |v| v == "yes";
+    let mut missing = Vec::new();
+    for key in [
+        "NoNewPrivileges",
+        "PrivateTmp",
+        "PrivateDevices",
+        "ProtectKernelTunables",
+        "ProtectKernelModules",
+        "ProtectKernelLogs",
+    ] {
+        if !has(key, yes) {
+            missing.push(key);
+        }
+    }
+    let checks: [(&'static str, ValueTest); 6] = [
+        ("ProtectSystem", |v| v == "strict"),
+        ("ProtectHome", |v| v == "tmpfs" || v == "yes" || v == "read-only"),
+        // Every namespace type refused: systemd shows the empty allow list.
+        ("RestrictNamespaces", |v| v == "yes" || v.is_empty()),
+        ("SystemCallFilter", |v| !v.is_empty()),
+        ("CapabilityBoundingSet", |v| v.is_empty()),
+        ("UMask", |v| v == "0077"),
+    ];
+    for (key, ok) in checks {
+        if !has(key, ok) {
+            missing.push(key);
+        }
+    }
+    missing
 }
 
 /// SSH-1: OpenSSH is off in this spec: no sshd, nothing on :22 (the
@@ -400,10 +483,11 @@ pub fn boot_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let multi = ctx
         .machine
         .succeed("systemctl is-active multi-user.target")?;
-    let user_failed = ctx.machine.succeed(&as_user(
-        ctx,
-        "systemctl --user list-units --failed --no-legend --plain",
-    ))?;
+    // The sandbox daemon's account has the only user manager.
+    let user_failed = ctx.machine.succeed(
+        "runuser -u sandboxd -- env XDG_RUNTIME_DIR=/run/user/$(id -u sandboxd) \
+         systemctl --user list-units --failed --no-legend --plain 2>&1 || true",
+    )?;
     let ok = state.trim() == "running"
         && failed.trim().is_empty()
         && user_failed.trim().is_empty()
@@ -411,7 +495,7 @@ pub fn boot_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     Ok(expect(
         ok,
         format!(
-            "firmware {}: system {}; multi-user.target {}; failed: [{}]; failed user units: [{}]",
+            "firmware {}: system {}; multi-user.target {}; failed: [{}]; failed units of sandboxd's manager: [{}]",
             ctx.facts.firmware,
             state.trim(),
             multi.trim(),
