@@ -6,10 +6,9 @@ use image_spec::Spec;
 use image_spec::spec::Bind;
 use serde_json::{Value, json};
 
-use super::Context;
 use crate::tree::Tree;
 
-pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
+pub(super) fn render(tree: &mut Tree, spec: &Spec) {
     let user = spec.gateway_user();
     let home = format!("home/{}", user.name);
     tree.dir(&home, 0o700, user.uid, user.gid);
