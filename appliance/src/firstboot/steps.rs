@@ -67,7 +67,8 @@ pub enum Step {
     Workspace,
     /// `authorized_keys` from the metadata, when OpenSSH is installed.
     AuthorizedKeys,
-    /// `tailscale up` with the auth key by file, `--ssh`, operator (TS-1).
+    /// `tailscale up` with the auth key by file, `--ssh`, no operator;
+    /// Serve to the gateway set by root (TS-1, TS-2).
     Tailscale,
     /// Metadata service closed to non-root users and containers (SEC-5).
     MetadataFirewall,
