@@ -227,6 +227,13 @@ pub struct Sandbox {
     pub workspace_access: String,
     /// Read-only root filesystem of sandbox containers.
     pub read_only_root: bool,
+    /// Most processes and threads in one sandbox container (ESC-3).
+    pub pids_limit: u32,
+    /// Memory limit of one sandbox container, in Docker's notation (`1g`);
+    /// swap is the same, so none (ESC-3).
+    pub memory: String,
+    /// CPUs one sandbox container may use (ESC-3).
+    pub cpus: u32,
 }
 
 // ---------------------------------------------------------------------------
@@ -345,6 +352,31 @@ struct RawSandbox {
     network: Spanned<String>,
     workspace_access: Spanned<String>,
     read_only_root: bool,
+    #[serde(default = "default_pids_limit")]
+    pids_limit: Spanned<u32>,
+    #[serde(default = "default_memory")]
+    memory: Spanned<String>,
+    #[serde(default = "default_cpus")]
+    cpus: Spanned<u32>,
+}
+
+/// OpenClaw's own per-container default for its fleet cells: room for a
+/// build's compilers and Node's worker threads, far below what starves
+/// the host.
+fn default_pids_limit() -> Spanned<u32> {
+    Spanned::new(0..0, 512)
+}
+
+/// A quarter of a small VPS's 4 GB: a sandbox hogging memory is killed
+/// inside its own cgroup while the gateway and the host keep theirs.
+fn default_memory() -> Spanned<String> {
+    Spanned::new(0..0, "1g".into())
+}
+
+/// One of a small VPS's two vCPUs: a busy sandbox leaves the other to the
+/// gateway and the host.
+fn default_cpus() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
 }
 
 /// Validation context: the file name and text, to locate spans.
@@ -863,11 +895,48 @@ impl Ctx<'_> {
                 "use `name:tag`, e.g. \"openclaw-sandbox-custom:latest\"",
             ));
         }
+        let pids = *raw.pids_limit.get_ref();
+        if !(64..=65536).contains(&pids) {
+            return Err(self.err(
+                &raw.pids_limit,
+                "sandbox.pids-limit",
+                format!("{pids} processes is not a usable limit for one sandbox (ESC-3)"),
+                "use a number from 64 to 65536, e.g. 512",
+            ));
+        }
+        let memory = raw.memory.get_ref();
+        let (digits, unit) = memory.split_at(memory.len().saturating_sub(1));
+        let amount: u64 = digits.parse().unwrap_or(0);
+        let mib = match unit {
+            "m" => amount,
+            "g" => amount.saturating_mul(1024),
+            _ => 0,
+        };
+        if mib < 64 {
+            return Err(self.err(
+                &raw.memory,
+                "sandbox.memory",
+                format!("`{memory}` is not a memory limit of at least 64 MiB (ESC-3)"),
+                "use a whole number of MiB or GiB in Docker's notation, e.g. \"1g\" or \"1536m\"",
+            ));
+        }
+        let cpus = *raw.cpus.get_ref();
+        if cpus == 0 {
+            return Err(self.err(
+                &raw.cpus,
+                "sandbox.cpus",
+                "0 CPUs would leave sandboxes no time at all",
+                "use a whole number of CPUs, e.g. 1",
+            ));
+        }
         Ok(Sandbox {
             image: raw.image.into_inner(),
             network: raw.network.into_inner(),
             workspace_access: raw.workspace_access.into_inner(),
             read_only_root: raw.read_only_root,
+            pids_limit: pids,
+            memory: raw.memory.into_inner(),
+            cpus,
         })
     }
 }

@@ -196,3 +196,25 @@ fn every_key_is_documented() {
         }
     }
 }
+
+#[test]
+fn sandbox_memory_not_a_limit() {
+    insta::assert_snapshot!(error_after("memory = \"1g\"", "memory = \"1 GB\""));
+}
+
+#[test]
+fn sandbox_limits_default_when_absent() {
+    let text = SPEC
+        .replace("pids-limit = 512", "")
+        .replace("memory = \"1g\"", "")
+        .replace("cpus = 1 ", "");
+    let spec = Spec::parse("image.toml", &text).unwrap();
+    assert_eq!(
+        (
+            spec.sandbox.pids_limit,
+            spec.sandbox.memory.as_str(),
+            spec.sandbox.cpus
+        ),
+        (512, "1g", 1)
+    );
+}

@@ -42,7 +42,7 @@ pub fn render(spec: &Spec, ctx: &Context) -> Tree {
     firewall::render(&mut tree, spec);
     sandbox_runtime::render(&mut tree, spec);
     units::render(&mut tree, spec, ctx);
-    openclaw_config::render(&mut tree, spec, ctx);
+    openclaw_config::render(&mut tree, spec);
     tree
 }
 

@@ -1,14 +1,14 @@
-//! `~openclaw/.openclaw/openclaw.json`: the defaults of NET-6, AGT-1, NODE-1
-//! and SUP-2, with no secret (the token arrives at first boot). Modes per SRV-5.
+//! `~openclaw/.openclaw/openclaw.json`: the defaults of NET-6, AGT-1, ESC-3,
+//! ESC-4, NODE-1 and SUP-2, with no secret (the token arrives at first boot).
+//! Modes per SRV-5.
 
 use image_spec::Spec;
 use image_spec::spec::Bind;
 use serde_json::{Value, json};
 
-use super::Context;
 use crate::tree::Tree;
 
-pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
+pub(super) fn render(tree: &mut Tree, spec: &Spec) {
     let user = spec.gateway_user();
     let home = format!("home/{}", user.name);
     tree.dir(&home, 0o700, user.uid, user.gid);
@@ -19,8 +19,7 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
         user.uid,
         user.gid,
     );
-    let mut text =
-        serde_json::to_string_pretty(&openclaw_json(spec, ctx.tailscale)).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&openclaw_json(spec)).unwrap_or_default();
     text.push('\n');
     tree.owned_file(
         &format!("{home}/.openclaw/openclaw.json"),
@@ -31,19 +30,61 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
     );
 }
 
-/// The baked config. `tailscale` says whether the image has Tailscale: without
-/// its binary the gateway refuses to start in Serve mode, so Serve is off then.
-pub fn openclaw_json(spec: &Spec, tailscale: bool) -> Value {
+/// The tool groups a sandboxed session may use (AGT-1): OpenClaw's standard
+/// groups without `group:automation` and `group:nodes`, whose tools are all
+/// host-side but `heartbeat_respond`, which is listed by name. Host-side
+/// tools inside the other groups are taken out by [`HOST_SIDE_TOOLS`]
+/// (deny wins over allow in OpenClaw's sandbox tool policy).
+pub const SANDBOX_TOOLS_ALLOW: [&str; 8] = [
+    "group:fs",
+    "group:runtime",
+    "group:web",
+    "group:memory",
+    "group:sessions",
+    "group:ui",
+    "group:messaging",
+    "heartbeat_respond",
+];
+
+/// The tools that run in the gateway process on the host, or act on the
+/// host, the gateway's config, other sessions or paired devices instead of
+/// inside the sandbox container: denied to sandboxed sessions (ESC-4). The
+/// first five are OpenClaw's own advice for untrusted content
+/// (`docs/gateway/security/tool-permissions.md`, "Control plane tools");
+/// the rest are the pinned OpenClaw's tools of the same kind, found in its
+/// tool catalog (`docs/openclaw-config.md` lists each with the reason). `cron` is
+/// the permanent alias of `automations`; both are named so that either
+/// spelling is found. An explicit deny list replaces OpenClaw's default
+/// sandbox deny list, so that list's tools (`browser`, `canvas`,
+/// `computer`, `mobile_ui`, `nodes`, `automations`, `gateway`) are here too.
+pub const HOST_SIDE_TOOLS: [&str; 15] = [
+    "gateway",
+    "cron",
+    "automations",
+    "nodes",
+    "sessions_spawn",
+    "sessions_send",
+    "openclaw",
+    "plugins",
+    "skill_workshop",
+    "terminal",
+    "portal",
+    "browser",
+    "canvas",
+    "computer",
+    "mobile_ui",
+];
+
+/// The baked config. The gateway never manages Tailscale Serve itself
+/// (`gateway.tailscale.mode = off`): first boot, as root, points Serve at
+/// the gateway's loopback port instead, so that `openclaw` needs no
+/// operator right on `tailscaled` (TS-2, NET-6).
+pub fn openclaw_json(spec: &Spec) -> Value {
     let g = &spec.gateway;
     let bind = match g.bind {
         Bind::Loopback => "loopback",
         Bind::Lan => "lan",
         Bind::Tailnet => "tailnet",
-    };
-    let serve = if g.tailscale_serve && tailscale {
-        "serve"
-    } else {
-        "off"
     };
     let s = &spec.sandbox;
     let plugins: Vec<&str> = spec.openclaw.plugins.iter().map(|p| p.as_str()).collect();
@@ -57,7 +98,7 @@ pub fn openclaw_json(spec: &Spec, tailscale: bool) -> Value {
                 "allowTailscale": g.allow_tailscale,
             },
             "trustedProxies": g.trusted_proxies,
-            "tailscale": { "mode": serve },
+            "tailscale": { "mode": "off" },
         },
         "update": { "checkOnStart": false },
         "agents": {
@@ -71,6 +112,11 @@ pub fn openclaw_json(spec: &Spec, tailscale: bool) -> Value {
                         "image": s.image,
                         "network": s.network,
                         "readOnlyRoot": s.read_only_root,
+                        // ESC-3: no swap, so memorySwap equals memory.
+                        "pidsLimit": s.pids_limit,
+                        "memory": s.memory,
+                        "memorySwap": s.memory,
+                        "cpus": s.cpus,
                     },
                 },
             },
@@ -80,7 +126,8 @@ pub fn openclaw_json(spec: &Spec, tailscale: bool) -> Value {
             "elevated": { "enabled": spec.features.elevated_tools },
             "sandbox": {
                 "tools": {
-                    "allow": ["group:runtime", "group:fs", "group:sessions", "group:memory", "group:web", "group:ui", "group:automation", "group:messaging", "group:nodes"],
+                    "allow": SANDBOX_TOOLS_ALLOW,
+                    "deny": HOST_SIDE_TOOLS,
                 },
             },
         },

@@ -252,6 +252,9 @@ struct Image {
     user: UserInfo,
     /// The `tailscale` binary (image path), when the image has Tailscale.
     tailscale: Option<String>,
+    /// Whether root points Tailscale Serve at the gateway (the spec's
+    /// `gateway.tailscale-serve`, in the manifest); absent means yes.
+    serve: bool,
     /// Whether an OpenSSH server is installed.
     sshd: bool,
     /// The image's own host name (`/etc/hostname`).
@@ -463,15 +466,19 @@ impl Agent<'_> {
 
     fn inspect_image(&self) -> Result<Image, Error> {
         let user = self.user_info()?;
-        let manifest_says = fs::read_to_string(self.layout.path(MANIFEST))
+        let manifest = fs::read_to_string(self.layout.path(MANIFEST))
             .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .and_then(|v| v.get("tailscale")?.get("present")?.as_bool());
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        let manifest_says = |key: &str| {
+            manifest
+                .as_ref()
+                .and_then(|v| v.get("tailscale")?.get(key)?.as_bool())
+        };
         let binary = ["/usr/bin/tailscale", "/usr/local/bin/tailscale"]
             .into_iter()
             .find(|b| self.layout.path(b).exists())
             .map(str::to_string);
-        let tailscale = match (manifest_says, binary) {
+        let tailscale = match (manifest_says("present"), binary) {
             (Some(false), _) => None,
             (Some(true), None) => {
                 return Err(Error::Invalid(format!(
@@ -486,6 +493,7 @@ impl Agent<'_> {
         Ok(Image {
             user,
             tailscale,
+            serve: manifest_says("serve").unwrap_or(true),
             sshd: self.layout.path("/usr/sbin/sshd").exists(),
             default_hostname,
         })

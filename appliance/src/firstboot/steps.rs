@@ -20,6 +20,23 @@ use super::{
     RUN_DIR, SSH_CONFIG, SWAP_MAX_BYTES, SWAPFILE, TAILSCALE_KEY_FILE, WORKSPACE_REPO,
 };
 
+/// `timeout` and its arguments around `tailscale serve`.
+const SERVE_TIMEOUT: [&str; 3] = ["/usr/bin/timeout", "--kill-after=10s", "90s"];
+
+/// The gateway's port in the new `openclaw.json` (`gateway.port`), which
+/// Tailscale Serve proxies to.
+fn gateway_port(plan: &Plan) -> Result<u16, Error> {
+    serde_json::from_str::<Value>(plan.openclaw_json.expose())
+        .ok()
+        .and_then(|v| v.pointer("/gateway/port")?.as_u64())
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "~/{OPENCLAW_JSON} has no gateway.port for Tailscale Serve to proxy to"
+            ))
+        })
+}
+
 /// The public interface's network file when the metadata names its MAC
 /// address; sorts before the image's `10-wired.network`, so it wins.
 pub(super) const NETWORK_FILE: &str = "/etc/systemd/network/09-openclaw-public.network";
@@ -50,7 +67,8 @@ pub enum Step {
     Workspace,
     /// `authorized_keys` from the metadata, when OpenSSH is installed.
     AuthorizedKeys,
-    /// `tailscale up` with the auth key by file, `--ssh`, operator (TS-1).
+    /// `tailscale up` with the auth key by file, `--ssh`, no operator;
+    /// Serve to the gateway set by root (TS-1, TS-2).
     Tailscale,
     /// Metadata service closed to non-root users and containers (SEC-5).
     MetadataFirewall,
@@ -594,16 +612,41 @@ impl Agent<'_> {
             result?;
             removed?;
         }
-        let operator_arg = format!("--operator={}", plan.image.user.name);
-        self.cmd_ok(bin, &["set", &operator_arg, &hostname_arg, "--ssh"], scrub)?;
+        // TS-2: no operator. `--operator=` clears one an earlier image or
+        // run may have set, so `openclaw` cannot change Serve, Funnel,
+        // routes or Tailscale SSH; root sets up Serve below instead.
+        self.cmd_ok(bin, &["set", "--operator=", &hostname_arg, "--ssh"], scrub)?;
+        let serve = if plan.image.serve {
+            let port = gateway_port(plan)?;
+            let target = format!("http://127.0.0.1:{port}");
+            // On a tailnet without HTTPS certificates, `serve` prints a
+            // consent URL and waits: bounded, so the error shows the URL
+            // and the next boot retries.
+            self.cmd_ok(
+                SERVE_TIMEOUT[0],
+                &[
+                    SERVE_TIMEOUT[1],
+                    SERVE_TIMEOUT[2],
+                    bin,
+                    "serve",
+                    "--bg",
+                    "--yes",
+                    "--https=443",
+                    &target,
+                ],
+                scrub,
+            )?;
+            format!("; Serve (set by root) proxies https:443 on the tailnet to {target}")
+        } else {
+            "; no Serve (the spec's gateway.tailscale-serve is false)".to_string()
+        };
         Ok(format!(
-            "{} as `{label}` with Tailscale SSH; operator `{}` manages Serve without sudo",
+            "{} as `{label}` with Tailscale SSH; no operator{serve}",
             if already {
                 "already logged in"
             } else {
                 "logged in"
             },
-            plan.image.user.name
         ))
     }
 

@@ -241,8 +241,25 @@ impl Runner for FakeRunner {
                 ok("")
             }
             ("tailscale", ["set", op, host, "--ssh"]) => {
-                assert_eq!(*op, "--operator=openclaw");
+                assert_eq!(*op, "--operator=", "TS-2: no operator");
                 assert!(host.starts_with("--hostname="));
+                ok("")
+            }
+            (
+                "timeout",
+                [
+                    "--kill-after=10s",
+                    "90s",
+                    "/usr/bin/tailscale",
+                    "serve",
+                    "--bg",
+                    "--yes",
+                    "--https=443",
+                    target,
+                ],
+            ) => {
+                assert!(self.state().ts_running, "Serve before login");
+                assert!(target.starts_with("http://127.0.0.1:"));
                 ok("")
             }
             (tool @ ("iptables" | "ip6tables"), ["-w", "-t", "raw", "-C", rest @ ..]) => {
@@ -279,11 +296,14 @@ fn spec() -> image_spec::Spec {
 #[derive(Clone, Copy)]
 struct ImageOpts {
     tailscale: bool,
+    /// The manifest's `tailscale.serve` (the spec's `gateway.tailscale-serve`).
+    serve: bool,
     sshd: bool,
 }
 
 const FULL: ImageOpts = ImageOpts {
     tailscale: true,
+    serve: true,
     sshd: true,
 };
 
@@ -331,7 +351,11 @@ fn fixture(opts: ImageOpts) -> tempfile::TempDir {
     );
     put(
         "usr/share/openclaw-appliance/manifest.json",
-        format!("{{\"tailscale\": {{\"present\": {}}}}}\n", opts.tailscale).as_bytes(),
+        format!(
+            "{{\"tailscale\": {{\"present\": {}, \"serve\": {}}}}}\n",
+            opts.tailscale, opts.serve
+        )
+        .as_bytes(),
         0o644,
     );
     put("usr/bin/growpart", b"", 0o755);
@@ -549,7 +573,7 @@ fn full_run_writes_every_destination() {
             .any(|c| c == "/usr/bin/growpart /dev/vda 3")
     );
 
-    // TS-1: key by a 0600 file, gone afterwards; hostname, --ssh, operator.
+    // TS-1: key by a 0600 file, gone afterwards; hostname, --ssh.
     assert_eq!(runner.state().ts_key_file_mode, Some(0o600));
     assert!(
         !root
@@ -567,8 +591,17 @@ fn full_run_writes_every_destination() {
         runner
             .calls()
             .iter()
-            .any(|c| c == "/usr/bin/tailscale set --operator=openclaw --hostname=claw-1 --ssh")
+            .any(|c| c == "/usr/bin/tailscale set --operator= --hostname=claw-1 --ssh")
     );
+    // TS-2: no operator right; root points Serve at the gateway's loopback port.
+    assert!(
+        runner
+            .calls()
+            .iter()
+            .all(|c| !c.contains("--operator=openclaw"))
+    );
+    assert!(runner.calls().iter().any(|c| c
+        == "/usr/bin/timeout --kill-after=10s 90s /usr/bin/tailscale serve --bg --yes --https=443 http://127.0.0.1:18789"));
 
     // SEC-5 and LAT-1: every rule now, and the boot-time unit installed and enabled.
     assert_eq!(runner.state().iptables.len(), netfilter::rules().len());
@@ -805,6 +838,7 @@ fn image_with_tailscale_requires_the_key() {
 fn image_without_tailscale_says_so_once() {
     let img = fixture(ImageOpts {
         tailscale: false,
+        serve: false,
         sshd: false,
     });
     let text = ud::minimal().replace(&format!("tailscale-auth-key = \"{}\"\n", ud::TAILSCALE), "");
@@ -827,6 +861,26 @@ fn image_without_tailscale_says_so_once() {
     assert_eq!(log.count("the image has no OpenSSH server"), 1);
     // The metadata's host name applies when user-data has none.
     assert_eq!(read(img.path(), "etc/hostname"), "claw-from-metadata\n");
+}
+
+#[test]
+fn serve_off_in_the_spec_leaves_serve_alone() {
+    let img = fixture(ImageOpts {
+        serve: false,
+        ..FULL
+    });
+    let creds = credentials(&ud::minimal(), Some(metadata_yaml()));
+    let (runner, log) = (FakeRunner::new(img.path()), MemLog::default());
+    agent(img.path(), Some(creds.path()), &runner, &log)
+        .run()
+        .unwrap();
+    let calls = runner.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains("tailscale set --operator= "))
+    );
+    assert!(calls.iter().all(|c| !c.contains(" serve ")), "{calls:?}");
 }
 
 #[test]

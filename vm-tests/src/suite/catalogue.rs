@@ -239,7 +239,7 @@ pub const CATALOGUE: &[Invariant] = &[
         "ESC-4",
         "host-side tools denied to sandboxed sessions",
         Live,
-        checks::pending::esc_4
+        checks::esc::esc_4
     ),
     inv!(
         "ESC-5",
@@ -264,7 +264,7 @@ pub const CATALOGUE: &[Invariant] = &[
         "TS-2",
         "openclaw cannot reconfigure Tailscale",
         Live,
-        checks::pending::ts_2
+        checks::net::ts_2
     ),
     inv!(
         "SSH-3",

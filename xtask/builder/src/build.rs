@@ -948,7 +948,9 @@ fn manifest(
         "image_sha256": image_sha256,
         "openclaw": {"version": lock.openclaw.version, "integrity": lock.openclaw.integrity, "npm_lockfile_sha256": lock.openclaw.npm_lockfile_sha256, "packages": lock.openclaw.packages},
         "node": {"version": lock.node.version, "integrity": lock.node.integrity, "sha256": lock.node.sha256},
+        // `serve`: first boot (root) points Tailscale Serve at the gateway (TS-2).
         "tailscale": {"version": lock.tailscale.version, "sha256": lock.tailscale.sha256, "present": tailscale,
+                      "serve": tailscale && spec.gateway.tailscale_serve,
                       "note": if tailscale { "included" } else { "ABSENT: not in the store at build time; TS-1 and NET-8 cannot hold" }},
         // Baked into Docker's image store (no archive, no `docker load`).
         "sandbox_image": {"reference": spec.sandbox.image, "id": sandbox.image_id,

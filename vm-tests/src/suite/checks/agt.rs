@@ -24,9 +24,10 @@ const IMAGE_UNIT: &str = "openclaw-sandbox-image.service";
 /// The user unit of the sandboxes' rootless Docker daemon (user `sandboxd`).
 pub const SANDBOX_DAEMON_UNIT: &str = "openclaw-sandbox-dockerd.service";
 
-/// The tool groups the seed allows in sandboxed sessions ("all standard
-/// tool groups"), as OpenClaw 2026.9.6 names them (`group:<section>` of its
-/// tool catalog).
+/// The standard tool groups sandboxed sessions keep (AGT-1), as OpenClaw
+/// 2026.9.6 names them (`group:<section>` of its tool catalog): the seed's
+/// list without `group:automation` and `group:nodes`, whose tools are
+/// host-side (ESC-4) but `heartbeat_respond`.
 const STANDARD_GROUPS: &[&str] = &[
     "group:runtime",
     "group:fs",
@@ -34,10 +35,32 @@ const STANDARD_GROUPS: &[&str] = &[
     "group:memory",
     "group:web",
     "group:ui",
-    "group:automation",
     "group:messaging",
-    "group:nodes",
 ];
+
+/// Groups made only of host-side tools: never in the sandbox allow list.
+const HOST_SIDE_GROUPS: &[&str] = &["group:automation", "group:nodes"];
+
+/// What is wrong with `tools.sandbox.tools.allow` (AGT-1): a standard group
+/// missing, or a host-side group or tool (ESC-4) allowed.
+fn allow_list_problems(allow: &[&str]) -> Vec<String> {
+    let mut problems: Vec<String> = STANDARD_GROUPS
+        .iter()
+        .filter(|g| !allow.contains(g))
+        .map(|g| format!("missing {g}"))
+        .collect();
+    for entry in allow {
+        let name = super::esc::policy_name(entry);
+        let host_side = HOST_SIDE_GROUPS.contains(entry)
+            || super::esc::HOST_SIDE_TOOLS
+                .iter()
+                .any(|t| super::esc::policy_name(t) == name);
+        if host_side || name == "*" {
+            problems.push(format!("allows host-side {entry}"));
+        }
+    }
+    problems
+}
 
 /// The label OpenClaw puts on every sandbox container it creates.
 const SANDBOX_LABEL: &str = "openclaw.sandbox=1";
@@ -265,17 +288,14 @@ pub fn agt_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let missing: Vec<&str> = STANDARD_GROUPS
-        .iter()
-        .copied()
-        .filter(|g| !allow.contains(g))
-        .collect();
-    if missing.is_empty() {
+    let problems = allow_list_problems(&allow);
+    if problems.is_empty() {
         lines.push(format!("tools.sandbox.tools.allow = {allow:?}"));
     } else {
         wrong.push("tools.sandbox.tools.allow".into());
         lines.push(format!(
-            "tools.sandbox.tools.allow = {allow:?}, missing {missing:?}"
+            "tools.sandbox.tools.allow = {allow:?}: {}",
+            problems.join(", ")
         ));
     }
 
@@ -291,7 +311,6 @@ pub fn agt_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     } else {
         None
     };
-    let tcg = ctx.machine.accel().accel == crate::accel::Accel::Tcg;
     match explained {
         Some(e) => {
             let checks: [(&str, Value); 5] = [
@@ -337,27 +356,15 @@ pub fn agt_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             }
         }
         None => {
-            // OpenClaw's own view corroborates the config read above. Under
-            // TCG its state-database worker misses a 5 s startup deadline
-            // (as the gateway's does), so it is reported, not counted.
-            let why = format!(
-                "`openclaw sandbox explain --json` failed (exit {status}): {}",
-                stderr
-                    .lines()
-                    .chain(text.lines())
-                    .filter(|l| !l.trim().is_empty())
-                    .take(4)
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            );
-            if tcg {
-                lines.push(format!(
-                    "{why} (not obtained under TCG emulation; the config above is the proof)"
-                ));
-            } else {
-                wrong.push("openclaw sandbox explain".into());
-                lines.push(why);
+            // OpenClaw's own view is part of the case: without it the case
+            // is not run (when the config holds), never passed.
+            let why = super::esc::command_failure(status, &stderr, &text);
+            if wrong.is_empty() {
+                lines.push(format!("live part not obtained: {why}"));
+                return Ok(Outcome::NotRun(lines.join("\n")));
             }
+            wrong.push("openclaw sandbox explain".into());
+            lines.push(why);
         }
     }
 
@@ -1663,6 +1670,38 @@ mod tests {
             &mut out,
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn the_allow_list_keeps_the_standard_groups_and_no_host_side_tool() {
+        let appliance = [
+            "group:fs",
+            "group:runtime",
+            "group:web",
+            "group:memory",
+            "group:sessions",
+            "group:ui",
+            "group:messaging",
+            "heartbeat_respond",
+        ];
+        assert_eq!(allow_list_problems(&appliance), Vec::<String>::new());
+        // The seed's list: the standard groups and the two host-side ones.
+        let seed: Vec<&str> = STANDARD_GROUPS
+            .iter()
+            .chain(HOST_SIDE_GROUPS)
+            .copied()
+            .collect();
+        assert_eq!(
+            allow_list_problems(&seed),
+            [
+                "allows host-side group:automation",
+                "allows host-side group:nodes"
+            ]
+        );
+        let problems = allow_list_problems(&["group:fs", "cron", "*"]);
+        assert!(problems.contains(&"missing group:runtime".to_string()));
+        assert!(problems.contains(&"allows host-side cron".to_string()));
+        assert!(problems.contains(&"allows host-side *".to_string()));
     }
 
     #[test]

@@ -135,7 +135,9 @@ pub fn key_is(cfg: &Value, pointer: &str, want: &Value, seen: &mut Vec<String>) 
 pub fn net_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let cfg = openclaw_json(ctx)?;
     let mut seen = Vec::new();
-    let serve = if ctx.facts.tailscale { "serve" } else { "off" };
+    // Always off: Serve is set up by root at first boot (TS-2), so the
+    // gateway neither manages it nor needs the operator right.
+    let serve = "off";
     let mut ok = true;
     for (p, v) in [
         ("/gateway/bind", Value::from("loopback")),
@@ -161,9 +163,11 @@ pub fn net_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .execute(&as_user(ctx, "openclaw config validate --json"))?;
     seen.push(format!("openclaw config validate: rc {rc}: {}", out.trim()));
     ok &= rc == 0;
-    if !ctx.facts.tailscale {
-        seen.push("not run: gateway.tailscale.mode = serve (no Tailscale in this image; the gateway cannot start in serve mode without it)".into());
-    }
+    seen.push(if ctx.facts.tailscale {
+        "gateway.tailscale.mode = off: Serve is configured by root at first boot (TS-2); NET-8 checks its route".into()
+    } else {
+        "not applicable: Serve (no Tailscale in this image)".to_string()
+    });
     Ok(expect(ok, seen.join("\n")))
 }
 
@@ -265,4 +269,138 @@ pub fn ts_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             operator.trim()
         ),
     ))
+}
+
+/// The reconfigurations TS-2 tries as the gateway user, `{port}` the
+/// gateway's port: each must be refused.
+const TS_2_ATTEMPTS: &[&str] = &[
+    "tailscale funnel --bg --yes --https=443 http://127.0.0.1:{port}",
+    "tailscale serve reset",
+    "tailscale set --advertise-routes=10.0.0.0/8",
+    "tailscale set --advertise-exit-node",
+    "tailscale set --ssh=false",
+];
+
+/// Whether an attempt was refused: a non-zero exit that is not the CLI
+/// rejecting its own arguments (a usage error would pass for the wrong
+/// reason).
+fn refused(status: i32, output: &str) -> bool {
+    let lower = output.to_lowercase();
+    let usage = [
+        "flag provided but not defined",
+        "invalid argument",
+        "usage:",
+        "unknown subcommand",
+    ]
+    .iter()
+    .any(|u| lower.contains(u));
+    status != 0 && !usage
+}
+
+/// Why TS-2 cannot be run on this machine, if it cannot: no Tailscale in
+/// the image, `tailscaled` not active, or not logged in (an unconnected
+/// daemon refuses everything, which would prove nothing).
+fn ts_2_precondition(tailscale: bool, active: &str, status_json: &str) -> Option<String> {
+    if !tailscale {
+        return Some("Tailscale is not in this image".into());
+    }
+    if active.trim() != "active" {
+        return Some(format!("tailscaled is {}, not active", active.trim()));
+    }
+    let state = serde_json::from_str::<Value>(status_json)
+        .ok()
+        .and_then(|v| v.get("BackendState")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
+    (state != "Running")
+        .then(|| format!("tailscaled is not logged in to a tailnet (BackendState {state})"))
+}
+
+/// TS-2: as `openclaw`, Funnel, a Serve reset, advertised routes, an exit
+/// node and turning Tailscale SSH off are all refused. Not run (never
+/// passed) without a logged-in Tailscale. Should one succeed, root puts
+/// back what first boot set.
+pub fn ts_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let (_, active) = ctx
+        .machine
+        .execute("systemctl is-active tailscaled 2>/dev/null || true")?;
+    let (_, status) = ctx
+        .machine
+        .execute("tailscale status --json 2>/dev/null || true")?;
+    if let Some(why) = ts_2_precondition(ctx.facts.tailscale, &active, &status) {
+        return Ok(Outcome::NotRun(format!(
+            "{why}: openclaw's Tailscale rights cannot be tried"
+        )));
+    }
+    let port = ctx.facts.port;
+    let user = ctx.facts.user.clone();
+    let mut lines = Vec::new();
+    let mut all_refused = true;
+    for attempt in TS_2_ATTEMPTS {
+        let command = attempt.replace("{port}", &port.to_string());
+        let out = ctx.machine.run(&format!(
+            "runuser -u {user} -- timeout 30 {command} 2>&1 </dev/null"
+        ))?;
+        let text = out.stdout_text();
+        let ok = refused(out.status, &text);
+        all_refused &= ok;
+        lines.push(format!(
+            "{} as {user}: `{command}`: exit {}: {}",
+            if ok { "refused" } else { "NOT REFUSED" },
+            out.status,
+            text.lines().take(2).collect::<Vec<_>>().join(" | ")
+        ));
+    }
+    if !all_refused {
+        ctx.machine.succeed(&format!(
+            "tailscale serve reset && tailscale set --advertise-routes= --advertise-exit-node=false --ssh && \
+             tailscale serve --bg --yes --https=443 http://127.0.0.1:{port}"
+        ))?;
+        lines.push(
+            "restored as root: Serve to the gateway, no routes, no exit node, Tailscale SSH on"
+                .into(),
+        );
+    }
+    Ok(expect(all_refused, lines.join("\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{refused, ts_2_precondition};
+
+    #[test]
+    fn a_refusal_is_a_failure_that_is_not_a_usage_error() {
+        assert!(refused(1, "Access denied: prefs write access denied\n"));
+        assert!(!refused(0, ""));
+        assert!(!refused(
+            2,
+            "flag provided but not defined: -advertise-exit-nod\n"
+        ));
+        assert!(!refused(1, "Usage: tailscale set [flags]\n"));
+    }
+
+    #[test]
+    fn ts_2_runs_only_on_a_logged_in_tailscale() {
+        let running = r#"{"BackendState": "Running", "Self": {}}"#;
+        assert!(
+            ts_2_precondition(false, "active", running)
+                .unwrap()
+                .contains("not in this image")
+        );
+        assert!(
+            ts_2_precondition(true, "inactive\n", running)
+                .unwrap()
+                .contains("inactive")
+        );
+        assert!(
+            ts_2_precondition(true, "active\n", r#"{"BackendState": "NeedsLogin"}"#)
+                .unwrap()
+                .contains("NeedsLogin")
+        );
+        assert!(
+            ts_2_precondition(true, "active", "")
+                .unwrap()
+                .contains("unknown")
+        );
+        assert_eq!(ts_2_precondition(true, "active\n", running), None);
+    }
 }

@@ -39,27 +39,11 @@ pub fn esc_3(_: &mut Ctx<'_>) -> Result<Outcome> {
     )
 }
 
-/// ESC-4: host-side tools are denied to sandboxed sessions.
-pub fn esc_4(_: &mut Ctx<'_>) -> Result<Outcome> {
-    no_check_yet(
-        "read OpenClaw's own `sandbox explain` tool policy for the host-side tools",
-        "issue 16, path to root",
-    )
-}
-
 /// ESC-5: container traffic cannot bypass the firewall.
 pub fn esc_5(_: &mut Ctx<'_>) -> Result<Outcome> {
     no_check_yet(
         "publish a port as openclaw and probe it from the external peer",
         "issue 16, path to root",
-    )
-}
-
-/// TS-2: `openclaw` cannot reconfigure Tailscale.
-pub fn ts_2(_: &mut Ctx<'_>) -> Result<Outcome> {
-    no_check_yet(
-        "run `tailscale funnel`, `serve reset` and `set` as openclaw and see each refused (needs Tailscale in the image)",
-        "issue 17, Tailscale; issue 16",
     )
 }
 
