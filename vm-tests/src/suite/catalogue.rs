@@ -221,7 +221,7 @@ pub const CATALOGUE: &[Invariant] = &[
         "ESC-1",
         "no path from openclaw to root",
         Live,
-        checks::pending::esc_1
+        checks::esc::esc_1
     ),
     inv!(
         "ESC-2",
@@ -233,7 +233,7 @@ pub const CATALOGUE: &[Invariant] = &[
         "ESC-3",
         "one sandbox cannot starve the host",
         Live,
-        checks::pending::esc_3
+        checks::esc::esc_3
     ),
     inv!(
         "ESC-4",
@@ -245,7 +245,7 @@ pub const CATALOGUE: &[Invariant] = &[
         "ESC-5",
         "container traffic cannot bypass the firewall",
         Live,
-        checks::pending::esc_5
+        checks::esc::esc_5
     ),
     inv!("NODE-1", "node exec off", Live, checks::agt::node_1),
     inv!(

@@ -633,12 +633,11 @@ fn wait_gateway(
 /// logs; says where (or why not).
 fn keep_gateway_journal(m: &mut Machine, facts: &Facts, secrets: &Secrets) -> String {
     let path = facts.out_dir.join("gateway.journal");
-    let journal = match m.execute(
-        "journalctl --no-pager -o short-monotonic -u openclaw-gateway.service",
-    ) {
-        Ok((_, out)) => out,
-        Err(e) => return format!("whole journal not kept: {e:#}"),
-    };
+    let journal =
+        match m.execute("journalctl --no-pager -o short-monotonic -u openclaw-gateway.service") {
+            Ok((_, out)) => out,
+            Err(e) => return format!("whole journal not kept: {e:#}"),
+        };
     let write = || -> std::io::Result<()> {
         let mut tmp = tempfile::NamedTempFile::new_in(&facts.out_dir)?;
         std::io::Write::write_all(&mut tmp, secrets.redact(&journal).as_bytes())?;

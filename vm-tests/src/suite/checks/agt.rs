@@ -6,9 +6,8 @@
 //! that OpenClaw's gateway created itself: an agent turn sent through the
 //! gateway (`openclaw agent`) provisions the session's sandbox before any
 //! model is called, so the container exists even though no model provider
-//! answers. Only when the gateway creates none is one made by hand, with
-//! the argv of OpenClaw's `buildSandboxCreateArgs` (see
-//! [`MIRRORED_CREATE_ARGS`]); the outcome then says so.
+//! answers. When the gateway creates none, these cases are not run: a
+//! container the harness made would prove nothing about OpenClaw's.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -65,28 +64,6 @@ fn allow_list_problems(allow: &[&str]) -> Vec<String> {
 /// The label OpenClaw puts on every sandbox container it creates.
 const SANDBOX_LABEL: &str = "openclaw.sandbox=1";
 
-/// Name of the container made by hand when the gateway makes none.
-const MIRROR_NAME: &str = "openclaw-sbx-vmtest-mirror";
-
-/// The `docker create` argv of OpenClaw 2026.9.6 for the baked config, used
-/// only when the gateway creates no container. Mirrored from
-/// `dist/docker-*.mjs` of the package: `buildSandboxCreateArgs` (`create
-/// --name … --init --label openclaw.sandbox=1 …`, `[--read-only]` only with
-/// `readOnlyRoot`, each `tmpfs` entry (default `/tmp /var/tmp /run`),
-/// `--network <docker.network>`, `--user <uid:gid>` (from
-/// `resolveSandboxDockerUser`: the workspace owner when `docker.user` is
-/// unset), `--cap-drop ALL` (default `capDrop`), `--security-opt
-/// no-new-privileges`) and `createSandboxContainer` (`--workdir
-/// /workspace`, the workspace bind `<ws>:/workspace:z`, `--env-file` with
-/// `LANG=C.UTF-8 OPENCLAW_CLI=1`, `<image> sleep infinity`, then `docker
-/// start`). `{ws}`, `{user}` and `{image}` are filled in.
-const MIRRORED_CREATE_ARGS: &str = "create --name openclaw-sbx-vmtest-mirror --init \
-    --label openclaw.sandbox=1 --label openclaw.sessionKey=vmtest-mirror \
-    --label openclaw.mountFormatVersion=4 \
-    --tmpfs /tmp --tmpfs /var/tmp --tmpfs /run --network bridge --user {user} \
-    --cap-drop ALL --security-opt no-new-privileges --workdir /workspace \
-    -v {ws}:/workspace:z -e LANG=C.UTF-8 -e OPENCLAW_CLI=1 {image} sleep infinity";
-
 /// Ports of the gateway and its side services (NET-3) probed from the sandbox.
 const GATEWAY_SIDE_PORTS: &[u16] = &[18791, 18793];
 
@@ -98,7 +75,7 @@ const PROBE_TIMEOUT_SECS: u32 = 5;
 /// parallel. Verdicts: `open`, `refused`, `timeout`, `unreachable` (any
 /// other connect error). Works in the guest and in the sandbox image (bash,
 /// coreutils `timeout`; no curl needed).
-fn probe_script(targets: &[(String, u16)]) -> String {
+pub(super) fn probe_script(targets: &[(String, u16)]) -> String {
     let mut s = format!(
         r#"probe() {{
   local out rc
@@ -121,10 +98,10 @@ fn probe_script(targets: &[(String, u16)]) -> String {
 
 /// One TCP probe's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Probe {
-    host: String,
-    port: u16,
-    verdict: String,
+pub(super) struct Probe {
+    pub(super) host: String,
+    pub(super) port: u16,
+    pub(super) verdict: String,
     message: String,
 }
 
@@ -136,7 +113,7 @@ impl Probe {
 
     /// The target (or the network on its behalf) answered: connected, or
     /// refused with a reset. Either shows the path to it is open.
-    fn answered(&self) -> bool {
+    pub(super) fn answered(&self) -> bool {
         self.open() || self.verdict == "refused"
     }
 }
@@ -157,7 +134,7 @@ impl std::fmt::Display for Probe {
 }
 
 /// Parses the `PROBE` lines of [`probe_script`]'s output.
-fn parse_probes(text: &str) -> Vec<Probe> {
+pub(super) fn parse_probes(text: &str) -> Vec<Probe> {
     text.lines()
         .filter_map(|line| {
             let rest = line.strip_prefix("PROBE ")?;
@@ -215,7 +192,7 @@ fn config_line(config: &Value, pointer: &str, want: &Value) -> (bool, String) {
 /// `Some(Fail)` when the sandbox image unit (which waits for the rootless
 /// sandbox daemon, then checks the image) did not come up: the daemon or
 /// the image is not as built.
-fn docker_gate(ctx: &mut Ctx<'_>) -> Result<Option<Outcome>> {
+pub(super) fn docker_gate(ctx: &mut Ctx<'_>) -> Result<Option<Outcome>> {
     match ctx
         .machine
         .wait_for_unit(IMAGE_UNIT, None, Duration::from_secs(900))
@@ -592,11 +569,11 @@ pub fn agt_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 
 /// The sandbox container the probes run in.
 #[derive(Debug, Clone)]
-struct Sandbox {
+pub(super) struct Sandbox {
     /// Container name.
-    name: String,
+    pub(super) name: String,
     /// How it came to be, for the outcome's detail.
-    origin: String,
+    pub(super) origin: String,
 }
 
 /// Running OpenClaw sandbox containers (not the browser sandbox), names.
@@ -618,32 +595,22 @@ fn running_sandboxes(ctx: &mut Ctx<'_>) -> Result<Vec<String>> {
 }
 
 /// The sandbox container of the gateway's main agent: one already running,
-/// or one the gateway creates for an agent turn; by hand as a last resort.
-fn sandbox(ctx: &mut Ctx<'_>) -> Result<Sandbox> {
-    let existing = running_sandboxes(ctx)?;
-    if let Some(name) = existing.iter().find(|n| n.as_str() != MIRROR_NAME) {
-        return Ok(Sandbox {
-            name: name.clone(),
+/// or one the gateway creates for an agent turn. `Err(why)` when the
+/// gateway made none: a container the harness made would prove nothing
+/// about the one OpenClaw creates, so the case is not run.
+pub(super) fn sandbox(ctx: &mut Ctx<'_>) -> Result<std::result::Result<Sandbox, String>> {
+    if let Some(name) = running_sandboxes(ctx)?.into_iter().next() {
+        return Ok(Ok(Sandbox {
             origin: format!("container {name}, created by the gateway (found running)"),
-        });
-    }
-    if existing.iter().any(|n| n == MIRROR_NAME) {
-        return Ok(Sandbox {
-            name: MIRROR_NAME.into(),
-            origin: format!(
-                "container {MIRROR_NAME}, made by hand with buildSandboxCreateArgs' argv \
-                 earlier in this run, when the gateway created none (see the notes)"
-            ),
-        });
+            name,
+        }));
     }
     let health = gateway_health(ctx)?;
     if health != "200" {
-        let why = format!("the gateway does not answer on 127.0.0.1 (/health: {health:?})");
-        ctx.notes.push(format!(
-            "AGT/LAT sandbox: {why}; probing a container created with OpenClaw's \
-             buildSandboxCreateArgs argv instead"
-        ));
-        return mirrored_sandbox(ctx, &why);
+        return Ok(Err(format!(
+            "the gateway does not answer on 127.0.0.1 (/health: {health:?}), so it created \
+             no sandbox container to examine"
+        )));
     }
 
     // An agent turn through the gateway: OpenClaw provisions the session's
@@ -672,30 +639,27 @@ fn sandbox(ctx: &mut Ctx<'_>) -> Result<Sandbox> {
         // bounds it in guest time; under icount guest time runs slower than
         // the host's, so allow more here.
         if let Some(name) = background_turn(ctx, &turn, Duration::from_secs(1500))? {
-            return Ok(Sandbox {
+            return Ok(Ok(Sandbox {
                 origin: format!(
                     "container {name}, created by the gateway for an agent turn \
                      (`openclaw agent`, model {}; the turn was stopped once the container ran)",
                     model.as_deref().unwrap_or("default")
                 ),
                 name,
-            });
+            }));
         }
         let out = ctx.machine.succeed(&format!("cat {TURN_OUT}"))?;
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(30) {
-            if let Some(name) = running_sandboxes(ctx)?
-                .into_iter()
-                .find(|n| n != MIRROR_NAME)
-            {
-                return Ok(Sandbox {
+            if let Some(name) = running_sandboxes(ctx)?.into_iter().next() {
+                return Ok(Ok(Sandbox {
                     origin: format!(
                         "container {name}, created by the gateway for an agent turn \
                          (`openclaw agent`, model {})",
                         model.as_deref().unwrap_or("default")
                     ),
                     name,
-                });
+                }));
             }
             std::thread::sleep(Duration::from_secs(2));
         }
@@ -710,12 +674,10 @@ fn sandbox(ctx: &mut Ctx<'_>) -> Result<Sandbox> {
             model.as_deref().unwrap_or("default")
         ));
     }
-    let why = why.join("; ");
-    ctx.notes.push(format!(
-        "AGT/LAT sandbox: the gateway created no sandbox container for an agent turn ({why}); \
-         probing one created with OpenClaw's buildSandboxCreateArgs argv instead"
-    ));
-    mirrored_sandbox(ctx, &why)
+    Ok(Err(format!(
+        "the gateway created no sandbox container for an agent turn ({})",
+        why.join("; ")
+    )))
 }
 
 /// Where a background agent turn's output goes in the guest.
@@ -734,10 +696,7 @@ fn background_turn(ctx: &mut Ctx<'_>, turn: &str, limit: Duration) -> Result<Opt
     let pid = pid.trim().to_string();
     let start = Instant::now();
     loop {
-        if let Some(name) = running_sandboxes(ctx)?
-            .into_iter()
-            .find(|n| n != MIRROR_NAME)
-        {
+        if let Some(name) = running_sandboxes(ctx)?.into_iter().next() {
             stop_turn(ctx)?;
             return Ok(Some(name));
         }
@@ -804,34 +763,8 @@ fn turn_reason(output: &str) -> String {
     lines[lines.len().saturating_sub(3)..].join(" | ")
 }
 
-/// Creates and starts [`MIRROR_NAME`] as the gateway user, with the argv
-/// OpenClaw would use (see [`MIRRORED_CREATE_ARGS`]).
-fn mirrored_sandbox(ctx: &mut Ctx<'_>, why: &str) -> Result<Sandbox> {
-    let ws = format!("{}/.openclaw/workspace", home(ctx));
-    let owner = ctx.machine.succeed(&format!(
-        "mkdir -p {q} && chown {u}: {q} && stat -c %u:%g {q}",
-        q = shell_quote(&ws),
-        u = ctx.facts.user
-    ))?;
-    let args = MIRRORED_CREATE_ARGS
-        .replace("{ws}", &ws)
-        .replace("{user}", owner.trim())
-        .replace("{image}", &ctx.facts.sandbox_image);
-    let cmd = format!(
-        "docker rm -f {MIRROR_NAME} >/dev/null 2>&1 || true; docker {args} >/dev/null && docker start {MIRROR_NAME}"
-    );
-    ctx.machine.succeed(&user_cmd(ctx, &cmd))?;
-    Ok(Sandbox {
-        name: MIRROR_NAME.into(),
-        origin: format!(
-            "container {MIRROR_NAME}, made by hand with buildSandboxCreateArgs' argv \
-             (the gateway created none: {why})"
-        ),
-    })
-}
-
 /// Runs a bash script inside the sandbox as its configured user.
-fn in_sandbox(ctx: &mut Ctx<'_>, sb: &Sandbox, script: &str) -> Result<(i32, String)> {
+pub(super) fn in_sandbox(ctx: &mut Ctx<'_>, sb: &Sandbox, script: &str) -> Result<(i32, String)> {
     ctx.machine.execute(&format!(
         "docker exec {} bash -c {} 2>&1",
         shell_quote(&sb.name),
@@ -1007,7 +940,10 @@ pub fn agt_4(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     if let Some(outcome) = docker_gate(ctx)? {
         return Ok(outcome);
     }
-    let sb = sandbox(ctx)?;
+    let sb = match sandbox(ctx)? {
+        Ok(sb) => sb,
+        Err(why) => return Ok(Outcome::NotRun(why)),
+    };
     let inspected = docker_inspect(ctx, "container", &sb.name)?;
     let label = inspected
         .pointer("/Config/Labels/openclaw.sandbox")
@@ -1043,7 +979,10 @@ pub fn agt_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     if let Some(outcome) = docker_gate(ctx)? {
         return Ok(outcome);
     }
-    let sb = sandbox(ctx)?;
+    let sb = match sandbox(ctx)? {
+        Ok(sb) => sb,
+        Err(why) => return Ok(Outcome::NotRun(why)),
+    };
     let (status, out) = in_sandbox(ctx, &sb, AGT5_SCRIPT)?;
     if status != 0 {
         bail!("the probe in {} failed (exit {status}): {out}", sb.name);
@@ -1108,7 +1047,7 @@ pub fn agt_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 
 /// The gateway's health from the host side, as the gateway user: the HTTP
 /// status of `/health` on loopback.
-fn gateway_health(ctx: &mut Ctx<'_>) -> Result<String> {
+pub(super) fn gateway_health(ctx: &mut Ctx<'_>) -> Result<String> {
     let port = ctx.facts.port;
     let (_, code) = ctx.machine.execute(&user_cmd(
         ctx,
@@ -1126,7 +1065,10 @@ pub fn agt_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     if let Some(outcome) = docker_gate(ctx)? {
         return Ok(outcome);
     }
-    let sb = sandbox(ctx)?;
+    let sb = match sandbox(ctx)? {
+        Ok(sb) => sb,
+        Err(why) => return Ok(Outcome::NotRun(why)),
+    };
     let port = ctx.facts.port;
     let bridge_gw = ctx
         .machine
@@ -1330,7 +1272,7 @@ fn find_exec_node(v: &Value, path: &str, out: &mut Vec<String>) {
 /// The peers LAT-1 plants in a network namespace of the guest: tailnet
 /// addresses (Tailscale's CGNAT range and ULA prefix) and one host in each
 /// RFC 1918 range, none in Docker's own bridge subnet.
-const LAT_PEERS: &[&str] = &[
+pub(super) const LAT_PEERS: &[&str] = &[
     "100.100.100.100",
     "100.64.0.1",
     "100.127.255.254",
@@ -1341,7 +1283,7 @@ const LAT_PEERS: &[&str] = &[
 ];
 
 /// The port the planted peers listen on.
-const LAT_PORT: u16 = 80;
+pub(super) const LAT_PORT: u16 = 80;
 
 /// Builds the namespace `vmtest-lat` behind veth `vmt-lat0`, routes each of
 /// [`LAT_PEERS`] to it (host routes only: the guest's real routes stay),
@@ -1349,7 +1291,7 @@ const LAT_PORT: u16 = 80;
 /// systemd). Traffic from the sandbox reaches it the way it would reach a
 /// tailnet or LAN peer: forwarded by the guest, out of a non-Docker
 /// interface.
-fn lat_setup_script() -> String {
+pub(super) fn lat_setup_script() -> String {
     let mut s = String::from(
         "ip netns add vmtest-lat\n\
          ip link add vmt-lat0 type veth peer name vmt-lat1\n\
@@ -1384,7 +1326,7 @@ fn lat_setup_script() -> String {
 }
 
 /// Removes everything [`lat_setup_script`] made; safe to run twice.
-const LAT_TEARDOWN: &str = "systemctl stop vmtest-lat-listen.service 2>/dev/null || true; \
+pub(super) const LAT_TEARDOWN: &str = "systemctl stop vmtest-lat-listen.service 2>/dev/null || true; \
     systemctl reset-failed vmtest-lat-listen.service 2>/dev/null || true; \
     ip link del vmt-lat0 2>/dev/null || true; ip netns del vmtest-lat 2>/dev/null || true";
 
@@ -1396,7 +1338,10 @@ pub fn lat_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     if let Some(outcome) = docker_gate(ctx)? {
         return Ok(outcome);
     }
-    let sb = sandbox(ctx)?;
+    let sb = match sandbox(ctx)? {
+        Ok(sb) => sb,
+        Err(why) => return Ok(Outcome::NotRun(why)),
+    };
     ctx.machine.succeed(LAT_TEARDOWN)?;
     let setup = ctx.machine.succeed(&lat_setup_script());
     let result = setup.and_then(|_| lat_probe(ctx, &sb));

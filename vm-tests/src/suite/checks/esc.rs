@@ -5,7 +5,7 @@
 use anyhow::Result;
 use serde_json::Value;
 
-use super::{Ctx, as_user};
+use super::{Ctx, as_user, shell_quote};
 use crate::suite::report::Outcome;
 
 /// The host-side tools: the five ESC-4 names, then the pinned OpenClaw's
@@ -183,11 +183,494 @@ pub fn command_failure(status: i32, stderr: &str, stdout: &str) -> String {
     )
 }
 
+// ESC-1, ESC-3, ESC-5: the attacks themselves, as `openclaw` and from
+// inside the sandbox, against the rootless sandbox daemon.
+
+/// Groups whose members can become root (ESC-1; the spec refuses them).
+const ROOT_GROUPS: &[&str] = &[
+    "root",
+    "docker",
+    "sudo",
+    "admin",
+    "wheel",
+    "adm",
+    "disk",
+    "lxd",
+    "incus-admin",
+    "shadow",
+];
+
+/// Root-owned container daemon sockets that must not answer `openclaw`.
+const ROOT_SOCKETS: &[&str] = &[
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/run/podman/podman.sock",
+    "/var/snap/lxd/common/lxd/unix.socket",
+    "/run/crio/crio.sock",
+];
+
+/// Host directories a privileged container of `openclaw`'s tries to write
+/// into through `-v /:/host` (relative to `/`).
+const ROOT_DIRS: &[&str] = &["etc", "usr/local/bin", "var/lib", "root", "boot", "opt"];
+
+/// Where root reads configuration or code: nothing under them may be
+/// writable by `openclaw` (ESC-1).
+const ROOT_READ_PATHS: &[&str] = &[
+    "/etc",
+    "/usr",
+    "/boot",
+    "/opt",
+    "/var/lib/systemd",
+    "/var/lib/openclaw-appliance",
+    "/run/systemd",
+];
+
+/// The set-id files allowed on the host, each justified in
+/// `docs/security.md` (Debian's own; none is the gateway's).
+pub const SETID_ALLOWLIST: &[&str] = &[
+    "/usr/bin/chage",
+    "/usr/bin/chfn",
+    "/usr/bin/chsh",
+    "/usr/bin/expiry",
+    "/usr/bin/gpasswd",
+    "/usr/bin/mount",
+    "/usr/bin/newgidmap",
+    "/usr/bin/newgrp",
+    "/usr/bin/newuidmap",
+    "/usr/bin/passwd",
+    "/usr/bin/ssh-agent",
+    "/usr/bin/su",
+    "/usr/bin/umount",
+    "/usr/lib/dbus-1.0/dbus-daemon-launch-helper",
+    "/usr/lib/openssh/ssh-keysign",
+    "/usr/sbin/unix_chkpwd",
+];
+
+/// The name of the privileged container ESC-1 starts as `openclaw`.
+const ESC1_CONTAINER: &str = "vmtest-esc1-priv";
+
+/// ESC-1's attack, run as `openclaw`: the root daemons' sockets, then a
+/// privileged container with the host's `/` mounted that writes `marker`
+/// into root-owned directories and stays up so the host can see its uid.
+fn esc1_attack_script(image: &str, marker: &str) -> String {
+    let mut s = String::from("echo \"groups: $(id -nG)\"\n");
+    for sock in ROOT_SOCKETS {
+        s.push_str(&format!(
+            "if [ -e {sock} ]; then if docker -H unix://{sock} version >/dev/null 2>&1; then \
+             echo 'ROOT-DAEMON {sock} answers'; else echo 'root daemon {sock}: refused'; fi; fi\n"
+        ));
+    }
+    let writes: String = ROOT_DIRS
+        .iter()
+        .map(|d| {
+            format!(
+                "touch /host/{d}/{marker} 2>/dev/null && echo 'container wrote /{d}/{marker}'; "
+            )
+        })
+        .collect();
+    s.push_str(&format!(
+        "docker rm -f {ESC1_CONTAINER} >/dev/null 2>&1 || true\n\
+         docker run -d --name {ESC1_CONTAINER} --privileged --user 0 --network none -v /:/host \
+         --entrypoint sh {image} -c {script} >/dev/null\n\
+         sleep 3\n\
+         docker logs {ESC1_CONTAINER} 2>&1\n",
+        image = shell_quote(image),
+        script = shell_quote(&format!("id -u; {writes}sleep 300")),
+    ));
+    s
+}
+
+/// ESC-1's host-side view, as root: markers that reached the host, the
+/// privileged container's uid on the host, files `openclaw` can write
+/// where root reads, and the set-id files.
+fn esc1_host_script(marker: &str) -> String {
+    let mut s = String::new();
+    for d in ROOT_DIRS {
+        s.push_str(&format!(
+            "if [ -e /{d}/{marker} ]; then echo 'HOST-MARKER /{d}/{marker}'; rm -f /{d}/{marker}; fi\n"
+        ));
+    }
+    s.push_str(&format!(
+        "pid=$(docker inspect -f '{{{{.State.Pid}}}}' {ESC1_CONTAINER} 2>/dev/null || echo 0)\n\
+         if [ \"$pid\" != 0 ] && [ -e /proc/$pid/status ]; then \
+         echo \"CONTAINER-UID $(awk '/^Uid:/ {{print $2}}' /proc/$pid/status)\"; \
+         else echo 'CONTAINER-UID none'; fi\n\
+         docker rm -f {ESC1_CONTAINER} >/dev/null 2>&1 || true\n"
+    ));
+    s
+}
+
+/// The `WRITABLE` lines of the paths under [`ROOT_READ_PATHS`] that
+/// `openclaw` can write (run as `openclaw`).
+fn writable_script() -> String {
+    format!(
+        "find {} -xdev \\( -type f -o -type d \\) -writable 2>/dev/null | head -n 20 | sed 's/^/WRITABLE /' || true",
+        ROOT_READ_PATHS.join(" ")
+    )
+}
+
+/// ESC-1's verdict from the attack's and the host's output lines: the
+/// problems found (none: pass) and what was seen.
+fn judge_esc1(attack: &str, host: &str, writable: &str, setid: &str) -> (Vec<String>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut seen = Vec::new();
+    let groups: Vec<&str> = attack
+        .lines()
+        .find_map(|l| l.strip_prefix("groups: "))
+        .map(|g| g.split_whitespace().collect())
+        .unwrap_or_default();
+    let bad: Vec<&&str> = groups.iter().filter(|g| ROOT_GROUPS.contains(g)).collect();
+    if !bad.is_empty() {
+        problems.push(format!("openclaw is in root-granting groups {bad:?}"));
+    }
+    seen.push(format!("groups {groups:?}"));
+    for l in attack.lines().filter(|l| l.starts_with("ROOT-DAEMON")) {
+        problems.push(l.to_string());
+    }
+    let wrote: Vec<&str> = attack
+        .lines()
+        .filter(|l| l.starts_with("container wrote"))
+        .collect();
+    seen.push(format!(
+        "privileged container with / mounted, as its uid 0: {} (writes inside the daemon's namespace only count if the host sees them)",
+        if wrote.is_empty() {
+            "wrote nothing".to_string()
+        } else {
+            wrote.join(", ")
+        }
+    ));
+    for l in host.lines().filter(|l| l.starts_with("HOST-MARKER")) {
+        problems.push(format!("the host has the container's marker: {l}"));
+    }
+    match host.lines().find_map(|l| l.strip_prefix("CONTAINER-UID ")) {
+        Some("none") | None => problems
+            .push("the privileged container did not run, so host uid 0 was not tried".into()),
+        Some("0") => problems.push("the privileged container's uid 0 is root on the host".into()),
+        Some(uid) => seen.push(format!("its uid 0 is uid {uid} on the host")),
+    }
+    let writable: Vec<&str> = writable
+        .lines()
+        .filter_map(|l| l.strip_prefix("WRITABLE "))
+        .collect();
+    if !writable.is_empty() {
+        problems.push(format!("openclaw can write where root reads: {writable:?}"));
+    }
+    seen.push(format!(
+        "nothing under {ROOT_READ_PATHS:?} writable by openclaw: {}",
+        writable.is_empty()
+    ));
+    let extra: Vec<&str> = setid
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !SETID_ALLOWLIST.contains(l))
+        .collect();
+    if !extra.is_empty() {
+        problems.push(format!("set-id files outside the allowlist: {extra:?}"));
+    }
+    seen.push(format!(
+        "{} set-id files, all allowlisted: {}",
+        setid.lines().count(),
+        extra.is_empty()
+    ));
+    (problems, seen)
+}
+
+/// ESC-1 (live): as `openclaw`, every root daemon socket refuses it, and a
+/// privileged container with the host's `/` mounted, on the daemon it can
+/// reach, writes no root-owned host file and is not uid 0 on the host;
+/// nothing root reads is writable by it; set-id files are only the
+/// allowlisted ones.
+pub fn esc_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    if let Some(outcome) = super::agt::docker_gate(ctx)? {
+        return Ok(outcome);
+    }
+    let marker = format!(
+        "vmtest-esc1-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let image = ctx.facts.sandbox_image.clone();
+    let (_, attack) = ctx
+        .machine
+        .execute(&as_user(ctx, &esc1_attack_script(&image, &marker)))?;
+    let host = ctx.machine.succeed(&esc1_host_script(&marker))?;
+    let writable = ctx.machine.succeed(&as_user(ctx, &writable_script()))?;
+    let setid = ctx
+        .machine
+        .succeed("find / -xdev -type f -perm /6000 2>/dev/null | sort || true")?;
+    let (problems, seen) = judge_esc1(&attack, &host, &writable, &setid);
+    Ok(if problems.is_empty() {
+        Outcome::Pass(seen.join("\n"))
+    } else {
+        Outcome::Fail(format!("{}\n{}", problems.join("\n"), seen.join("\n")))
+    })
+}
+
+/// How long ESC-3 watches the gateway while the sandbox is under attack.
+const ESC3_WATCH_ROUNDS: u32 = 10;
+/// The slowest `/health` answer ESC-3 accepts, in milliseconds.
+const ESC3_MAX_MS: u64 = 10_000;
+
+/// ESC-3's attack, started detached inside the sandbox as its user: a
+/// fork bomb, a memory hog and four busy loops.
+const ESC3_ATTACK: &str = "for i in 1 2 3 4; do (while :; do :; done) & done; \
+    python3 -c 'b=[]\nwhile True: b.append(bytearray(64 << 20))' & \
+    f() { f | f & }; f";
+
+/// Polls the gateway's `/health` from the host: one `HEALTH <code> <ms>`
+/// line per round.
+fn health_watch_script(port: u16) -> String {
+    format!(
+        "for i in $(seq {ESC3_WATCH_ROUNDS}); do s=$(date +%s%N); \
+         c=$(curl -s -m {max} -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/health || true); \
+         e=$(date +%s%N); echo \"HEALTH $c $(( (e - s) / 1000000 ))\"; sleep 2; done",
+        max = ESC3_MAX_MS / 1000
+    )
+}
+
+/// ESC-3's verdict on the watch: every round 200 within [`ESC3_MAX_MS`].
+fn judge_health(watch: &str) -> std::result::Result<String, String> {
+    let rounds: Vec<(String, u64)> = watch
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.strip_prefix("HEALTH ")?.split_whitespace();
+            Some((p.next()?.to_string(), p.next()?.parse().ok()?))
+        })
+        .collect();
+    let slowest = rounds.iter().map(|r| r.1).max().unwrap_or(0);
+    let bad: Vec<String> = rounds
+        .iter()
+        .filter(|(code, ms)| code != "200" || *ms > ESC3_MAX_MS)
+        .map(|(code, ms)| format!("{code} in {ms} ms"))
+        .collect();
+    let summary = format!(
+        "/health {} times during the attack, slowest {slowest} ms",
+        rounds.len()
+    );
+    if rounds.len() as u32 != ESC3_WATCH_ROUNDS || !bad.is_empty() {
+        Err(format!("{summary}; bad answers: {bad:?}"))
+    } else {
+        Ok(summary)
+    }
+}
+
+/// The limits a cgroup v2 directory must hold: `pids.max`, `memory.max`
+/// and `cpu.max`'s quota are not `max`.
+fn limits_problems(pids: &str, memory: &str, cpu: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if pids.trim().is_empty() || pids.trim() == "max" {
+        out.push(format!("pids.max is {:?}", pids.trim()));
+    }
+    if memory.trim().is_empty() || memory.trim() == "max" {
+        out.push(format!("memory.max is {:?}", memory.trim()));
+    }
+    if cpu.split_whitespace().next().is_none_or(|q| q == "max") {
+        out.push(format!("cpu.max is {:?}", cpu.trim()));
+    }
+    out
+}
+
+/// ESC-3 (live): the gateway's own sandbox container has pids, memory and
+/// CPU limits; a fork bomb, a memory hog and busy loops inside it leave the
+/// gateway answering `/health` within 10 s and the host's services up.
+/// The container is restarted afterwards (that ends the attack).
+pub fn esc_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    if let Some(outcome) = super::agt::docker_gate(ctx)? {
+        return Ok(outcome);
+    }
+    let sb = match super::agt::sandbox(ctx)? {
+        Ok(sb) => sb,
+        Err(why) => return Ok(Outcome::NotRun(why)),
+    };
+    let health = super::agt::gateway_health(ctx)?;
+    if health != "200" {
+        return Ok(Outcome::NotRun(format!(
+            "the gateway does not answer /health ({health:?}) before the attack"
+        )));
+    }
+    let name = shell_quote(&sb.name);
+    let cgroup = ctx.machine.succeed(&format!(
+        "pid=$(docker inspect -f '{{{{.State.Pid}}}}' {name}); \
+         echo /sys/fs/cgroup$(cut -d: -f3 /proc/$pid/cgroup | head -n1)"
+    ))?;
+    let cgroup = cgroup.trim().to_string();
+    let read = |file: &str| format!("cat {cgroup}/{file} 2>/dev/null || echo missing");
+    let pids = ctx.machine.succeed(&read("pids.max"))?;
+    let memory = ctx.machine.succeed(&read("memory.max"))?;
+    let cpu = ctx.machine.succeed(&read("cpu.max"))?;
+    let mut problems = limits_problems(&pids, &memory, &cpu);
+    ctx.machine.succeed(&format!(
+        "docker exec -d {name} bash -c {}",
+        shell_quote(ESC3_ATTACK)
+    ))?;
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let watch = ctx.machine.succeed(&health_watch_script(ctx.facts.port))?;
+    let hit = ctx.machine.succeed(&format!(
+        "echo \"pids.events: $(cat {cgroup}/pids.events 2>/dev/null | tr '\\n' ' ')\"; \
+         echo \"memory.events: $(grep -E '^(max|oom_kill) ' {cgroup}/memory.events 2>/dev/null | tr '\\n' ' ')\"; \
+         echo \"load: $(cut -d' ' -f1-3 /proc/loadavg)\""
+    ))?;
+    // The attack ends with the container's processes; OpenClaw's container
+    // itself stays (restarted, same configuration).
+    ctx.machine
+        .succeed(&format!("docker restart -t 1 {name} >/dev/null"))?;
+    let services = ctx.machine.succeed(
+        "systemctl is-active openclaw-gateway.service systemd-journald.service systemd-networkd.service \
+         | tr '\\n' ' '; echo; systemctl list-units --failed --no-legend --plain | tr '\\n' ' '",
+    )?;
+    let health_verdict = judge_health(&watch);
+    if let Err(e) = &health_verdict {
+        problems.push(e.clone());
+    }
+    let mut lines = services.lines();
+    let active = lines.next().unwrap_or("").trim().to_string();
+    let failed = lines.next().unwrap_or("").trim().to_string();
+    if active.split_whitespace().any(|s| s != "active") || !failed.is_empty() {
+        problems.push(format!(
+            "host services after the attack: {active}; failed units: [{failed}]"
+        ));
+    }
+    let seen = format!(
+        "{}\nlimits in {cgroup}: pids.max {}, memory.max {}, cpu.max {}\n{}\n{}\nhost services: {active}",
+        sb.origin,
+        pids.trim(),
+        memory.trim(),
+        cpu.trim(),
+        health_verdict.unwrap_or_else(|e| e),
+        hit.trim()
+    );
+    Ok(if problems.is_empty() {
+        Outcome::Pass(seen)
+    } else {
+        Outcome::Fail(format!("{}\n{seen}", problems.join("; ")))
+    })
+}
+
+/// The host port ESC-5 publishes a container on.
+const ESC5_PORT: u16 = 18_080;
+/// The name of ESC-5's published container.
+const ESC5_CONTAINER: &str = "vmtest-esc5-publish";
+
+/// ESC-5 (live): a port published as `openclaw` (`-p 0.0.0.0:…`) answers on
+/// the host itself (the publish worked) but not from the external peer; a
+/// container on the "host" network still reaches neither the metadata
+/// service nor the tailnet or private ranges (each shown reachable from
+/// the guest first).
+pub fn esc_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    if let Some(outcome) = super::agt::docker_gate(ctx)? {
+        return Ok(outcome);
+    }
+    let Some(net) = ctx.net else {
+        return Ok(Outcome::NotRun(
+            "no test network: no external peer to probe the published port from".into(),
+        ));
+    };
+    let image = shell_quote(&ctx.facts.sandbox_image);
+    ctx.machine.succeed(&as_user(
+        ctx,
+        &format!(
+            "docker rm -f {ESC5_CONTAINER} >/dev/null 2>&1 || true; \
+             docker run -d --name {ESC5_CONTAINER} -p 0.0.0.0:{ESC5_PORT}:8080 \
+             --entrypoint python3 {image} -m http.server 8080 >/dev/null"
+        ),
+    ))?;
+    let local = ctx.machine.execute(&format!(
+        "for i in $(seq 30); do c=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{ESC5_PORT}/ || true); \
+         [ \"$c\" = 200 ] && break; sleep 2; done; echo $c"
+    ))?;
+    let guest = net.guest_ip(std::time::Duration::from_secs(60))?;
+    let peer = net.peer_tcp(
+        std::net::IpAddr::V4(guest),
+        ESC5_PORT,
+        std::time::Duration::from_secs(5),
+    )?;
+    ctx.machine.succeed(&format!(
+        "docker rm -f {ESC5_CONTAINER} >/dev/null 2>&1 || true"
+    ))?;
+    let mut problems = Vec::new();
+    let mut seen = Vec::new();
+    let local = local.1.trim().to_string();
+    seen.push(format!(
+        "published as openclaw on 0.0.0.0:{ESC5_PORT}: the host gets {local}, the external peer ({guest}) gets {}",
+        peer.label()
+    ));
+    if local != "200" {
+        problems.push(format!(
+            "the publish did not answer on the host ({local}), so the peer's probe proves nothing"
+        ));
+    }
+    if peer.label() == "open" {
+        problems.push(format!(
+            "the external peer reached the published port {ESC5_PORT}"
+        ));
+    }
+
+    // A container on the daemon's "host" network, as openclaw.
+    ctx.machine.succeed(super::agt::LAT_TEARDOWN)?;
+    let setup = ctx.machine.succeed(&super::agt::lat_setup_script());
+    let mut targets: Vec<(String, u16)> = super::agt::LAT_PEERS
+        .iter()
+        .map(|p| (p.to_string(), super::agt::LAT_PORT))
+        .collect();
+    targets.push(("169.254.169.254".into(), 80));
+    let script = super::agt::probe_script(&targets);
+    let probes = setup.and_then(|_| {
+        let base = ctx.machine.succeed(&script)?;
+        let (_, inner) = ctx.machine.execute(&as_user(
+            ctx,
+            &format!(
+                "docker run --rm --network host --entrypoint bash {image} -c {} 2>&1",
+                shell_quote(&script)
+            ),
+        ))?;
+        Ok((base, inner))
+    });
+    let teardown = ctx.machine.succeed(super::agt::LAT_TEARDOWN);
+    let (base, inner) = probes?;
+    teardown?;
+    let base = super::agt::parse_probes(&base);
+    let inner = super::agt::parse_probes(&inner);
+    if inner.len() != targets.len() {
+        problems.push(format!(
+            "the host-network container answered {} of {} probes",
+            inner.len(),
+            targets.len()
+        ));
+    }
+    for p in &inner {
+        let from_guest = base
+            .iter()
+            .find(|b| b.host == p.host && b.port == p.port)
+            .map_or("?", |b| b.verdict.as_str());
+        seen.push(format!(
+            "host-network container → {}:{} {} (from the guest as root: {from_guest})",
+            p.host, p.port, p.verdict
+        ));
+        if p.answered() {
+            problems.push(format!(
+                "a host-network container reached {}:{}",
+                p.host, p.port
+            ));
+        }
+    }
+    Ok(if problems.is_empty() {
+        Outcome::Pass(seen.join("\n"))
+    } else {
+        Outcome::Fail(format!("{}\n{}", problems.join("; "), seen.join("\n")))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
 
-    use super::{config_undenied, explain_verdict, matches};
+    use super::{
+        ESC3_WATCH_ROUNDS, config_undenied, explain_verdict, judge_esc1, judge_health,
+        limits_problems, matches,
+    };
 
     /// `openclaw sandbox explain --json` of the appliance's config, as the
     /// pinned OpenClaw 2026.9.6 printed it (run on the build host; paths
@@ -286,5 +769,81 @@ mod tests {
         let v = json!({"sandbox": {"sessionIsSandboxed": true,
                                    "tools": {"allow": [], "deny": ["*"]}}});
         assert!(explain_verdict(&v).is_ok());
+    }
+
+    #[test]
+    fn esc1_passes_only_without_a_way_to_root() {
+        let attack = "groups: openclaw\nroot daemon /run/containerd/containerd.sock: refused\n0\ncontainer wrote /etc/m\n";
+        let host = "CONTAINER-UID 900\n";
+        let setid = "/usr/bin/su\n/usr/bin/passwd\n";
+        let (problems, seen) = judge_esc1(attack, host, "", setid);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(seen.iter().any(|l| l.contains("uid 900")), "{seen:?}");
+
+        let cases = [
+            (
+                "groups: openclaw docker\n",
+                host,
+                "",
+                setid,
+                "root-granting",
+            ),
+            (
+                "groups: openclaw\nROOT-DAEMON /run/docker.sock answers\n",
+                host,
+                "",
+                setid,
+                "ROOT-DAEMON",
+            ),
+            (
+                attack,
+                "HOST-MARKER /etc/m\nCONTAINER-UID 900\n",
+                "",
+                setid,
+                "marker",
+            ),
+            (attack, "CONTAINER-UID 0\n", "", setid, "root on the host"),
+            (attack, "CONTAINER-UID none\n", "", setid, "did not run"),
+            (
+                attack,
+                host,
+                "WRITABLE /etc/systemd/system\n",
+                setid,
+                "write where root reads",
+            ),
+            (attack, host, "", "/usr/local/bin/rootme\n", "allowlist"),
+        ];
+        for (a, h, w, s, want) in cases {
+            let (problems, _) = judge_esc1(a, h, w, s);
+            assert!(
+                problems.iter().any(|p| p.contains(want)),
+                "{want}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn health_must_answer_every_round_in_time() {
+        let good: String = (0..ESC3_WATCH_ROUNDS)
+            .map(|i| format!("HEALTH 200 {}\n", 100 + i))
+            .collect();
+        assert!(judge_health(&good).is_ok());
+        let slow = good.replacen("HEALTH 200 100", "HEALTH 200 10001", 1);
+        assert!(judge_health(&slow).is_err());
+        let down = good.replacen("HEALTH 200 100", "HEALTH 000 10002", 1);
+        assert!(judge_health(&down).is_err());
+        let short: String = good.lines().skip(1).map(|l| format!("{l}\n")).collect();
+        assert!(judge_health(&short).is_err());
+    }
+
+    #[test]
+    fn limits_must_all_be_set() {
+        assert!(limits_problems("512", "1073741824", "100000 100000").is_empty());
+        assert_eq!(
+            limits_problems("max", "1073741824", "100000 100000").len(),
+            1
+        );
+        assert_eq!(limits_problems("512", "max", "max 100000").len(), 2);
+        assert_eq!(limits_problems("missing", "", "").len(), 2);
     }
 }

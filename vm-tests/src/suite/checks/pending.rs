@@ -15,34 +15,10 @@ fn no_check_yet(what: &str, issue: &str) -> Result<Outcome> {
     )))
 }
 
-/// ESC-1: no path from `openclaw` to root.
-pub fn esc_1(_: &mut Ctx<'_>) -> Result<Outcome> {
-    no_check_yet(
-        "try `docker run --privileged -v /:/host` as openclaw and look for root-writable paths",
-        "issue 16, path to root",
-    )
-}
-
 /// ESC-2: the sandbox cannot make the host run its code.
 pub fn esc_2(_: &mut Ctx<'_>) -> Result<Outcome> {
     no_check_yet(
         "plant git hooks and config in a sandbox's workspace, run the sync, and look for a marker on the host",
-        "issue 16, path to root",
-    )
-}
-
-/// ESC-3: one sandbox cannot starve the host.
-pub fn esc_3(_: &mut Ctx<'_>) -> Result<Outcome> {
-    no_check_yet(
-        "run a fork bomb and a memory hog in a sandbox and time the gateway's /health",
-        "issue 16, path to root",
-    )
-}
-
-/// ESC-5: container traffic cannot bypass the firewall.
-pub fn esc_5(_: &mut Ctx<'_>) -> Result<Outcome> {
-    no_check_yet(
-        "publish a port as openclaw and probe it from the external peer",
         "issue 16, path to root",
     )
 }

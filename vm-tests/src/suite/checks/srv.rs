@@ -31,8 +31,8 @@ pub fn srv_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let cgroup = ctx
         .machine
         .succeed(&format!("cat /proc/{pid}/cgroup 2>/dev/null || true"))?;
-    let native = cgroup.contains(&format!("system.slice/{GATEWAY_UNIT}"))
-        && !cgroup.contains("docker");
+    let native =
+        cgroup.contains(&format!("system.slice/{GATEWAY_UNIT}")) && !cgroup.contains("docker");
     let fragment_owner = ctx
         .machine
         .succeed(&format!("stat -c '%U %a' {fragment} || true"))?;
@@ -87,10 +87,22 @@ fn unit_attack_script() -> String {
                 "mkdir -p /run/systemd/system/{unit}.d && echo '[Service]' > /run/systemd/system/{unit}.d/x.conf"
             ),
         ),
-        ("mask it", format!("systemctl mask --runtime --no-ask-password {unit}")),
-        ("stop it", format!("systemctl stop --no-ask-password {unit}")),
-        ("set a property", format!("systemctl set-property --runtime --no-ask-password {unit} NoNewPrivileges=no")),
-        ("edit it", format!("SYSTEMD_EDITOR=true systemctl edit --runtime --no-ask-password {unit}")),
+        (
+            "mask it",
+            format!("systemctl mask --runtime --no-ask-password {unit}"),
+        ),
+        (
+            "stop it",
+            format!("systemctl stop --no-ask-password {unit}"),
+        ),
+        (
+            "set a property",
+            format!("systemctl set-property --runtime --no-ask-password {unit} NoNewPrivileges=no"),
+        ),
+        (
+            "edit it",
+            format!("SYSTEMD_EDITOR=true systemctl edit --runtime --no-ask-password {unit}"),
+        ),
     ];
     attempts
         .iter()
@@ -366,7 +378,10 @@ pub fn srv_7(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         ok,
         format!(
             "exposure {} (at most {MAX_EXPOSURE}); missing: {missing:?}; {}",
-            score.map_or_else(|| format!("unreadable ({})", analysis.trim()), |s| format!("{s:.1}")),
+            score.map_or_else(
+                || format!("unreadable ({})", analysis.trim()),
+                |s| format!("{s:.1}")
+            ),
             props.split_whitespace().collect::<Vec<_>>().join(" ")
         ),
     ))
@@ -406,7 +421,9 @@ fn missing_hardening(props: &str) -> Vec<&'static str> {
     }
     let checks: [(&'static str, ValueTest); 6] = [
         ("ProtectSystem", |v| v == "strict"),
-        ("ProtectHome", |v| v == "tmpfs" || v == "yes" || v == "read-only"),
+        ("ProtectHome", |v| {
+            v == "tmpfs" || v == "yes" || v == "read-only"
+        }),
         // Every namespace type refused: systemd shows the empty allow list.
         ("RestrictNamespaces", |v| v == "yes" || v.is_empty()),
         ("SystemCallFilter", |v| !v.is_empty()),
@@ -526,4 +543,46 @@ pub fn boot_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         root > image,
         format!("disk {disk} B, image {image} B, root filesystem {root} B"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{exposure, missing_hardening};
+
+    #[test]
+    fn exposure_is_read_from_the_last_line() {
+        assert_eq!(
+            exposure("→ Overall exposure level for openclaw-gateway.service: 1.4 OK 🙂"),
+            Some(1.4)
+        );
+        assert_eq!(
+            exposure("→ Overall exposure level for x.service: 8.9 EXPOSED 🙁\n"),
+            Some(8.9)
+        );
+        assert_eq!(exposure("Unit x.service not found."), None);
+    }
+
+    #[test]
+    fn every_required_directive_is_named_when_missing() {
+        let full = "NoNewPrivileges=yes\nProtectSystem=strict\nProtectHome=tmpfs\nPrivateTmp=yes\n\
+                    PrivateDevices=yes\nProtectKernelTunables=yes\nProtectKernelModules=yes\n\
+                    ProtectKernelLogs=yes\nRestrictNamespaces=yes\n\
+                    SystemCallFilter=_llseek accept\nCapabilityBoundingSet=\nUMask=0077\n";
+        assert!(
+            missing_hardening(full).is_empty(),
+            "{:?}",
+            missing_hardening(full)
+        );
+        let weak = full
+            .replace("ProtectSystem=strict", "ProtectSystem=no")
+            .replace(
+                "CapabilityBoundingSet=\n",
+                "CapabilityBoundingSet=cap_chown\n",
+            )
+            .replace("NoNewPrivileges=yes", "NoNewPrivileges=no");
+        assert_eq!(
+            missing_hardening(&weak),
+            vec!["NoNewPrivileges", "ProtectSystem", "CapabilityBoundingSet"]
+        );
+    }
 }
