@@ -189,7 +189,7 @@ fn config_line(config: &Value, pointer: &str, want: &Value) -> (bool, String) {
 
 /// `Some(NotRun)` when Docker or the sandbox image unit is not up, so the
 /// image cannot be inspected at all; a failed image unit is a failure.
-fn docker_gate(ctx: &mut Ctx<'_>) -> Result<Option<Outcome>> {
+pub(super) fn docker_gate(ctx: &mut Ctx<'_>) -> Result<Option<Outcome>> {
     let (_, docker) = ctx
         .machine
         .execute("systemctl is-active docker.service || true")?;
@@ -587,13 +587,28 @@ pub fn agt_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     })
 }
 
+/// A guest command running `docker <cmd>` against the daemon that holds
+/// OpenClaw's sandbox containers. The one place that names how to reach
+/// it: a runtime switch (e.g. rootless Docker with `DOCKER_HOST`) changes
+/// only this.
+pub(super) fn sandbox_docker(cmd: &str) -> String {
+    format!("docker {cmd}")
+}
+
 /// The sandbox container the probes run in.
 #[derive(Debug, Clone)]
-struct Sandbox {
+pub(super) struct Sandbox {
     /// Container name.
-    name: String,
+    pub(super) name: String,
     /// How it came to be, for the outcome's detail.
-    origin: String,
+    pub(super) origin: String,
+}
+
+impl Sandbox {
+    /// Whether OpenClaw's gateway made it (not [`MIRROR_NAME`], made by hand).
+    pub(super) fn gateway_created(&self) -> bool {
+        self.name != MIRROR_NAME
+    }
 }
 
 /// Running OpenClaw sandbox containers (not the browser sandbox), names.
@@ -616,7 +631,7 @@ fn running_sandboxes(ctx: &mut Ctx<'_>) -> Result<Vec<String>> {
 
 /// The sandbox container of the gateway's main agent: one already running,
 /// or one the gateway creates for an agent turn; by hand as a last resort.
-fn sandbox(ctx: &mut Ctx<'_>) -> Result<Sandbox> {
+pub(super) fn sandbox(ctx: &mut Ctx<'_>) -> Result<Sandbox> {
     let existing = running_sandboxes(ctx)?;
     if let Some(name) = existing.iter().find(|n| n.as_str() != MIRROR_NAME) {
         return Ok(Sandbox {

@@ -3,6 +3,7 @@
 //! a failure with the error chain.
 
 pub mod agt;
+pub mod esc;
 pub mod external;
 pub mod net;
 pub mod pending;

@@ -23,14 +23,6 @@ pub fn esc_1(_: &mut Ctx<'_>) -> Result<Outcome> {
     )
 }
 
-/// ESC-2: the sandbox cannot make the host run its code.
-pub fn esc_2(_: &mut Ctx<'_>) -> Result<Outcome> {
-    no_check_yet(
-        "plant git hooks and config in a sandbox's workspace, run the sync, and look for a marker on the host",
-        "issue 16, path to root",
-    )
-}
-
 /// ESC-3: one sandbox cannot starve the host.
 pub fn esc_3(_: &mut Ctx<'_>) -> Result<Outcome> {
     no_check_yet(
