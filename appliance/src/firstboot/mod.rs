@@ -57,7 +57,7 @@ pub use steps::Step;
 pub use unit::unit_text;
 pub use userdata::{
     FIELDS, FIRST_LINE as USERDATA_FIRST_LINE, FieldProblem, GitRemote, Telegram, UserData,
-    UserDataError, Workspace, parse as parse_userdata,
+    UserDataError, WORKSPACE_HOST_ALIAS, Workspace, parse as parse_userdata,
 };
 
 /// Where the image installs this binary.
@@ -88,6 +88,9 @@ pub const PROVIDER_ENV: &str = ".openclaw/.env";
 pub const DEPLOY_KEY: &str = ".ssh/workspace-deploy-key";
 /// The SSH client config with the workspace host alias, relative to home.
 pub const SSH_CONFIG: &str = ".ssh/config";
+/// The workspace remote's pinned host keys (`workspace-repo-host-key`),
+/// relative to home: the only known_hosts the sync's ssh reads (ESC-2).
+pub const KNOWN_HOSTS: &str = ".ssh/workspace-known-hosts";
 /// `authorized_keys` (only when the image has an OpenSSH server).
 pub const AUTHORIZED_KEYS: &str = ".ssh/authorized_keys";
 /// The workspace remote rewritten to the host alias, for the sync job.
@@ -418,6 +421,7 @@ impl Agent<'_> {
                 PROVIDER_ENV,
                 DEPLOY_KEY,
                 SSH_CONFIG,
+                KNOWN_HOSTS,
                 AUTHORIZED_KEYS,
                 WORKSPACE_REPO,
             ] {

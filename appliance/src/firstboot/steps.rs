@@ -16,8 +16,9 @@ use super::netfilter;
 use super::secret::{Scrubber, Secret};
 use super::userdata::{Telegram, WORKSPACE_HOST_ALIAS, Workspace};
 use super::{
-    AUTHORIZED_KEYS, Agent, DEPLOY_KEY, Error, Ipv6Config, OPENCLAW_JSON, PROVIDER_ENV, Plan,
-    RUN_DIR, SSH_CONFIG, SWAP_MAX_BYTES, SWAPFILE, TAILSCALE_KEY_FILE, WORKSPACE_REPO,
+    AUTHORIZED_KEYS, Agent, DEPLOY_KEY, Error, Ipv6Config, KNOWN_HOSTS, OPENCLAW_JSON,
+    PROVIDER_ENV, Plan, RUN_DIR, SSH_CONFIG, SWAP_MAX_BYTES, SWAPFILE, TAILSCALE_KEY_FILE,
+    WORKSPACE_REPO,
 };
 
 /// `timeout` and its arguments around `tailscale serve`.
@@ -526,6 +527,14 @@ impl Agent<'_> {
             owner,
             ssh_config(ws).as_bytes(),
         )?;
+        if !ws.host_keys.is_empty() {
+            ensure_file(
+                &self.home_path(user, KNOWN_HOSTS),
+                0o600,
+                owner,
+                known_hosts(ws).as_bytes(),
+            )?;
+        }
         ensure_dir(&self.home_path(user, ".config"), 0o700, owner)?;
         ensure_dir(
             &self.home_path(user, ".config/openclaw-appliance"),
@@ -538,8 +547,14 @@ impl Agent<'_> {
             owner,
             format!("{}\n", ws.repo.alias_url()).as_bytes(),
         )?;
+        let pinned = match ws.host_keys.len() {
+            0 => "no host key pinned: the sync commits locally and does not contact the \
+                  remote until user-data sets `workspace-repo-host-key`"
+                .to_string(),
+            n => format!("{n} host key(s) pinned in ~/{KNOWN_HOSTS}"),
+        };
         Ok(format!(
-            "~/{DEPLOY_KEY} and host alias `{WORKSPACE_HOST_ALIAS}` for {} (IdentitiesOnly)",
+            "~/{DEPLOY_KEY} and host alias `{WORKSPACE_HOST_ALIAS}` for {} (IdentitiesOnly); {pinned}",
             ws.repo.host
         ))
     }
@@ -840,8 +855,23 @@ fn ssh_config(ws: &Workspace) -> String {
     s.push_str(&format!(
         "    IdentityFile ~/{DEPLOY_KEY}\n\
          \x20   IdentitiesOnly yes\n\
-         \x20   StrictHostKeyChecking accept-new\n"
+         \x20   # ESC-2: only the host keys user-data pinned; never trust on first use.\n\
+         \x20   HostKeyAlias {WORKSPACE_HOST_ALIAS}\n\
+         \x20   UserKnownHostsFile ~/{KNOWN_HOSTS}\n\
+         \x20   GlobalKnownHostsFile /dev/null\n\
+         \x20   StrictHostKeyChecking yes\n"
     ));
+    s
+}
+
+/// The pinned host keys (`workspace-repo-host-key`), under the host alias
+/// the SSH config names as `HostKeyAlias`.
+fn known_hosts(ws: &Workspace) -> String {
+    let mut s =
+        "# Written by openclaw-firstboot from `workspace-repo-host-key` (ESC-2).\n".to_string();
+    for key in &ws.host_keys {
+        s.push_str(&format!("{WORKSPACE_HOST_ALIAS} {key}\n"));
+    }
     s
 }
 

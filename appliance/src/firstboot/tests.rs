@@ -531,6 +531,26 @@ fn full_run_writes_every_destination() {
         "{ssh}"
     );
     assert!(ssh.contains("    IdentitiesOnly yes\n"));
+    // ESC-2: the host key from user-data, pinned; no trust on first use.
+    for line in [
+        "    HostKeyAlias openclaw-workspace\n",
+        "    UserKnownHostsFile ~/.ssh/workspace-known-hosts\n",
+        "    StrictHostKeyChecking yes\n",
+    ] {
+        assert!(ssh.contains(line), "{line} not in {ssh}");
+    }
+    assert!(!ssh.contains("accept-new"), "{ssh}");
+    assert_eq!(
+        read(root, "home/openclaw/.ssh/workspace-known-hosts")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        vec![format!("openclaw-workspace {}", ud::HOST_KEY)]
+    );
+    assert_eq!(
+        mode(root, "home/openclaw/.ssh/workspace-known-hosts"),
+        0o600
+    );
     assert_eq!(
         read(
             root,

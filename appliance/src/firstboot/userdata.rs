@@ -39,6 +39,7 @@ pub const FIELDS: &[&str] = &[
     "telegram-allowed-users",
     "workspace-deploy-key",
     "workspace-repo",
+    "workspace-repo-host-key",
     "hostname",
 ];
 
@@ -50,6 +51,19 @@ pub const SETUP_TOKEN_PREFIX: &str = "sk-ant-oat01-";
 pub const SETUP_TOKEN_MIN: usize = 80;
 /// The SSH host alias written for the workspace remote (INF-2).
 pub const WORKSPACE_HOST_ALIAS: &str = "openclaw-workspace";
+
+/// Most host key lines accepted in `workspace-repo-host-key`.
+pub const HOST_KEYS_MAX: usize = 16;
+/// The SSH host key types `workspace-repo-host-key` accepts.
+const HOST_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
 
 const KEY_BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
 const KEY_END: &str = "-----END OPENSSH PRIVATE KEY-----";
@@ -133,6 +147,10 @@ pub struct Workspace {
     pub deploy_key: Secret,
     /// The SSH remote.
     pub repo: GitRemote,
+    /// `workspace-repo-host-key`: the remote host's public keys as
+    /// `<type> <base64>`, pinned for the sync's ssh (ESC-2); empty when the
+    /// field is absent, and then the sync never contacts the remote.
+    pub host_keys: Vec<String>,
 }
 
 /// An SSH git remote: `[user@]host:path` or `ssh://[user@]host[:port]/path`.
@@ -392,6 +410,26 @@ pub fn parse(text: &str) -> Result<UserData, UserDataError> {
             None
         }
     };
+    let host_keys = match string_field(&table, "workspace-repo-host-key") {
+        Ok(Some(v)) => match check_host_keys(v, repo.as_ref()) {
+            Ok(keys) => keys,
+            Err(p) => {
+                bad("workspace-repo-host-key", p);
+                Vec::new()
+            }
+        },
+        Ok(None) => Vec::new(),
+        Err(p) => {
+            bad("workspace-repo-host-key", p);
+            Vec::new()
+        }
+    };
+    if table.contains_key("workspace-repo-host-key") && !table.contains_key("workspace-repo") {
+        bad(
+            "workspace-repo-host-key",
+            "given without `workspace-repo`: it pins the host key of that remote".into(),
+        );
+    }
     let key_given = table.contains_key("workspace-deploy-key");
     let repo_given = table.contains_key("workspace-repo");
     if key_given && !repo_given {
@@ -447,9 +485,11 @@ pub fn parse(text: &str) -> Result<UserData, UserDataError> {
             bot_token,
             allowed_users,
         });
-    let workspace = deploy_key
-        .zip(repo)
-        .map(|(deploy_key, repo)| Workspace { deploy_key, repo });
+    let workspace = deploy_key.zip(repo).map(|(deploy_key, repo)| Workspace {
+        deploy_key,
+        repo,
+        host_keys,
+    });
     Ok(UserData {
         gateway_token,
         tailscale_auth_key,
@@ -683,6 +723,84 @@ fn check_deploy_key(v: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// Checks `workspace-repo-host-key`: known_hosts lines (`host type key`,
+/// as `ssh-keyscan` prints them) or bare keys (`type key`), one a line;
+/// blank lines and `#` comments are skipped. A host column must name the
+/// remote of `workspace-repo` (`host`, or `[host]:port` for another port
+/// than 22). Returns each key as `type base64`, without duplicates.
+fn check_host_keys(v: &str, repo: Option<&GitRemote>) -> Result<Vec<String>, String> {
+    let example = "e.g. the output of `ssh-keyscan -t ed25519 <host>`, checked against \
+                   the fingerprints the host publishes";
+    let mut keys: Vec<String> = Vec::new();
+    for (i, line) in v.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields[0].starts_with('@') {
+            return Err(format!(
+                "line {n}: markers such as @cert-authority or @revoked are not supported; \
+                 give the host's own keys"
+            ));
+        }
+        let (host, kind, key) = if HOST_KEY_TYPES.contains(&fields[0]) {
+            (None, fields[0], fields.get(1))
+        } else {
+            (
+                Some(fields[0]),
+                *fields.get(1).unwrap_or(&""),
+                fields.get(2),
+            )
+        };
+        if !HOST_KEY_TYPES.contains(&kind) {
+            return Err(format!(
+                "line {n} is not a host key line `host type key` with a type of {} ({example})",
+                HOST_KEY_TYPES.join(", ")
+            ));
+        }
+        let Some(key) = key else {
+            return Err(format!("line {n} has no key after its type ({example})"));
+        };
+        let mut blob_start = (kind.len() as u32).to_be_bytes().to_vec();
+        blob_start.extend_from_slice(kind.as_bytes());
+        match base64_decode(key) {
+            Some(raw) if raw.len() > blob_start.len() + 4 && raw.starts_with(&blob_start) => {}
+            _ => return Err(format!("line {n}: the key is not a base64 `{kind}` key")),
+        }
+        if let Some(host) = host {
+            if host.starts_with('|') {
+                return Err(format!(
+                    "line {n}: a hashed host name cannot be checked; use `ssh-keyscan` without -H"
+                ));
+            }
+            if let Some(r) = repo {
+                let want = match r.port {
+                    Some(p) if p != 22 => format!("[{}]:{p}", r.host),
+                    _ => r.host.clone(),
+                };
+                if !host.split(',').any(|h| h.eq_ignore_ascii_case(&want)) {
+                    return Err(format!(
+                        "line {n} names another host than `workspace-repo` ({want})"
+                    ));
+                }
+            }
+        }
+        let entry = format!("{kind} {key}");
+        if !keys.contains(&entry) {
+            keys.push(entry);
+        }
+    }
+    if keys.is_empty() {
+        return Err(format!("has no host key line ({example})"));
+    }
+    if keys.len() > HOST_KEYS_MAX {
+        return Err(format!("lists more than {HOST_KEYS_MAX} keys"));
+    }
+    Ok(keys)
+}
+
 /// Standard base64 (with or without padding); `None` on any other byte.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     fn val(c: u8) -> Option<u32> {
@@ -785,10 +903,81 @@ pub(crate) mod tests {
              telegram-allowed-users = [123456789, \"987654321\"]\n\
              workspace-deploy-key = '''\n{}'''\n\
              workspace-repo = \"git@github.com:example/openclaw-workspace.git\"\n\
+             workspace-repo-host-key = \"github.com {HOST_KEY}\"\n\
              hostname = \"claw-1\"\n",
             setup_token(),
             deploy_key()
         )
+    }
+    /// GitHub's published ed25519 host key (public; also in the docs).
+    pub(crate) const HOST_KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+
+    /// `workspace-repo-host-key` with `text` for the remote `repo`.
+    fn host_key_doc(repo: &str, text: &str) -> String {
+        format!(
+            "{}workspace-deploy-key = '''\n{}'''\nworkspace-repo = \"{repo}\"\n\
+             workspace-repo-host-key = '''\n{text}'''\n",
+            minimal(),
+            deploy_key()
+        )
+    }
+
+    #[test]
+    fn host_keys_are_checked_and_normalised() {
+        let keys = |repo: &str, text: &str| {
+            parse(&host_key_doc(repo, text))
+                .map(|u| u.workspace.unwrap().host_keys)
+                .map_err(|e| e.to_string())
+        };
+        let gh = "git@github.com:a/b.git";
+        // A keyscan line, a bare key, a comment, a duplicate.
+        let text = format!("# github\ngithub.com {HOST_KEY}\n\n{HOST_KEY}\n");
+        assert_eq!(keys(gh, &text).unwrap(), vec![HOST_KEY.to_string()]);
+        let port = format!("[h.example]:2222 {HOST_KEY}\n");
+        assert_eq!(
+            keys("ssh://git@h.example:2222/a.git", &port).unwrap(),
+            vec![HOST_KEY.to_string()]
+        );
+        let rsa = HOST_KEY.replace("ssh-ed25519", "ssh-rsa");
+        for (text, want) in [
+            (
+                format!("gitlab.com {HOST_KEY}\n"),
+                "line 1 names another host than `workspace-repo` (github.com)",
+            ),
+            (
+                format!("|1|abc|def {HOST_KEY}\n"),
+                "line 1: a hashed host name cannot be checked",
+            ),
+            (
+                format!("@cert-authority github.com {HOST_KEY}\n"),
+                "line 1: markers such as",
+            ),
+            (
+                "github.com ssh-dss AAAA\n".to_string(),
+                "line 1 is not a host key line",
+            ),
+            (
+                "github.com ssh-ed25519\n".to_string(),
+                "line 1 has no key after its type",
+            ),
+            (
+                format!("github.com {rsa}\n"),
+                "line 1: the key is not a base64 `ssh-rsa` key",
+            ),
+            ("# nothing\n".to_string(), "has no host key line"),
+        ] {
+            let err = keys(gh, &text).unwrap_err();
+            assert!(err.contains("`workspace-repo-host-key`"), "{err}");
+            assert!(err.contains(want), "{err}");
+            assert!(!err.contains("AAAAC3"), "quotes the key: {err}");
+        }
+        let alone = format!("{}workspace-repo-host-key = \"{HOST_KEY}\"\n", minimal());
+        let err = fails_on(&alone, "workspace-repo-host-key");
+        assert!(
+            err.to_string().contains("given without `workspace-repo`"),
+            "{err}"
+        );
     }
 
     pub(crate) fn minimal() -> String {
@@ -846,6 +1035,7 @@ pub(crate) mod tests {
         let ws = ud.workspace.as_ref().unwrap();
         assert_eq!(ws.deploy_key.expose(), deploy_key());
         assert_eq!(ws.repo.host, "github.com");
+        assert_eq!(ws.host_keys, vec![HOST_KEY.to_string()]);
         assert_eq!(ws.repo.user.as_deref(), Some("git"));
         assert_eq!(
             ws.repo.alias_url(),

@@ -87,6 +87,8 @@ impl DeployKey {
 pub struct GitRemote {
     dir: TempDir,
     user: String,
+    /// The daemon's public host key (`ssh-ed25519 AAAA… vmtest-peer`).
+    host_key: String,
 }
 
 impl GitRemote {
@@ -100,11 +102,12 @@ impl GitRemote {
             .prefix("vmtest-ws-")
             .tempdir()
             .context("creating the git remote's directory")?;
-        let remote = GitRemote {
+        let mut remote = GitRemote {
             user: run_command(Command::new("id").arg("-un"))?
                 .trim()
                 .to_string(),
             dir,
+            host_key: String::new(),
         };
         run_command(
             Command::new("git")
@@ -116,6 +119,11 @@ impl GitRemote {
                 .args(["-q", "-t", "ed25519", "-N", "", "-C", "vmtest-peer", "-f"])
                 .arg(remote.dir.path().join("host_ed25519")),
         )?;
+        let host_pub = remote.dir.path().join("host_ed25519.pub");
+        remote.host_key = std::fs::read_to_string(&host_pub)
+            .with_context(|| format!("reading {}", host_pub.display()))?
+            .trim()
+            .to_string();
         let authorized_keys = remote.dir.path().join("authorized_keys");
         std::fs::write(
             &authorized_keys,
@@ -146,6 +154,12 @@ impl GitRemote {
     /// The bare repository on the host.
     pub fn bare(&self) -> PathBuf {
         self.dir.path().join("workspace.git")
+    }
+
+    /// The daemon's host key as `workspace-repo-host-key` pins it: a
+    /// known_hosts line for the peer's address (ESC-2: no trust on first use).
+    pub fn host_key_line(&self) -> String {
+        format!("{PEER_IP} {}", self.host_key)
     }
 
     /// The remote as the guest's user-data names it (scp-like form).

@@ -227,7 +227,7 @@ pub const CATALOGUE: &[Invariant] = &[
         "ESC-2",
         "the sandbox cannot make the host run its code",
         Live,
-        checks::pending::esc_2
+        checks::esc_sync::esc_2
     ),
     inv!(
         "ESC-3",

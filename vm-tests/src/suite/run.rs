@@ -71,8 +71,9 @@ fn generate_secrets() -> Result<Secrets> {
 }
 
 /// The user-data of a run (docs/first-boot.md's format); with a deploy
-/// key and `workspace_repo`, workspace sync is configured (INF-2).
-pub fn userdata_text(s: &Secrets, tailscale: bool, workspace_repo: Option<&str>) -> String {
+/// key and a git remote, workspace sync is configured (INF-2) with the
+/// remote's host key pinned (ESC-2).
+pub fn userdata_text(s: &Secrets, tailscale: bool, remote: Option<&GitRemote>) -> String {
     let mut t = format!(
         "#openclaw-appliance-userdata v1\ngateway-token = \"{}\"\nanthropic-setup-token = \"{}\"\n",
         s.gateway_token, s.anthropic_token
@@ -80,10 +81,13 @@ pub fn userdata_text(s: &Secrets, tailscale: bool, workspace_repo: Option<&str>)
     if tailscale {
         t.push_str(&format!("tailscale-auth-key = \"{}\"\n", s.tailscale_key));
     }
-    if let (Some(key), Some(repo)) = (&s.deploy_key, workspace_repo) {
+    if let (Some(key), Some(remote)) = (&s.deploy_key, remote) {
         t.push_str(&format!(
-            "workspace-deploy-key = \'\'\'\n{}\'\'\'\nworkspace-repo = \"{repo}\"\n",
-            key.private
+            "workspace-deploy-key = \'\'\'\n{}\'\'\'\nworkspace-repo = \"{}\"\n\
+             workspace-repo-host-key = \"{}\"\n",
+            key.private,
+            remote.url(),
+            remote.host_key_line()
         ));
     }
     t
@@ -230,8 +234,7 @@ fn run_firmware(
             None
         }
     };
-    let workspace_repo = git_remote.as_ref().map(GitRemote::url);
-    let userdata = userdata_text(&secrets, facts.tailscale, workspace_repo.as_deref());
+    let userdata = userdata_text(&secrets, facts.tailscale, git_remote.as_ref());
     // The external network: a peer for NET-4/NET-5 and the Hetzner metadata
     // service. Needs root and the host's bridge/netns support.
     let net = match crate::net::TestNet::create(

@@ -567,6 +567,14 @@ pub fn agt_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     })
 }
 
+/// A guest command running `docker <cmd>` against the daemon that holds
+/// OpenClaw's sandbox containers. The one place that names how to reach
+/// it: a runtime switch (e.g. rootless Docker with `DOCKER_HOST`) changes
+/// only this.
+pub(super) fn sandbox_docker(cmd: &str) -> String {
+    format!("docker {cmd}")
+}
+
 /// The sandbox container the probes run in.
 #[derive(Debug, Clone)]
 pub(super) struct Sandbox {

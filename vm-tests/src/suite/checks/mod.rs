@@ -4,6 +4,7 @@
 
 pub mod agt;
 pub mod esc;
+pub mod esc_sync;
 pub mod external;
 pub mod net;
 pub mod pending;

@@ -15,14 +15,6 @@ fn no_check_yet(what: &str, issue: &str) -> Result<Outcome> {
     )))
 }
 
-/// ESC-2: the sandbox cannot make the host run its code.
-pub fn esc_2(_: &mut Ctx<'_>) -> Result<Outcome> {
-    no_check_yet(
-        "plant git hooks and config in a sandbox's workspace, run the sync, and look for a marker on the host",
-        "issue 16, path to root",
-    )
-}
-
 /// SSH-3: Tailscale SSH is the only shell path.
 pub fn ssh_3(_: &mut Ctx<'_>) -> Result<Outcome> {
     no_check_yet(

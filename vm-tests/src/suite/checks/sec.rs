@@ -16,6 +16,8 @@ use crate::suite::report::Outcome;
 /// The files a secret may live in after first boot (SEC-3).
 pub const ALLOWED: &[&str] = &[OPENCLAW_JSON, ENV_FILE];
 
+/// The workspace remote's pinned host keys (ESC-2, from user-data).
+const KNOWN_HOSTS: &str = "/home/openclaw/.ssh/workspace-known-hosts";
 /// The workspace deploy key's file (INF-2), the only place it may live (SEC-3).
 pub const DEPLOY_KEY: &str = "/home/openclaw/.ssh/workspace-deploy-key";
 
@@ -462,8 +464,7 @@ pub fn sec_4(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 
 /// The user-data this run injects (also used by the runner).
 pub fn userdata(ctx: &Ctx<'_>) -> String {
-    let repo = ctx.git_remote.map(|r| r.url());
-    crate::suite::run::userdata_text(ctx.secrets, ctx.facts.tailscale, repo.as_deref())
+    crate::suite::run::userdata_text(ctx.secrets, ctx.facts.tailscale, ctx.git_remote)
 }
 
 /// SEC-5: the metadata service is closed to `openclaw` and to containers,
@@ -637,8 +638,7 @@ pub fn inf_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             "workspace sync is not configured by this run's user-data".into(),
         ));
     }
-    // Modes and the SSH config as first boot left them (before any sync
-    // adds known_hosts).
+    // Modes and the SSH config as first boot left them.
     let modes = ctx.machine.succeed(&format!(
         "stat -c '%a %U:%G %n' /home/openclaw/.ssh {DEPLOY_KEY} /home/openclaw/.ssh/config"
     ))?;
@@ -658,26 +658,36 @@ pub fn inf_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .machine
         .succeed("cat /home/openclaw/.config/openclaw-appliance/workspace-repo")?;
     let repo_ok = repo.trim().starts_with("openclaw-workspace:");
-    // The timer: enabled, active (its condition held), hourly, persistent.
+    // ESC-2: the remote's host key pinned from user-data, never learnt.
+    let pinned = ctx.machine.succeed(&format!(
+        "stat -c '%a %U:%G' {KNOWN_HOSTS}; grep -c '^openclaw-workspace ' {KNOWN_HOSTS} || true"
+    ))?;
+    let pinned_ok = pinned.lines().next() == Some("600 openclaw:openclaw")
+        && pinned.lines().nth(1).is_some_and(|n| n != "0")
+        && config
+            .lines()
+            .any(|l| l.trim() == "StrictHostKeyChecking yes");
+    // The timer: a system unit, enabled, active (its condition held),
+    // hourly, persistent.
     ctx.machine.wait_for_unit(
         "openclaw-workspace-sync.timer",
-        Some(&ctx.facts.user),
+        None,
         Duration::from_secs(600),
     )?;
-    let timer = ctx.machine.succeed(&as_user(
-        ctx,
-        "systemctl --user is-enabled openclaw-workspace-sync.timer; \
-         systemctl --user show -p TimersCalendar -p Persistent openclaw-workspace-sync.timer",
-    ))?;
+    let timer = ctx.machine.succeed(
+        "systemctl is-enabled openclaw-workspace-sync.timer; \
+         systemctl show -p TimersCalendar -p Persistent openclaw-workspace-sync.timer",
+    )?;
     let timer_ok = timer.lines().next() == Some("enabled")
         && timer
             .lines()
             .any(|l| l.starts_with("TimersCalendar={ OnCalendar=*-*-* *:00:00 ;"))
         && timer.lines().any(|l| l == "Persistent=yes");
     let seen = format!(
-        "timer: {}\n{}\nremote: {}\n{}",
+        "timer: {}\n{}\nknown hosts: {}\nremote: {}\n{}",
         timer.trim().replace('\n', "; "),
         modes.trim(),
+        pinned.trim().replace('\n', "; "),
         repo.trim(),
         config.trim()
     );
@@ -695,17 +705,19 @@ pub fn inf_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .unwrap_or_default();
     let marker = format!("vm-test INF-2 marker {}\n", since_epoch.as_nanos());
     let file = "vmtest-inf2.md";
-    let run = ctx.machine.execute(&as_user(
+    ctx.machine.succeed(&as_user(
         ctx,
         &format!(
-            "mkdir -p ~/.openclaw/workspace && printf %s {q} > ~/.openclaw/workspace/{file} && \
-             systemctl --user start openclaw-workspace-sync.service 2>&1",
+            "mkdir -p ~/.openclaw/workspace && printf %s {q} > ~/.openclaw/workspace/{file}",
             q = super::shell_quote(&marker)
         ),
     ))?;
-    let journal = ctx.machine.succeed(
-        "journalctl --no-pager -o cat -n 20 _SYSTEMD_USER_UNIT=openclaw-workspace-sync.service || true",
-    )?;
+    let run = ctx
+        .machine
+        .execute("systemctl start openclaw-workspace-sync.service 2>&1")?;
+    let journal = ctx
+        .machine
+        .succeed("journalctl --no-pager -o cat -n 20 -u openclaw-workspace-sync.service || true")?;
     let arrived = remote.git(&[
         "show",
         &format!("{}:{file}", crate::net::git_remote::BRANCH),
@@ -723,7 +735,7 @@ pub fn inf_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .filter(|l| l.contains("Accepted publickey") || l.contains("Failed publickey"))
         .collect();
     let synced = run.0 == 0 && arrived.as_deref().ok() == Some(marker.trim_end());
-    let ok = modes_ok && config_ok && repo_ok && timer_ok && synced;
+    let ok = modes_ok && config_ok && pinned_ok && repo_ok && timer_ok && synced;
     // The report shows a detail's first lines: the sync and the timer first.
     Ok(expect(
         ok,
