@@ -443,7 +443,9 @@ fn gateway_unit(spec: &Spec) -> String {
          ProtectProc=invisible\n\
          RestrictNamespaces=yes\n\
          RestrictRealtime=yes\n\
-         RestrictSUIDSGID=yes\n\
+         # Not RestrictSUIDSGID: OpenClaw's startup state migrations fail under it\n\
+         # (\"Failed migrating legacy shared auth store\", docs/security.md);\n\
+         # NoNewPrivileges makes set-id bits inert for all it runs anyway.\n\
          LockPersonality=yes\n\
          KeyringMode=private\n\
          RemoveIPC=yes\n\

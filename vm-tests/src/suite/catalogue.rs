@@ -99,7 +99,7 @@ pub const CATALOGUE: &[Invariant] = &[
     ),
     inv!(
         "SRV-1",
-        "gateway runs as openclaw from an enabled user unit, linger on",
+        "gateway runs as openclaw from a system unit it cannot change",
         Live,
         checks::srv::srv_1
     ),

@@ -61,6 +61,22 @@ fn allow_list_problems(allow: &[&str]) -> Vec<String> {
     problems
 }
 
+/// Where [`sandbox_explain`] keeps its answer in the guest (tmpfs: one
+/// boot).
+const EXPLAIN_CACHE: &str = "/run/vmtest-sandbox-explain";
+
+/// `openclaw sandbox explain --json` as the gateway user: OpenClaw's own
+/// resolution of the sandbox settings for the main session. Run once per
+/// boot and kept in the guest (AGT-1 and ESC-4 both read it; it takes
+/// minutes under emulation and the config does not change in between).
+pub(super) fn sandbox_explain(ctx: &mut Ctx<'_>) -> Result<crate::CommandOutput> {
+    let run = user_cmd(ctx, "openclaw sandbox explain --json");
+    ctx.machine.run(&format!(
+        "c={EXPLAIN_CACHE}; if [ ! -e $c.rc ]; then rc=0; {{ {run}; }} > $c.out 2> $c.err || rc=$?; \
+         echo $rc > $c.rc; fi; cat $c.out; cat $c.err >&2; exit \"$(cat $c.rc)\""
+    ))
+}
+
 /// The label OpenClaw puts on every sandbox container it creates.
 const SANDBOX_LABEL: &str = "openclaw.sandbox=1";
 
@@ -277,9 +293,7 @@ pub fn agt_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     }
 
     // OpenClaw's own resolution of the same settings for the main session.
-    let out = ctx
-        .machine
-        .run(&user_cmd(ctx, "openclaw sandbox explain --json"))?;
+    let out = sandbox_explain(ctx)?;
     let status = out.status;
     let text = out.stdout_text();
     let stderr = out.stderr_text();

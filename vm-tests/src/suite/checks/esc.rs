@@ -145,9 +145,7 @@ pub fn esc_4(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     if !undenied.is_empty() {
         lines.push(format!("NOT denied in the config: {undenied:?}"));
     }
-    let out = ctx
-        .machine
-        .run(&as_user(ctx, "openclaw sandbox explain --json"))?;
+    let out = super::agt::sandbox_explain(ctx)?;
     let explained: Option<Value> = (out.status == 0)
         .then(|| serde_json::from_str(&out.stdout_text()).ok())
         .flatten();
