@@ -130,7 +130,7 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
     tree.file(
         &format!("etc/systemd/system/{unit}.timer"),
         0o644,
-        workspace_sync_timer(spec),
+        workspace_sync_timer(),
     );
     tree.symlink(
         &format!("etc/systemd/system/timers.target.wants/{unit}.timer"),
@@ -203,13 +203,14 @@ fn workspace_sync_service(spec: &Spec) -> String {
 }
 
 /// The hourly, persistent timer of the sync job (INF-2).
-fn workspace_sync_timer(spec: &Spec) -> String {
-    let home = format!("/home/{}", spec.gateway_user().name);
+fn workspace_sync_timer() -> String {
     format!(
         "# INF-2: hourly; a run missed while the machine was off happens at boot.\n\
+         # No condition here: the timer starts at boot, before first boot may have\n\
+         # written the remote; the service skips its runs until it has.\n\
          [Unit]\n\
          Description=Hourly sync of the OpenClaw agent workspace\n\
-         ConditionPathExists={home}/{WORKSPACE_REPO}\n\
+         After={firstboot}\n\
          \n\
          [Timer]\n\
          OnCalendar=hourly\n\
@@ -217,7 +218,8 @@ fn workspace_sync_timer(spec: &Spec) -> String {
          RandomizedDelaySec=5min\n\
          \n\
          [Install]\n\
-         WantedBy=timers.target\n"
+         WantedBy=timers.target\n",
+        firstboot = "openclaw-firstboot.service",
     )
 }
 

@@ -16,9 +16,12 @@ pub fn srv_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     // for minutes per start attempt.
     ctx.machine
         .wait_for_unit(GATEWAY_UNIT, None, Duration::from_secs(600))?;
+    // One property per `systemctl show`: with several, `--value` prints
+    // them in systemd's order, not the order asked.
     let state = ctx.machine.succeed(&format!(
         "systemctl is-active {GATEWAY_UNIT} || true; systemctl is-enabled {GATEWAY_UNIT} || true; \
-         systemctl show -p FragmentPath -p MainPID --value {GATEWAY_UNIT}"
+         systemctl show -p FragmentPath --value {GATEWAY_UNIT}; \
+         systemctl show -p MainPID --value {GATEWAY_UNIT}"
     ))?;
     let lines: Vec<&str> = state.lines().map(str::trim).collect();
     let (active, enabled, fragment, pid) = match lines.as_slice() {
