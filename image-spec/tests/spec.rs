@@ -124,6 +124,11 @@ fn bad_hostname() {
 }
 
 #[test]
+fn root_granting_group() {
+    insta::assert_snapshot!(error_after("groups = []", "groups = [\"docker\"]"));
+}
+
+#[test]
 fn bad_bind() {
     insta::assert_snapshot!(error_after("bind = \"loopback\"", "bind = \"0.0.0.0\""));
 }

@@ -685,7 +685,7 @@ mod tests {
 
     #[test]
     fn globs_and_aliases_match_as_openclaw_does() {
-        for (pattern, tool, want) in [
+        for (pattern, name, want) in [
             ("cron", "automations", true),
             ("automations", "cron", true),
             ("CRON", "cron", true),
@@ -697,7 +697,7 @@ mod tests {
             ("gate", "gateway", false),
             ("bash", "exec", true),
         ] {
-            assert_eq!(matches(pattern, tool), want, "{pattern} ~ {tool}");
+            assert_eq!(matches(pattern, name), want, "{pattern} ~ {name}");
         }
     }
 
@@ -715,14 +715,14 @@ mod tests {
     #[test]
     fn the_seed_config_fails_on_the_control_plane_tools() {
         let err = explain_verdict(&parse(EXPLAINED_BEFORE)).expect_err("seed allowed them");
-        for tool in [
+        for name in [
             "gateway",
             "cron",
             "nodes",
             "sessions_spawn",
             "sessions_send",
         ] {
-            assert!(err.contains(&format!("\"{tool}\"")), "{tool}: {err}");
+            assert!(err.contains(&format!("\"{name}\"")), "{name}: {err}");
         }
         let seed = json!({"tools": {"sandbox": {"tools": {"allow": ["group:automation"]}}}});
         assert_eq!(config_undenied(&seed).len(), super::HOST_SIDE_TOOLS.len());

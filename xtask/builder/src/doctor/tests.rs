@@ -62,6 +62,8 @@ const ESSENTIAL: &[(&str, Why)] = &[
     ("sleep", Why::DebianEssential("coreutils")),
     // The npm stage's timestamps.
     ("touch", Why::DebianEssential("coreutils")),
+    // ESC-2's plant test (bounds a planted command that might wait).
+    ("timeout", Why::DebianEssential("coreutils")),
     // The npm runtime's unpacking.
     ("tar", Why::DebianEssential("tar")),
     // verify-repro's second locale.
