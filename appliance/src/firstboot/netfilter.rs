@@ -228,7 +228,9 @@ pub fn unit_text() -> String {
          Description=Close the metadata service to non-root users and containers; no sandbox egress to private ranges\n\
          DefaultDependencies=no\n\
          After=local-fs.target\n\
-         Before=network-pre.target openclaw-firstboot.service user@{sandbox_uid}.service shutdown.target\n\
+         # ufw.service starts after this unit, not beside it: both would write the\n\
+         # xtables at once, and ufw.service then failed at boot (vm-test, 2026-12-06).\n\
+         Before=network-pre.target ufw.service openclaw-firstboot.service user@{sandbox_uid}.service shutdown.target\n\
          Wants=network-pre.target\n\
          Conflicts=shutdown.target\n\
          \n\
