@@ -896,9 +896,12 @@ fn output_report(out: &CommandOutput) -> String {
 /// properties, the number of queued jobs, and for a user unit the state of
 /// the user's manager (`user@<uid>.service`), which is asked first.
 fn unit_probe_script(unit: &str, user: Option<&str>) -> String {
+    // Jobs first: a job that finishes between the two reads then shows as
+    // an active unit, never as "inactive with nothing queued" (CI saw that
+    // race on multi-user.target, 290 ms before it became active).
     let show = format!(
-        "{sc} show --property=Id,LoadState,ActiveState,SubState,Result -- {q}; \
-         echo \"Jobs=$({sc} list-jobs --no-legend | wc -l)\"",
+        "echo \"Jobs=$({sc} list-jobs --no-legend | wc -l)\"; \
+         {sc} show --property=Id,LoadState,ActiveState,SubState,Result -- {q}",
         sc = systemctl(user),
         q = quote(unit)
     );
