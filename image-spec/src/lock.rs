@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::SpecError;
-use crate::spec::Spec;
+use crate::spec::{Spec, TAILSCALE_MODULE, TailscaleSource};
 
 /// The lock file format version this code reads and writes.
 pub const FORMAT: u32 = 1;
@@ -28,8 +28,11 @@ pub struct Lock {
     pub node: NodeLock,
     /// The OpenClaw package and its npm tree.
     pub openclaw: OpenClawLock,
-    /// The Tailscale static tarball.
+    /// Tailscale: its source and pins.
     pub tailscale: TailscaleLock,
+    /// Every Go module a source build of Tailscale reads (empty for the tarball).
+    #[serde(default, rename = "gomod")]
+    pub gomods: Vec<GoModule>,
     /// Signed Debian release files the closures were read from.
     #[serde(default, rename = "release")]
     pub releases: Vec<Release>,
@@ -62,6 +65,10 @@ pub struct Inputs {
     pub plugins: Vec<String>,
     /// `tailscale.version`
     pub tailscale: String,
+    /// `tailscale.source` (`module` or `tarball`; locks from before the
+    /// source build lack it and meant the tarball)
+    #[serde(default = "tarball")]
+    pub tailscale_source: String,
     /// `image.name`, the seed of the disk identifiers.
     pub image_name: String,
 }
@@ -80,6 +87,10 @@ impl Inputs {
             openclaw: spec.openclaw.version.clone(),
             plugins: spec.openclaw.plugins.clone(),
             tailscale: spec.tailscale.version.clone(),
+            tailscale_source: match spec.tailscale.source {
+                TailscaleSource::Module => "module".into(),
+                TailscaleSource::Tarball { .. } => "tarball".into(),
+            },
             image_name: spec.image.name.clone(),
         }
     }
@@ -96,6 +107,11 @@ impl Inputs {
         scalar("node.version", &self.node, &want.node);
         scalar("openclaw.version", &self.openclaw, &want.openclaw);
         scalar("tailscale.version", &self.tailscale, &want.tailscale);
+        scalar(
+            "tailscale.source",
+            &self.tailscale_source,
+            &want.tailscale_source,
+        );
         scalar("image.name", &self.image_name, &want.image_name);
         let mut list = |name: &str, have: &[String], want: &[String]| {
             let added: Vec<_> = want.iter().filter(|w| !have.contains(w)).cloned().collect();
@@ -233,16 +249,57 @@ pub struct NpmLock {
     pub size: u64,
 }
 
-/// The Tailscale static tarball.
+/// Tailscale's pins: the tarball's URL and sha256, or (built from source)
+/// the Go toolchain; the modules are the lock's `[[gomod]]` entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TailscaleLock {
     /// Exact version.
     pub version: String,
-    /// The real download URL.
-    pub url: String,
-    /// sha256 of the tarball.
-    pub sha256: String,
+    /// `module` (built from the Go module `tailscale.com`) or `tarball`
+    /// (the default of locks from before the source build).
+    #[serde(default = "tarball")]
+    pub source: String,
+    /// Tarball: the real download URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Tarball: its sha256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Module: the Go toolchain that resolved the modules and builds them
+    /// (`go1.26.8`, as `go env GOVERSION` prints it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<String>,
+}
+
+fn tarball() -> String {
+    "tarball".into()
+}
+
+/// One Go module of Tailscale's source build, pinned as `go.sum` pins it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GoModule {
+    /// Module path (`golang.org/x/sys`).
+    pub path: String,
+    /// Exact version (`v0.47.0`).
+    pub version: String,
+    /// `h1:` of the module zip; absent when the build reads only its go.mod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zip: Option<String>,
+    /// `h1:` of its go.mod (go.sum's `<path> <version>/go.mod` line).
+    pub go_mod: String,
+}
+
+/// Whether `h` looks like a go.sum `h1:` hash (base64 of 32 bytes).
+fn is_h1(h: &str) -> bool {
+    h.strip_prefix("h1:").is_some_and(|b| {
+        b.len() == 44
+            && b.ends_with('=')
+            && b[..43]
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+    })
 }
 
 /// A signed Debian release file (InRelease) the packages were read from.
@@ -307,6 +364,7 @@ impl Lock {
             d.sets.dedup();
         }
         lock.releases.sort_by(|a, b| a.suite.cmp(&b.suite));
+        lock.gomods.sort();
         // Serialising plain data with only strings, integers and arrays cannot fail.
         let body = toml::to_string(&lock).unwrap_or_else(|e| panic!("lock rendering: {e}"));
         format!("{HEADER}{body}")
@@ -363,7 +421,6 @@ impl Lock {
         for (field, value) in [
             ("node.sha256", &lock.node.sha256),
             ("openclaw.npm.sha256", &lock.openclaw.npm.sha256),
-            ("tailscale.sha256", &lock.tailscale.sha256),
             (
                 "openclaw.npm-lockfile-sha256",
                 &lock.openclaw.npm_lockfile_sha256,
@@ -371,6 +428,50 @@ impl Lock {
         ] {
             if !is_hex(value, 64) {
                 return bad(field.into(), "not a sha256".into());
+            }
+        }
+        match (lock.tailscale.source.as_str(), &lock.tailscale.sha256) {
+            ("tarball", Some(sha)) if is_hex(sha, 64) && lock.tailscale.url.is_some() => {}
+            ("tarball", _) => {
+                return bad(
+                    "tailscale".into(),
+                    "a tarball source needs `url` and a sha256".into(),
+                );
+            }
+            ("module", _) if lock.tailscale.go.is_some() && !lock.gomods.is_empty() => {}
+            ("module", _) => {
+                return bad(
+                    "tailscale".into(),
+                    "a module source needs `go` and the [[gomod]] entries".into(),
+                );
+            }
+            (other, _) => {
+                return bad(
+                    "tailscale.source".into(),
+                    format!("`{other}` is not `module` or `tarball`"),
+                );
+            }
+        }
+        for m in &lock.gomods {
+            let plain = !m.path.is_empty()
+                && !m.path.starts_with('/')
+                && m.path
+                    .split('/')
+                    .all(|s| !s.is_empty() && s != "." && s != "..")
+                && !m.path.contains(['\\', '@', ' ', '\n'])
+                && m.version.starts_with('v')
+                && !m.version.contains(['/', '\\', ' ', '\n']);
+            if !plain {
+                return bad(
+                    format!("gomod.{}", m.path),
+                    format!(
+                        "`{} {}` is not a module path and version",
+                        m.path, m.version
+                    ),
+                );
+            }
+            if !is_h1(&m.go_mod) || m.zip.as_deref().is_some_and(|z| !is_h1(z)) {
+                return bad(format!("gomod.{}", m.path), "not an `h1:` hash".into());
             }
         }
         for (field, value) in [
@@ -410,10 +511,26 @@ impl Lock {
         if self.disk != derived {
             out.push("disk: identifiers differ from those derived from image.name".into());
         }
-        if self.tailscale.url != spec.tailscale.url
-            || self.tailscale.sha256 != spec.tailscale.sha256
-        {
-            out.push("tailscale: url or sha256 differs from the spec".into());
+        match &spec.tailscale.source {
+            TailscaleSource::Tarball { url, sha256 } => {
+                if self.tailscale.url.as_ref() != Some(url)
+                    || self.tailscale.sha256.as_ref() != Some(sha256)
+                {
+                    out.push("tailscale: url or sha256 differs from the spec".into());
+                }
+            }
+            TailscaleSource::Module => {
+                let version = spec.tailscale.module_version();
+                let found = self
+                    .gomods
+                    .iter()
+                    .any(|m| m.path == TAILSCALE_MODULE && m.version == version && m.zip.is_some());
+                if !found {
+                    out.push(format!(
+                        "gomod: no `{TAILSCALE_MODULE} {version}` with its zip hash"
+                    ));
+                }
+            }
         }
         for (set, roots) in [
             ("host", &spec.packages.host),
@@ -460,6 +577,7 @@ mod tests {
                 openclaw: "2026.9.6".into(),
                 plugins: vec![],
                 tailscale: "1.0.0".into(),
+                tailscale_source: "tarball".into(),
                 image_name: "t".into(),
             },
             disk: DiskIds::derive("t"),
@@ -489,9 +607,12 @@ mod tests {
             },
             tailscale: TailscaleLock {
                 version: "1.0.0".into(),
-                url: "https://example.test/t.tgz".into(),
-                sha256: h('d'),
+                source: "tarball".into(),
+                url: Some("https://example.test/t.tgz".into()),
+                sha256: Some(h('d')),
+                go: None,
             },
+            gomods: vec![],
             releases: vec![],
             debs: vec![],
         }

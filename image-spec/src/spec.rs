@@ -158,16 +158,41 @@ pub struct Node {
     pub version: Version,
 }
 
-/// `[tailscale]`: the static Tailscale tarball.
+/// `[tailscale]`: which Tailscale, and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Tailscale {
-    /// Exact version.
+    /// Exact version (`1.102.5`; the Go module's is `v1.102.5`).
     pub version: String,
-    /// Download URL of the static tarball.
-    pub url: String,
-    /// sha256 of the tarball.
-    pub sha256: String,
+    /// Where the binaries come from.
+    #[serde(flatten)]
+    pub source: TailscaleSource,
+}
+
+impl Tailscale {
+    /// The Go module version of a source build (`v1.102.5`).
+    pub fn module_version(&self) -> String {
+        format!("v{}", self.version)
+    }
+}
+
+/// The Go module Tailscale's client is built from.
+pub const TAILSCALE_MODULE: &str = "tailscale.com";
+
+/// `tailscale.source`: how the image gets `tailscale` and `tailscaled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
+pub enum TailscaleSource {
+    /// Built from the Go module `tailscale.com` (default): every module of
+    /// the build pinned by its `h1:` hash in the lock, compiled offline.
+    Module,
+    /// Tailscale's official static tarball, pinned by URL and sha256.
+    Tarball {
+        /// Download URL of `tailscale_<version>_<arch>.tgz`.
+        url: String,
+        /// sha256 of the tarball.
+        sha256: String,
+    },
 }
 
 /// The Debian package `features.openssh` adds to `packages.host`.
@@ -314,8 +339,12 @@ struct RawNode {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawTailscale {
     version: Spanned<String>,
-    url: Spanned<String>,
-    sha256: Spanned<String>,
+    #[serde(default)]
+    source: Option<Spanned<String>>,
+    #[serde(default)]
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    sha256: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -789,40 +818,90 @@ impl Ctx<'_> {
 
     fn tailscale(&self, raw: RawTailscale, arch: Arch) -> Result<Tailscale, SpecError> {
         let version = raw.version.get_ref();
-        if version.parse::<Version>().is_err() {
+        if !version.starts_with(|c: char| c.is_ascii_digit()) || version.parse::<Version>().is_err()
+        {
             return Err(self.err(
                 &raw.version,
                 "tailscale.version",
                 format!("`{version}` is not an exact version"),
-                "give the exact version, e.g. \"1.102.4\"",
+                "give the exact release version without `v`, e.g. \"1.102.5\"",
             ));
         }
+        let source = match &raw.source {
+            Some(s) if s.get_ref() == "tarball" => {
+                let (Some(url), Some(sha256)) = (raw.url, raw.sha256) else {
+                    return Err(self.err(
+                        s,
+                        "tailscale.source",
+                        "`source = \"tarball\"` needs both `url` and `sha256`",
+                        "add the tarball's https `url` and its `sha256`, or remove `source` to build from the Go module",
+                    ));
+                };
+                self.tarball(version, url, sha256, arch)?
+            }
+            Some(s) if s.get_ref() != "module" => {
+                return Err(self.err(
+                    s,
+                    "tailscale.source",
+                    format!("`{}` is not a Tailscale source", s.get_ref()),
+                    "use \"module\" (build from the Go module tailscale.com, the default) or \"tarball\" (the official static tarball with `url` and `sha256`)",
+                ));
+            }
+            _ => {
+                if let Some(key) = raw.url.as_ref().or(raw.sha256.as_ref()) {
+                    let field = if raw.url.is_some() {
+                        "tailscale.url"
+                    } else {
+                        "tailscale.sha256"
+                    };
+                    return Err(self.err(
+                        key,
+                        field,
+                        "`url` and `sha256` pin the release tarball, but Tailscale is built from its Go module source",
+                        "remove `url` and `sha256` (the lock pins every Go module), or set `source = \"tarball\"` to use the tarball",
+                    ));
+                }
+                TailscaleSource::Module
+            }
+        };
+        Ok(Tailscale {
+            version: raw.version.into_inner(),
+            source,
+        })
+    }
+
+    fn tarball(
+        &self,
+        version: &str,
+        url: Spanned<String>,
+        sha256: Spanned<String>,
+        arch: Arch,
+    ) -> Result<TailscaleSource, SpecError> {
         let expected = format!("tailscale_{version}_{}.tgz", arch.debian());
-        if !raw.url.get_ref().starts_with("https://") || !raw.url.get_ref().ends_with(&expected) {
+        if !url.get_ref().starts_with("https://") || !url.get_ref().ends_with(&expected) {
             return Err(self.err(
-                &raw.url,
+                &url,
                 "tailscale.url",
                 format!("the URL does not name `{expected}`"),
                 format!("use the https URL of the static tarball `{expected}`"),
             ));
         }
-        let sha = raw.sha256.get_ref();
+        let sha = sha256.get_ref();
         if sha.len() != 64
             || !sha
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         {
             return Err(self.err(
-                &raw.sha256,
+                &sha256,
                 "tailscale.sha256",
                 "not a sha256 in lowercase hex",
                 "give the 64 lowercase hex digits of the tarball's sha256",
             ));
         }
-        Ok(Tailscale {
-            version: raw.version.into_inner(),
-            url: raw.url.into_inner(),
-            sha256: raw.sha256.into_inner(),
+        Ok(TailscaleSource::Tarball {
+            url: url.into_inner(),
+            sha256: sha256.into_inner(),
         })
     }
 

@@ -2,7 +2,8 @@
 
 use image_spec::Spec;
 use image_spec::lock::{
-    Deb, DiskIds, FORMAT, Inputs, Lock, NodeLock, NpmLock, OpenClawLock, Release, TailscaleLock,
+    Deb, DiskIds, FORMAT, GoModule, Inputs, Lock, NodeLock, NpmLock, OpenClawLock, Release,
+    TailscaleLock,
 };
 
 const SPEC: &str = include_str!("../../image.toml");
@@ -62,9 +63,25 @@ fn sample(spec: &Spec) -> Lock {
         },
         tailscale: TailscaleLock {
             version: spec.tailscale.version.clone(),
-            url: spec.tailscale.url.clone(),
-            sha256: spec.tailscale.sha256.clone(),
+            source: "module".into(),
+            url: None,
+            sha256: None,
+            go: Some("go1.26.8".into()),
         },
+        gomods: vec![
+            GoModule {
+                path: "tailscale.com".into(),
+                version: spec.tailscale.module_version(),
+                zip: Some("h1:2jK9VxQU4Vq/tyR7f2U2NqINxU0pV7R14TDBFsfguHE=".into()),
+                go_mod: "h1:47bv91Xbg4K1p5wti7F1dmKvUVWV5BXF78d9EWJ+d6c=".into(),
+            },
+            GoModule {
+                path: "github.com/kr/fs".into(),
+                version: "v0.1.0".into(),
+                zip: Some("h1:Jskdu9ieNAYnjxsi0LbQp1ulIKZV1LAFgK1tWhpZgl8=".into()),
+                go_mod: "h1:FFnZGqtBN9Gxj7eW1uZ42v5BccTP0vu6NEaFoC2HwRg=".into(),
+            },
+        ],
         releases: vec![Release {
             suite: "trixie".into(),
             archive: "debian".into(),
@@ -82,6 +99,7 @@ fn render_is_stable_and_round_trips() {
     let text = lock.render();
     let mut shuffled = lock.clone();
     shuffled.debs.reverse();
+    shuffled.gomods.reverse();
     assert_eq!(
         shuffled.render(),
         text,
@@ -162,4 +180,27 @@ fn unknown_lock_key_is_refused() {
     let err = Lock::parse("image.lock", &text).unwrap_err().to_string();
     assert!(err.contains("unknown field `extra`"), "{err}");
     assert!(err.starts_with("image.lock:"), "{err}");
+}
+
+#[test]
+fn a_go_module_hash_must_be_h1() {
+    let text = sample(&spec()).render().replace(
+        "h1:FFnZGqtBN9Gxj7eW1uZ42v5BccTP0vu6NEaFoC2HwRg=",
+        "h1:short",
+    );
+    let err = Lock::parse("image.lock", &text).unwrap_err().to_string();
+    assert!(err.contains("gomod.github.com/kr/fs"), "{err}");
+    assert!(err.contains("not an `h1:` hash"), "{err}");
+}
+
+#[test]
+fn a_module_lock_without_tailscale_module_is_stale() {
+    let spec = spec();
+    let mut lock = sample(&spec);
+    lock.gomods.retain(|m| m.path != "tailscale.com");
+    let diff = lock.check_against(&spec).join("\n");
+    assert!(
+        diff.contains("no `tailscale.com v1.102.5` with its zip hash"),
+        "{diff}"
+    );
 }

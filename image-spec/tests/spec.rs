@@ -21,12 +21,75 @@ fn error_after(from: &str, to: &str) -> String {
     }
 }
 
+/// The spec with Tailscale from the release tarball (the documented alternative).
+fn tarball_spec() -> String {
+    let module = "version = \"1.102.5\"\n";
+    assert_eq!(SPEC.matches(module).count(), 1);
+    SPEC.replace(module, "version = \"1.102.4\"\n")
+        .replace(
+            "source = \"module\"\n",
+            "source = \"tarball\"\nurl = \"https://pkgs.tailscale.com/stable/tailscale_1.102.4_amd64.tgz\"\n\
+             sha256 = \"50748df1045e60b5b695f19f4c56b0da36c019948b440fb456b6584a50f0d8b9\"\n",
+        )
+}
+
+/// Like [`error_after`], on [`tarball_spec`].
+#[track_caller]
+fn tarball_error_after(from: &str, to: &str) -> String {
+    let spec = tarball_spec();
+    assert_eq!(spec.matches(from).count(), 1, "`{from}` must occur once");
+    match Spec::parse("image.toml", &spec.replace(from, to)) {
+        Ok(_) => panic!("`{to}` was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_tarball_alternative_parses() {
+    let spec = Spec::parse("image.toml", &tarball_spec()).unwrap();
+    assert_eq!(spec.tailscale.version, "1.102.4");
+    assert!(matches!(
+        spec.tailscale.source,
+        image_spec::spec::TailscaleSource::Tarball { .. }
+    ));
+}
+
+#[test]
+fn tailscale_unknown_source() {
+    insta::assert_snapshot!(error_after("source = \"module\"", "source = \"git\""));
+}
+
+#[test]
+fn tailscale_url_with_module_source() {
+    insta::assert_snapshot!(error_after(
+        "source = \"module\"",
+        "source = \"module\"\nurl = \"https://example.test/tailscale_1.102.5_amd64.tgz\""
+    ));
+}
+
+#[test]
+fn tailscale_tarball_without_sha256() {
+    insta::assert_snapshot!(tarball_error_after(
+        "\nsha256 = \"50748df1045e60b5b695f19f4c56b0da36c019948b440fb456b6584a50f0d8b9\"\n",
+        "\n"
+    ));
+}
+
+#[test]
+fn tailscale_version_with_v() {
+    insta::assert_snapshot!(error_after(
+        "version = \"1.102.5\"",
+        "version = \"v1.102.5\""
+    ));
+}
+
 #[test]
 fn the_real_spec_parses() {
     let spec = Spec::parse("image.toml", SPEC).unwrap();
     assert_eq!(spec.openclaw.version, "2026.9.6");
     assert_eq!(spec.node.version.to_string(), "24.21.0");
-    assert_eq!(spec.tailscale.version, "1.102.4");
+    assert_eq!(spec.tailscale.version, "1.102.5");
+    assert_eq!(spec.tailscale.module_version(), "v1.102.5");
     assert_eq!(spec.gateway.port, 18789);
     assert_eq!(spec.gateway_user().uid, 1000);
     assert!(!spec.features.openssh && !spec.features.node_exec && !spec.features.elevated_tools);
@@ -86,17 +149,17 @@ fn bad_architecture() {
 
 #[test]
 fn bad_sha256() {
-    insta::assert_snapshot!(error_after(
-        "sha256 = \"50748df1045e60b5b695f19f4c56b0da36c019948b440fb456b6584a50f0d8b9\"",
-        "sha256 = \"50748DF1\""
+    insta::assert_snapshot!(tarball_error_after(
+        "\nsha256 = \"50748df1045e60b5b695f19f4c56b0da36c019948b440fb456b6584a50f0d8b9\"\n",
+        "\nsha256 = \"50748DF1\"\n"
     ));
 }
 
 #[test]
 fn tailscale_url_for_other_version() {
-    insta::assert_snapshot!(error_after(
-        "tailscale_1.102.4_amd64.tgz",
-        "tailscale_1.100.0_amd64.tgz"
+    insta::assert_snapshot!(tarball_error_after(
+        "\nurl = \"https://pkgs.tailscale.com/stable/tailscale_1.102.4_amd64.tgz\"\n",
+        "\nurl = \"https://pkgs.tailscale.com/stable/tailscale_1.100.0_amd64.tgz\"\n"
     ));
 }
 

@@ -40,6 +40,9 @@ pub fn run(args: &FetchArgs) -> Result<()> {
         report.bytes as f64 / 1e6,
         report.seeded
     );
+    if let Some(line) = builder::tailscale::source::fetch_modules(&store, &lock)? {
+        println!("fetch: tailscale {}: {line}", lock.tailscale.version);
+    }
     let tailscale = builder::sources::tailscale_input(&lock);
     let mut fatal = Vec::new();
     for (input, why) in &report.missing {
@@ -48,7 +51,7 @@ pub fn run(args: &FetchArgs) -> Result<()> {
             "`{}` from {url} (sha256 {}): {why}",
             input.name, input.sha256
         );
-        if input.name == tailscale.name {
+        if tailscale.as_ref().is_some_and(|t| t.name == input.name) {
             eprintln!(
                 "warning: Tailscale is not in the store: {line}\n  \
                  the image will be built WITHOUT Tailscale (the manifest says so, vm-test reports TS-1 and NET-8 as not run);\n  \

@@ -267,12 +267,13 @@ fn build_stages(
     // one another: they run at once (each `mmdebstrap` is mostly one busy
     // core and some waiting on the disk), and each writes only its own
     // keyed outputs, so their bytes are those of a run one after the other.
-    let (tools, base, sandbox, app) = std::thread::scope(|s| {
+    let (tools, base, sandbox, app, tailscale_src) = std::thread::scope(|s| {
         let tools = s.spawn(|| timed(|| tools_stage(opts, lock, epoch)));
         let base = s.spawn(|| timed(|| base_stage(opts, spec, lock)));
         let sandbox = s.spawn(|| timed(|| sandbox_stage(opts, spec, lock)));
+        let tailscale = s.spawn(|| timed(|| tailscale_source_stage(opts, lock, epoch)));
         let app = timed(|| app_stage(opts, spec, lock));
-        (join(tools), join(base), join(sandbox), app)
+        (join(tools), join(base), join(sandbox), app, join(tailscale))
     });
     let tools = steps.record("tools", tools)?;
     stages.push(("tools", tools.1.clone()));
@@ -286,18 +287,23 @@ fn build_stages(
     stages.push(("sandbox-store", store.key.clone()));
     let app = steps.record("app", app)?;
     stages.push(("app", app.1.clone()));
+    let tailscale_src = steps.record("tailscale", tailscale_src)?;
+    if let Some((_, key)) = &tailscale_src {
+        stages.push(("tailscale", key.clone()));
+    }
 
-    let tailscale = opts.store.has_verified(
-        &lock.tailscale.sha256,
-        &crate::sources::tailscale_input(lock).name,
-    )?;
-    if !tailscale {
+    let tarball = crate::sources::tailscale_input(lock);
+    let tailscale = match &tarball {
+        None => tailscale_src.is_some(),
+        Some(input) => opts.store.has_verified(&input.sha256, &input.name)?,
+    };
+    if let (Some(input), false) = (&tarball, tailscale) {
         eprintln!(
             "warning: Tailscale {} is NOT in the store: building without it.\n  \
              the manifest records it as absent; vm-test reports TS-1 and NET-8 as not run.\n  \
-             supply it with `cargo xtask fetch --input-dir DIR` (DIR holding {})",
-            lock.tailscale.version,
-            crate::sources::tailscale_input(lock).name
+             supply it with `cargo xtask fetch --input-dir DIR` (DIR holding {}), or build it \
+             from source (docs/tailscale.md)",
+            lock.tailscale.version, input.name
         );
     }
 
@@ -322,11 +328,25 @@ fn build_stages(
     // archive to load at first boot.
     overlay.add_tar(&store.tar)?;
     overlay.add_tree(&sources_tree(&opts.archives, spec));
-    if tailscale {
-        let input = crate::sources::tailscale_input(lock);
-        let tgz = opts.store.get(&lock.tailscale.sha256, &input.name)?;
-        overlay.add_tree(&crate::tailscale::tree(&tgz, &lock.tailscale.version)?);
-        eprintln!("tailscale: {} from {}", lock.tailscale.version, input.name);
+    match (&tailscale_src, &tarball) {
+        (Some((dir, _)), _) => {
+            let files = crate::tailscale::source::files(dir)?;
+            overlay.add_tree(&crate::tailscale::tree(files));
+            eprintln!(
+                "tailscale: {} built from the Go module {}",
+                lock.tailscale.version,
+                image_spec::spec::TAILSCALE_MODULE
+            );
+        }
+        (None, Some(input)) if tailscale => {
+            let tgz = opts.store.get(&input.sha256, &input.name)?;
+            overlay.add_tree(&crate::tailscale::tarball::tree(
+                &tgz,
+                &lock.tailscale.version,
+            )?);
+            eprintln!("tailscale: {} from {}", lock.tailscale.version, input.name);
+        }
+        _ => {}
     }
     let layer_key = stage_key(
         "image",
@@ -866,6 +886,39 @@ fn sandbox_daemon_ids(spec: &Spec) -> crate::oci::IdMap {
     crate::oci::IdMap::new(ranges(user.uid), ranges(user.gid))
 }
 
+/// Tailscale compiled from the locked Go modules (`None`: the lock takes
+/// the release tarball instead).
+fn tailscale_source_stage(
+    opts: &BuildOptions,
+    lock: &Lock,
+    epoch: u64,
+) -> Result<Option<(PathBuf, String)>> {
+    if lock.tailscale.source != "module" {
+        return Ok(None);
+    }
+    let go = lock
+        .tailscale
+        .go
+        .as_deref()
+        .context("image.lock pins no Go toolchain for Tailscale: run `cargo xtask lock`")?;
+    let inputs = crate::tailscale::source::key_inputs(&lock.gomods, &lock.tailscale.version, go);
+    let key = stage_key(
+        "tailscale",
+        &inputs.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let modules = crate::gomod::store::ModuleStore::new(&opts.store);
+    let dir = crate::tailscale::source::build(&crate::tailscale::source::Stage {
+        store: &modules,
+        modules: &lock.gomods,
+        version: &lock.tailscale.version,
+        go,
+        key: &key,
+        stage_dir: &opts.stage_dir,
+        epoch,
+    })?;
+    Ok(Some((dir, key)))
+}
+
 fn app_stage(opts: &BuildOptions, spec: &Spec, lock: &Lock) -> Result<(AppTree, String)> {
     let epoch = spec.image.source_date_epoch;
     let key = stage_key(
@@ -949,9 +1002,9 @@ fn manifest(
         "openclaw": {"version": lock.openclaw.version, "integrity": lock.openclaw.integrity, "npm_lockfile_sha256": lock.openclaw.npm_lockfile_sha256, "packages": lock.openclaw.packages},
         "node": {"version": lock.node.version, "integrity": lock.node.integrity, "sha256": lock.node.sha256},
         // `serve`: first boot (root) points Tailscale Serve at the gateway (TS-2).
-        "tailscale": {"version": lock.tailscale.version, "sha256": lock.tailscale.sha256, "present": tailscale,
-                      "serve": tailscale && spec.gateway.tailscale_serve,
-                      "note": if tailscale { "included" } else { "ABSENT: not in the store at build time; TS-1 and NET-8 cannot hold" }},
+        "tailscale": tailscale_manifest(spec, lock, tailscale),
+        // A source build's every Go module, as go.sum pins it (SUP-3).
+        "go_modules": lock.gomods.iter().map(|m| json!({"path": m.path, "version": m.version, "h1": m.zip, "go_mod_h1": m.go_mod})).collect::<Vec<_>>(),
         // Baked into Docker's image store (no archive, no `docker load`).
         "sandbox_image": {"reference": spec.sandbox.image, "id": sandbox.image_id,
                           "docker_store": {"root": format!("/{}", files::DOCKER_ROOT), "driver": crate::oci::DRIVER,
@@ -966,6 +1019,37 @@ fn manifest(
     let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// The manifest's `tailscale` object: version, source and its pins.
+fn tailscale_manifest(spec: &Spec, lock: &Lock, present: bool) -> serde_json::Value {
+    let t = &lock.tailscale;
+    let mut v = json!({
+        "version": t.version,
+        "source": t.source,
+        "present": present,
+        // `serve`: first boot (root) points Tailscale Serve at the gateway (TS-2).
+        "serve": present && spec.gateway.tailscale_serve,
+        "note": if present { "included" } else { "ABSENT: not in the store at build time; TS-1 and NET-8 cannot hold" },
+    });
+    if t.source == "module" {
+        let main = lock.gomods.iter().find(|m| {
+            m.path == image_spec::spec::TAILSCALE_MODULE && m.version == format!("v{}", t.version)
+        });
+        v["module"] = json!({
+            "path": image_spec::spec::TAILSCALE_MODULE,
+            "version": format!("v{}", t.version),
+            "h1": main.and_then(|m| m.zip.clone()),
+            "go_mod_h1": main.map(|m| m.go_mod.clone()),
+        });
+        v["go_toolchain"] = json!(t.go);
+        v["ldflags"] = json!(crate::tailscale::source::ldflags(&t.version));
+        v["modules"] = json!(lock.gomods.len());
+    } else {
+        v["url"] = json!(t.url);
+        v["sha256"] = json!(t.sha256);
+    }
+    v
 }
 
 /// The sha256 of a built image file (for `verify-repro` and `upload`).

@@ -100,6 +100,12 @@ pub const REQUIREMENTS: &[Requirement] = &[
         package: "openssh-server",
     },
     Requirement {
+        purpose: "build Tailscale from its Go module source (image.lock pins the Go version; \
+                  an older Go can fetch it with GOTOOLCHAIN=<version>, docs/tailscale.md)",
+        paths: &["/usr/local/go/bin/go", "/usr/bin/go", "/usr/lib/go/bin/go"],
+        package: "golang-go",
+    },
+    Requirement {
         purpose: "vm-test's git remote: a bare repository behind git-shell (INF-2)",
         paths: &["/usr/bin/git"],
         package: "git",

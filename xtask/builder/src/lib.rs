@@ -2,8 +2,10 @@
 //! content-addressed store, host checks, the build stages and the disk.
 //!
 //! Architecture invariant: only `fetch`-side code (`debian::release`,
-//! `npm`, `store::fetch`) touches the network; build stages run offline
-//! from the store.
+//! `npm`, `store::fetch`, and `gomod::resolve` / `gomod::store`'s
+//! `go mod download` for `lock` and `fetch`) touches the network; build
+//! stages run offline from the store (the Tailscale stage's Go reads a
+//! `file://` module proxy).
 
 pub mod agent_binary;
 pub mod build;
@@ -11,6 +13,7 @@ pub mod debian;
 pub mod disk;
 pub mod doctor;
 pub mod fsutil;
+pub mod gomod;
 pub mod http;
 pub mod locking;
 pub mod npm;

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use image_spec::lock::{DiskIds, FORMAT, Inputs, Lock, TailscaleLock};
+use image_spec::lock::{DiskIds, FORMAT, GoModule, Inputs, Lock, TailscaleLock};
+use image_spec::spec::{TAILSCALE_MODULE, TailscaleSource};
 use image_spec::{Spec, SpecError};
 
 use crate::debian;
@@ -193,17 +194,15 @@ pub fn lock(project: &Project, store: &Store, opts: &LockOptions) -> Result<Lock
         &project.npm_lock,
     )?;
 
+    let (tailscale, gomods) = lock_tailscale(&spec, previous.as_ref(), store)?;
     let lock = Lock {
         format: FORMAT,
         inputs: Inputs::of(&spec),
         disk: DiskIds::derive(&spec.image.name),
         node,
         openclaw,
-        tailscale: TailscaleLock {
-            version: spec.tailscale.version.clone(),
-            url: spec.tailscale.url.clone(),
-            sha256: spec.tailscale.sha256.clone(),
-        },
+        tailscale,
+        gomods,
         releases,
         debs,
     };
@@ -217,4 +216,64 @@ pub fn lock(project: &Project, store: &Store, opts: &LockOptions) -> Result<Lock
         debs: lock.debs.len(),
         npm_packages: lock.openclaw.packages,
     })
+}
+
+/// Tailscale's pins: the tarball's, or (source build) the Go toolchain and
+/// every module of the build, resolved by `go` unless the previous lock
+/// already pins this version and source.
+fn lock_tailscale(
+    spec: &Spec,
+    previous: Option<&Lock>,
+    store: &Store,
+) -> Result<(TailscaleLock, Vec<GoModule>)> {
+    let version = spec.tailscale.version.clone();
+    match &spec.tailscale.source {
+        TailscaleSource::Tarball { url, sha256 } => Ok((
+            TailscaleLock {
+                version,
+                source: "tarball".into(),
+                url: Some(url.clone()),
+                sha256: Some(sha256.clone()),
+                go: None,
+            },
+            Vec::new(),
+        )),
+        TailscaleSource::Module => {
+            if let Some(p) = previous
+                && p.tailscale.source == "module"
+                && p.tailscale.version == version
+                && p.tailscale.go.is_some()
+                && !p.gomods.is_empty()
+            {
+                return Ok((p.tailscale.clone(), p.gomods.clone()));
+            }
+            let tmp = store.root().join("tmp");
+            std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let work = tempfile::tempdir_in(&tmp)
+                .with_context(|| format!("creating a directory in {}", tmp.display()))?;
+            let go = crate::gomod::toolchain::Go::find(work.path())?;
+            let resolved = crate::gomod::resolve::resolve(
+                &go,
+                TAILSCALE_MODULE,
+                &spec.tailscale.module_version(),
+                work.path(),
+            )?;
+            eprintln!(
+                "lock: tailscale {version}: {} Go modules ({} with a zip), {}",
+                resolved.modules.len(),
+                resolved.modules.iter().filter(|m| m.zip.is_some()).count(),
+                resolved.go
+            );
+            Ok((
+                TailscaleLock {
+                    version,
+                    source: "module".into(),
+                    url: None,
+                    sha256: None,
+                    go: Some(resolved.go),
+                },
+                resolved.modules,
+            ))
+        }
+    }
 }

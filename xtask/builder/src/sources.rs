@@ -63,23 +63,26 @@ pub fn locked_inputs(lock: &Lock, archives: &Archives, npm_registry: &str) -> Ve
         &lock.node,
         &lock.openclaw.npm,
     ));
-    inputs.push(tailscale_input(lock));
+    inputs.extend(tailscale_input(lock));
     inputs
 }
 
-/// The Tailscale static tarball (unreachable from some build hosts: `--input-dir`).
-pub fn tailscale_input(lock: &Lock) -> Input {
-    let name = lock
-        .tailscale
-        .url
+/// The Tailscale static tarball, when the lock's source is the tarball
+/// (unreachable from some build hosts: `--input-dir`). A source build's Go
+/// modules are fetched by `gomod::store::ModuleStore::fetch`.
+pub fn tailscale_input(lock: &Lock) -> Option<Input> {
+    let (Some(url), Some(sha256)) = (&lock.tailscale.url, &lock.tailscale.sha256) else {
+        return None;
+    };
+    let name = url
         .rsplit('/')
         .next()
         .unwrap_or("tailscale.tgz")
         .to_string();
-    Input {
+    Some(Input {
         name,
-        url: Some(lock.tailscale.url.clone()),
-        sha256: lock.tailscale.sha256.clone(),
+        url: Some(url.clone()),
+        sha256: sha256.clone(),
         size: None,
-    }
+    })
 }

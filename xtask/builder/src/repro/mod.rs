@@ -473,6 +473,7 @@ pub fn compare_manifests(published: &Value, rebuilt: &Value) -> Vec<String> {
         "openclaw",
         "node",
         "tailscale",
+        "go_modules",
         "sandbox_image",
     ] {
         let (x, y) = (published.get(field), rebuilt.get(field));

@@ -1,12 +1,8 @@
-//! Tailscale in the image (TS-1), from the official static tarball in the
-//! store (`tailscale_<version>_amd64.tgz`, pinned by sha256 in the lock).
+//! Tailscale from the official static tarball in the store
+//! (`tailscale_<version>_amd64.tgz`, pinned by sha256 in the lock).
 //!
 //! The tarball holds `tailscale_<v>_amd64/{tailscale, tailscaled}` and
-//! `systemd/{tailscaled.service, tailscaled.defaults}`; they go where the
-//! Debian package puts them: `/usr/bin/tailscale`, `/usr/sbin/tailscaled`,
-//! `/usr/lib/systemd/system/tailscaled.service` (enabled) and
-//! `/etc/default/tailscaled`, with the state directory `/var/lib/tailscale`
-//! (0700). Logging in happens at first boot (the auth key is a secret).
+//! `systemd/{tailscaled.service, tailscaled.defaults}`.
 
 use std::io::Read;
 use std::path::Path;
@@ -14,24 +10,23 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use appliance::Tree;
 
-/// The files of the tarball that the image needs, and where they go.
-const WANTED: [(&str, &str, u32); 4] = [
-    ("tailscale", "usr/bin/tailscale", 0o755),
-    ("tailscaled", "usr/sbin/tailscaled", 0o755),
-    (
-        "systemd/tailscaled.service",
-        "usr/lib/systemd/system/tailscaled.service",
-        0o644,
-    ),
-    (
-        "systemd/tailscaled.defaults",
-        "etc/default/tailscaled",
-        0o644,
-    ),
+use super::Files;
+
+/// The tarball's entries, in [`Files`]' order.
+const WANTED: [&str; 4] = [
+    "tailscale",
+    "tailscaled",
+    "systemd/tailscaled.service",
+    "systemd/tailscaled.defaults",
 ];
 
 /// The appliance layer's Tailscale part, read from `tgz`.
 pub fn tree(tgz: &Path, version: &str) -> Result<Tree> {
+    Ok(super::tree(files(tgz, version)?))
+}
+
+/// The four files the image needs, read from `tgz`.
+pub fn files(tgz: &Path, version: &str) -> Result<Files> {
     let file = std::fs::File::open(tgz).with_context(|| format!("opening {}", tgz.display()))?;
     let prefix = format!("tailscale_{version}_amd64/");
     let mut found: Vec<Option<Vec<u8>>> = vec![None; WANTED.len()];
@@ -45,7 +40,7 @@ pub fn tree(tgz: &Path, version: &str) -> Result<Tree> {
         let Some(rel) = path.strip_prefix(&prefix) else {
             continue;
         };
-        if let Some(i) = WANTED.iter().position(|(name, _, _)| *name == rel) {
+        if let Some(i) = WANTED.iter().position(|name| *name == rel) {
             let mut data = Vec::new();
             entry
                 .read_to_end(&mut data)
@@ -53,22 +48,25 @@ pub fn tree(tgz: &Path, version: &str) -> Result<Tree> {
             found[i] = Some(data);
         }
     }
-    let mut t = Tree::default();
-    for ((name, dest, mode), data) in WANTED.iter().zip(found) {
+    let mut out = Vec::with_capacity(WANTED.len());
+    for (name, data) in WANTED.iter().zip(found) {
         let Some(data) = data else {
             bail!(
                 "{} has no {prefix}{name}: is it the official static tarball of Tailscale {version} for amd64?",
                 tgz.display()
             );
         };
-        t.file(dest, *mode, data);
+        out.push(data);
     }
-    t.symlink(
-        "etc/systemd/system/multi-user.target.wants/tailscaled.service",
-        "/usr/lib/systemd/system/tailscaled.service",
-    );
-    t.dir("var/lib/tailscale", 0o700, 0, 0);
-    Ok(t)
+    let [tailscale, tailscaled, service, defaults]: [Vec<u8>; 4] = out
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("internal error: not four files"))?;
+    Ok(Files {
+        tailscale,
+        tailscaled,
+        service,
+        defaults,
+    })
 }
 
 #[cfg(test)]
