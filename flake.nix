@@ -21,6 +21,7 @@
         iproute2
         dnsmasq
         e2fsprogs # debugfs
+        go # Tailscale's source build; image.lock pins the version (GOTOOLCHAIN=go<ver> fetches it)
         nix
       ];
       xtask = pkgs: name: {

@@ -135,6 +135,9 @@ pub fn lock(project: &Project, store: &Store, opts: &LockOptions) -> Result<Lock
     {
         return Ok(LockOutcome::UpToDate);
     }
+    // First: a Tailscale version the module proxy does not serve fails in
+    // seconds, before the Debian and npm resolutions.
+    let (tailscale, gomods) = lock_tailscale(&spec, previous.as_ref(), store)?;
     let archives = archives(&spec, &opts.sources)?;
     let arch = spec.image.architecture.debian();
 
@@ -194,7 +197,6 @@ pub fn lock(project: &Project, store: &Store, opts: &LockOptions) -> Result<Lock
         &project.npm_lock,
     )?;
 
-    let (tailscale, gomods) = lock_tailscale(&spec, previous.as_ref(), store)?;
     let lock = Lock {
         format: FORMAT,
         inputs: Inputs::of(&spec),

@@ -75,28 +75,11 @@ pub fn resolve(go: &Go, module: &str, version: &str, work: &Path) -> Result<Reso
         format!("{module}@{version}"),
     ];
     // The main module is checked against the checksum database (the host's
-    // GOSUMDB): `download` turns it off, so ask here with the host's setting.
-    let out = duct::cmd(&go.bin, &args)
-        .dir(work)
-        .env("GOMODCACHE", work.join("modcache"))
-        .env("GOFLAGS", "-modcacherw")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOWORK", "off")
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .context("running `go mod download`")?;
-    let main = super::store::parse_downloads(&out.stdout)?
+    // GOSUMDB); its dependencies below against its own go.sum.
+    let main = super::store::download(go, work, &args, true)?
         .into_iter()
         .next()
-        .with_context(|| {
-            format!(
-                "`go mod download {module}@{version}` printed nothing ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
-        })?;
+        .with_context(|| format!("`go mod download {module}@{version}` printed nothing"))?;
     if let Some(e) = &main.error {
         bail!(
             "Tailscale {}: the module proxy does not serve {module}@{version}: {e}\n  \

@@ -160,7 +160,7 @@ impl ModuleStore {
             .map(String::from)
             .chain(missing.iter().map(|m| format!("{}@{}", m.path, m.version)))
             .collect();
-        let downloads = download(go, work.path(), &args)?;
+        let downloads = download(go, work.path(), &args, false)?;
         let count = missing.len();
         for m in missing {
             let d = downloads
@@ -234,16 +234,25 @@ pub(crate) struct Download {
 }
 
 /// Runs `go <args>` (a `mod download -json …`) in `work`, with a fresh
-/// module cache there, the host's proxy settings, and no checksum database
-/// (the caller verifies every file against the lock itself).
-pub(crate) fn download(go: &Go, work: &Path, args: &[String]) -> Result<Vec<Download>> {
-    let out = duct::cmd(&go.bin, args)
+/// module cache there and the host's proxy settings. Without `sumdb` no
+/// checksum database is asked (the caller verifies every file against the
+/// lock itself); with it, the host's `GOSUMDB` checks what is downloaded.
+pub(crate) fn download(
+    go: &Go,
+    work: &Path,
+    args: &[String],
+    sumdb: bool,
+) -> Result<Vec<Download>> {
+    let mut cmd = duct::cmd(&go.bin, args)
         .dir(work)
         .env("GOMODCACHE", work.join("modcache"))
         .env("GOFLAGS", "-modcacherw")
         .env("GOTOOLCHAIN", "local")
-        .env("GOWORK", "off")
-        .env("GOSUMDB", "off")
+        .env("GOWORK", "off");
+    if !sumdb {
+        cmd = cmd.env("GOSUMDB", "off");
+    }
+    let out = cmd
         .stdout_capture()
         .stderr_capture()
         .unchecked()
