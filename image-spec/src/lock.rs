@@ -280,7 +280,7 @@ fn tarball() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct GoModule {
-    /// Module path (`golang.org/x/sys`).
+    /// Module path (`github.com/kr/fs`).
     pub path: String,
     /// Exact version (`v0.47.0`).
     pub version: String,

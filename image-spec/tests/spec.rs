@@ -28,7 +28,7 @@ fn tarball_spec() -> String {
     SPEC.replace(module, "version = \"1.102.4\"\n")
         .replace(
             "source = \"module\"\n",
-            "source = \"tarball\"\nurl = \"https://pkgs.tailscale.com/stable/tailscale_1.102.4_amd64.tgz\"\n\
+            "source = \"tarball\"\nurl = \"https://release.example/stable/tailscale_1.102.4_amd64.tgz\"\n\
              sha256 = \"50748df1045e60b5b695f19f4c56b0da36c019948b440fb456b6584a50f0d8b9\"\n",
         )
 }
@@ -158,8 +158,8 @@ fn bad_sha256() {
 #[test]
 fn tailscale_url_for_other_version() {
     insta::assert_snapshot!(tarball_error_after(
-        "\nurl = \"https://pkgs.tailscale.com/stable/tailscale_1.102.4_amd64.tgz\"\n",
-        "\nurl = \"https://pkgs.tailscale.com/stable/tailscale_1.100.0_amd64.tgz\"\n"
+        "\nurl = \"https://release.example/stable/tailscale_1.102.4_amd64.tgz\"\n",
+        "\nurl = \"https://release.example/stable/tailscale_1.100.0_amd64.tgz\"\n"
     ));
 }
 

@@ -1,4 +1,4 @@
-//! Go's `h1:` hashes (golang.org/x/mod/sumdb/dirhash `Hash1`), as in `go.sum`.
+//! Go's `h1:` hashes (`Hash1` of the x/mod module's `sumdb/dirhash` package), as in `go.sum`.
 //!
 //! `Hash1` is the SHA-256 of the lines `"<sha256 hex of the file>  <name>\n"`
 //! over the file names sorted bytewise, in standard base64 after `h1:`. A
