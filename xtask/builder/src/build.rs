@@ -229,6 +229,11 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
         .with_context(|| format!("creating {}", opts.stage_dir.display()))?;
     fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    // A source build of Tailscale needs the locked Go: say so before the
+    // stages start, not after minutes of the others.
+    if let Some(go) = &lock.tailscale.go {
+        crate::gomod::toolchain::Go::find(&opts.stage_dir)?.require(go)?;
+    }
     let epoch = spec.image.source_date_epoch;
     // The first-boot agent compiles (cargo) while the stages are checked and
     // the base is streamed; it is needed only near the end of the stream.

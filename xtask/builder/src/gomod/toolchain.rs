@@ -66,8 +66,8 @@ impl Go {
             "Go toolchain mismatch: image.lock pins {locked} (Tailscale's binaries depend on the compiler), \
              but the host's `go` is {}.\n  \
              fix: install {locked} and put it first on PATH, or run with `GOTOOLCHAIN={locked}` \
-             (Go ≥ 1.21 fetches that toolchain through the module proxy), \
-             or move the pin to this Go with `cargo xtask lock --update`",
+             in the environment (Go ≥ 1.21 fetches that toolchain through the module proxy and \
+             the build then uses it)",
             self.version
         )
     }
