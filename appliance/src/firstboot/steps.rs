@@ -618,11 +618,15 @@ impl Agent<'_> {
             let key_path = self.layout.path(TAILSCALE_KEY_FILE);
             ensure_file(&key_path, 0o600, self.root_owner(), key.expose().as_bytes())?;
             let key_arg = format!("--auth-key=file:{}", key_path.display());
-            let result = self.cmd_ok(
-                bin,
-                &["up", &key_arg, &hostname_arg, "--ssh", "--timeout=120s"],
-                scrub,
-            );
+            let mut args = vec!["up", &key_arg, &hostname_arg, "--ssh", "--timeout=120s"];
+            // Absent: Tailscale's own control server (the product default).
+            let server_arg = plan
+                .userdata
+                .tailscale_login_server
+                .as_ref()
+                .map(|url| format!("--login-server={url}"));
+            args.extend(server_arg.as_deref());
+            let result = self.cmd_ok(bin, &args, scrub);
             let removed = remove_file_if_exists(&key_path);
             result?;
             removed?;

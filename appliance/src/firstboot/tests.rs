@@ -218,8 +218,12 @@ impl Runner for FakeRunner {
                     if running { "Running" } else { "NeedsLogin" }
                 ))
             }
-            ("tailscale", ["up", key_arg, host, "--ssh", "--timeout=120s"]) => {
+            ("tailscale", ["up", key_arg, host, "--ssh", "--timeout=120s", server @ ..]) => {
                 assert!(host.starts_with("--hostname="));
+                assert!(
+                    server.is_empty()
+                        || server.len() == 1 && server[0].starts_with("--login-server=")
+                );
                 let path = key_arg
                     .strip_prefix("--auth-key=file:")
                     .expect("auth key by file");
@@ -901,6 +905,32 @@ fn serve_off_in_the_spec_leaves_serve_alone() {
             .any(|c| c.contains("tailscale set --operator= "))
     );
     assert!(calls.iter().all(|c| !c.contains(" serve ")), "{calls:?}");
+}
+
+#[test]
+fn a_login_server_goes_to_tailscale_up_only() {
+    let img = fixture(FULL);
+    let text = format!(
+        "{}tailscale-login-server = \"http://10.77.0.99:8080\"\n",
+        ud::minimal()
+    );
+    let creds = credentials(&text, Some(metadata_yaml()));
+    let (runner, log) = (FakeRunner::new(img.path()), MemLog::default());
+    agent(img.path(), Some(creds.path()), &runner, &log)
+        .run()
+        .unwrap();
+    let calls = runner.calls();
+    let with_server: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.contains("--login-server="))
+        .collect();
+    assert_eq!(with_server.len(), 1, "{calls:?}");
+    assert!(
+        with_server[0].starts_with("/usr/bin/tailscale up --auth-key=file:")
+            && with_server[0]
+                .ends_with("--ssh --timeout=120s --login-server=http://10.77.0.99:8080"),
+        "{calls:?}"
+    );
 }
 
 #[test]

@@ -34,6 +34,7 @@ pub const MAX_BYTES: usize = 64 * 1024;
 pub const FIELDS: &[&str] = &[
     "gateway-token",
     "tailscale-auth-key",
+    "tailscale-login-server",
     "anthropic-setup-token",
     "telegram-bot-token",
     "telegram-allowed-users",
@@ -121,6 +122,10 @@ pub struct UserData {
     pub gateway_token: Option<Secret>,
     /// `tailscale-auth-key`: required when the image has Tailscale.
     pub tailscale_auth_key: Option<Secret>,
+    /// `tailscale-login-server`: another control server than Tailscale's
+    /// own (a self-hosted one, or vm-test's test tailnet); absent in the
+    /// usual case, and then `tailscale up` uses Tailscale's.
+    pub tailscale_login_server: Option<String>,
     /// `anthropic-setup-token`: the Claude setup token for the model provider.
     pub anthropic_setup_token: Secret,
     /// `telegram-bot-token` with `telegram-allowed-users`.
@@ -313,6 +318,27 @@ pub fn parse(text: &str) -> Result<UserData, UserDataError> {
         }
     };
 
+    let tailscale_login_server = match string_field(&table, "tailscale-login-server") {
+        Ok(Some(v)) => match check_login_server(v) {
+            Ok(()) => Some(v.to_string()),
+            Err(p) => {
+                bad("tailscale-login-server", p);
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(p) => {
+            bad("tailscale-login-server", p);
+            None
+        }
+    };
+    if tailscale_login_server.is_some() && !table.contains_key("tailscale-auth-key") {
+        bad(
+            "tailscale-login-server",
+            "given without `tailscale-auth-key`: the key logs in to that server".into(),
+        );
+    }
+
     let anthropic_setup_token = match string_field(&table, "anthropic-setup-token") {
         Ok(Some(v)) => {
             let r = if !v.starts_with(SETUP_TOKEN_PREFIX) {
@@ -493,6 +519,7 @@ pub fn parse(text: &str) -> Result<UserData, UserDataError> {
     Ok(UserData {
         gateway_token,
         tailscale_auth_key,
+        tailscale_login_server,
         anthropic_setup_token,
         telegram,
         workspace,
@@ -843,6 +870,56 @@ pub(crate) fn valid_hostname(s: &str) -> bool {
 
 fn valid_host(s: &str) -> bool {
     valid_hostname(&s.to_ascii_lowercase())
+}
+
+/// `tailscale-login-server`: `http://` or `https://`, a host name or IP
+/// address (IPv6 in brackets), an optional port, nothing else (no user,
+/// path, query or fragment). Plain `http` is what Tailscale's own client
+/// accepts for a private or loopback address (its control protocol is
+/// encrypted and authenticated by the server's Noise key either way).
+fn check_login_server(v: &str) -> Result<(), String> {
+    let shape = "must be `https://host[:port]` or `http://host[:port]` (the control server's URL, nothing after the port)";
+    let Some((scheme, rest)) = v.split_once("://") else {
+        return Err(shape.into());
+    };
+    if scheme != "https" && scheme != "http" {
+        return Err(format!("has the scheme `{scheme}`: {shape}"));
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty()
+        || authority
+            .chars()
+            .any(|c| matches!(c, '/' | '?' | '#' | '@') || c.is_whitespace() || c.is_control())
+    {
+        return Err(shape.into());
+    }
+    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
+        let Some((addr, after)) = inner.split_once(']') else {
+            return Err(shape.into());
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("has an invalid IPv6 address".into());
+        }
+        let port = match after {
+            "" => None,
+            a => Some(a.strip_prefix(':').ok_or_else(|| shape.to_string())?),
+        };
+        (None, port)
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(authority), None),
+        }
+    };
+    if let Some(host) = host {
+        if host.parse::<std::net::Ipv4Addr>().is_err() && !valid_host(host) {
+            return Err("has an invalid host name".into());
+        }
+    }
+    match port.map(str::parse::<u16>) {
+        None | Some(Ok(1..)) => Ok(()),
+        Some(_) => Err("has an invalid port".into()),
+    }
 }
 
 #[cfg(test)]
@@ -1218,5 +1295,51 @@ pub(crate) mod tests {
     fn crlf_and_bom_are_accepted() {
         let text = format!("\u{feff}{}", minimal().replace('\n', "\r\n"));
         assert!(parse(&text).is_ok());
+    }
+
+    #[test]
+    fn login_servers() {
+        for ok in [
+            "https://control.example.org",
+            "https://control.example.org:8443/",
+            "http://10.77.0.99:8080",
+            "http://[fd00::1]:8080",
+            "http://[fd00::1]",
+        ] {
+            assert_eq!(check_login_server(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("control.example.org", "must be"),
+            ("ftp://control.example.org", "scheme `ftp`"),
+            ("https://user@control.example.org", "must be"),
+            ("https://control.example.org/path", "must be"),
+            ("https://control.example.org?x=1", "must be"),
+            ("https://bad_host", "invalid host"),
+            ("http://10.77.0.99:0", "invalid port"),
+            ("http://10.77.0.99:99999", "invalid port"),
+            ("http://[fd00::1]x", "must be"),
+            ("http://[not-v6]:1", "invalid IPv6"),
+            ("https://", "must be"),
+        ] {
+            let got = check_login_server(bad).unwrap_err();
+            assert!(got.contains(why), "{bad}: {got}");
+        }
+    }
+
+    #[test]
+    fn a_login_server_comes_with_a_key() {
+        let text = format!(
+            "{}tailscale-login-server = \"http://10.77.0.99:8080\"\n",
+            minimal()
+        );
+        let ud = parse(&text).unwrap();
+        assert_eq!(
+            ud.tailscale_login_server.as_deref(),
+            Some("http://10.77.0.99:8080")
+        );
+        assert_eq!(parse(&minimal()).unwrap().tailscale_login_server, None);
+        let alone = text.replace(&format!("tailscale-auth-key = \"{TAILSCALE}\"\n"), "");
+        let err = parse(&alone).unwrap_err();
+        assert!(err.fields().contains(&"tailscale-login-server"), "{err}");
     }
 }
