@@ -911,10 +911,11 @@ fn check_login_server(v: &str) -> Result<(), String> {
             None => (Some(authority), None),
         }
     };
-    if let Some(host) = host {
-        if host.parse::<std::net::Ipv4Addr>().is_err() && !valid_host(host) {
-            return Err("has an invalid host name".into());
-        }
+    if let Some(host) = host
+        && host.parse::<std::net::Ipv4Addr>().is_err()
+        && !valid_host(host)
+    {
+        return Err("has an invalid host name".into());
     }
     match port.map(str::parse::<u16>) {
         None | Some(Ok(1..)) => Ok(()),

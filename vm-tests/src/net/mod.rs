@@ -85,6 +85,7 @@ pub mod external;
 pub mod git_remote;
 pub mod metadata;
 pub mod probe;
+pub mod tailnet;
 pub mod tailscale;
 
 use std::ffi::OsString;
@@ -752,7 +753,7 @@ fn run(tool: &str, args: &[String]) -> Result<String> {
 
 /// Runs `cmd` with stdin from `/dev/null`; its stdout, or an error with the
 /// command and its stderr.
-fn run_command(cmd: &mut Command) -> Result<String> {
+pub(crate) fn run_command(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -775,7 +776,7 @@ fn no_ipv6(dev: &str) {
 
 /// Kills the child when the thread that spawned it dies (SIGKILL), so a
 /// killed test run does not leave a DHCP server behind.
-fn die_with_parent(cmd: &mut Command) {
+pub(crate) fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure only calls async-signal-safe prctl(2).
     unsafe {
