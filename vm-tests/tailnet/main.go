@@ -42,7 +42,7 @@ import (
 const usage = `usage:
   tailnet control -listen IP:PORT [-authkey-file FILE] [-v]
   tailnet admin -control URL -authkey-file FILE -state DIR [-timeout D] OP ...
-    OP: up | dial HOST:PORT | http METHOD URL [-bearer-file FILE] [-data BODY]
+    OP: up | dial HOST:PORT | http METHOD URL [-bearer-file FILE] [-data BODY] [-host NAME:PORT]
         | ssh USER HOST:PORT COMMAND`
 
 func main() {
@@ -116,7 +116,7 @@ func control(args []string) error {
 	if *verbose {
 		logf = log.Printf
 	}
-	info := ControlInfo{DERPHost: host, SSHPolicy: "any tailnet node may open a session as any local user"}
+	info := ControlInfo{DERPHost: host, SSHPolicy: "any tailnet node may open a session as root or any other local user"}
 	authKey := ""
 	if *keyFile != "" {
 		if authKey, err = readSecret(*keyFile); err != nil {
@@ -165,6 +165,9 @@ func control(args []string) error {
 		RequireAuthKey:   authKey,
 		AllNodesSameUser: true,
 		AllOnline:        true,
+		// Node names get a suffix, as in a real tailnet: Serve routes plain
+		// HTTP by <name>.<suffix>. A reserved name, resolved by no one.
+		MagicDNSDomain: "tailnet.test",
 		DERPMap: &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{
 			1: {RegionID: 1, RegionCode: "vmtest", Nodes: []*tailcfg.DERPNode{{
 				Name: "1a", RegionID: 1, HostName: host, IPv4: host, IPv6: "none",
@@ -177,8 +180,9 @@ func control(args []string) error {
 		DefaultNodeCapabilities: &tailcfg.NodeCapMap{tailcfg.CapabilityHTTPS: nil},
 		SSHPolicy: &tailcfg.SSHPolicy{Rules: []*tailcfg.SSHRule{{
 			Principals: []*tailcfg.SSHPrincipal{{Any: true}},
-			SSHUsers:   map[string]string{"*": "="},
-			Action:     &tailcfg.SSHAction{Accept: true},
+			// "*": "=" excludes root (autogroup:nonroot); root is named.
+			SSHUsers: map[string]string{"*": "=", "root": "root"},
+			Action:   &tailcfg.SSHAction{Accept: true},
 		}}},
 	}
 	srv := &http.Server{Handler: ctrl, ErrorLog: logger.StdLogger(logf)}
@@ -328,8 +332,9 @@ func httpOp(ctx context.Context, s *tsnet.Server, args []string) (Result, error)
 	fs := flag.NewFlagSet("http", flag.ExitOnError)
 	bearerFile := fs.String("bearer-file", "", "file holding the bearer token to send")
 	data := fs.String("data", "", "request body (JSON)")
+	host := fs.String("host", "", "the Host header (Serve routes by the node's name, not its IP)")
 	if len(args) < 2 {
-		return Result{}, errors.New("http METHOD URL [-bearer-file FILE] [-data BODY]")
+		return Result{}, errors.New("http METHOD URL [-bearer-file FILE] [-data BODY] [-host NAME:PORT]")
 	}
 	fs.Parse(args[2:])
 	var body io.Reader
@@ -342,6 +347,9 @@ func httpOp(ctx context.Context, s *tsnet.Server, args []string) (Result, error)
 	}
 	if *data != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if *host != "" {
+		req.Host = *host
 	}
 	if *bearerFile != "" {
 		token, err := readSecret(*bearerFile)
@@ -367,8 +375,14 @@ func sshOp(ctx context.Context, s *tsnet.Server, user, addr, command string) Res
 		return Result{Error: "dial: " + err.Error()}
 	}
 	defer c.Close()
+	var banner strings.Builder
 	cfg := &ssh.ClientConfig{
 		User: user,
+		// Tailscale SSH explains a refusal in a banner.
+		BannerCallback: func(msg string) error {
+			banner.WriteString(msg)
+			return nil
+		},
 		// No auth method: the client offers "none", and Tailscale SSH
 		// authenticates the tailnet node instead. The host key is the
 		// appliance's own, unknown to the test.
@@ -377,7 +391,7 @@ func sshOp(ctx context.Context, s *tsnet.Server, user, addr, command string) Res
 	}
 	sc, chans, reqs, err := ssh.NewClientConn(c, addr, cfg)
 	if err != nil {
-		return Result{Error: "handshake: " + err.Error()}
+		return Result{Error: "handshake: " + err.Error(), Output: banner.String()}
 	}
 	client := ssh.NewClient(sc, chans, reqs)
 	defer client.Close()

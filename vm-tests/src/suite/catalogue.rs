@@ -77,7 +77,7 @@ pub const CATALOGUE: &[Invariant] = &[
         "NET-5",
         "traffic arriving on tailscale0 is accepted",
         Live,
-        checks::external::net_5
+        checks::ts::net_5
     ),
     inv!(
         "NET-6",
@@ -95,7 +95,7 @@ pub const CATALOGUE: &[Invariant] = &[
         "NET-8",
         "tailscale serve proxies to the gateway, Funnel off",
         Live,
-        checks::net::net_8
+        checks::ts::net_8
     ),
     inv!(
         "SRV-1",
@@ -258,19 +258,19 @@ pub const CATALOGUE: &[Invariant] = &[
         "TS-1",
         "Tailscale preinstalled, enabled, logged in without argv secrets",
         Live,
-        checks::net::ts_1
+        checks::ts::ts_1
     ),
     inv!(
         "TS-2",
         "openclaw cannot reconfigure Tailscale",
         Live,
-        checks::net::ts_2
+        checks::ts::ts_2
     ),
     inv!(
         "SSH-3",
         "Tailscale SSH is the only shell path",
         Live,
-        checks::pending::ssh_3
+        checks::ts::ssh_3
     ),
     inv!(
         "SUP-1",

@@ -79,7 +79,13 @@ pub fn userdata_text(s: &Secrets, tailscale: bool, remote: Option<&GitRemote>) -
         s.gateway_token, s.anthropic_token
     );
     if tailscale {
-        t.push_str(&format!("tailscale-auth-key = \"{}\"\n", s.tailscale_key));
+        // The test tailnet's control server (its URL is fixed, so the
+        // user-data exists before the network does).
+        t.push_str(&format!(
+            "tailscale-auth-key = \"{}\"\ntailscale-login-server = \"{}\"\n",
+            s.tailscale_key,
+            crate::net::tailnet::control_url()
+        ));
     }
     if let (Some(key), Some(remote)) = (&s.deploy_key, remote) {
         t.push_str(&format!(
@@ -250,6 +256,33 @@ fn run_firmware(
             None
         }
     };
+    // The test tailnet, before the guest's first boot logs in to it.
+    let tailnet = match (&net, facts.tailscale) {
+        (Some(n), true) => match start_tailnet(opts, n, &secrets) {
+            Ok(t) => {
+                let i = t.info();
+                report.notes.push(format!(
+                    "[{label}] test tailnet: control {}, DERP {}:{}, STUN :{}, Funnel granted: {}",
+                    i.control_url, i.derp_host, i.derp_port, i.stun_port, i.funnel
+                ));
+                Some(t)
+            }
+            Err(e) => {
+                report.notes.push(format!(
+                    "[{label}] no test tailnet ({e:#}): first boot's `tailscale up` cannot log in; \
+                     TS-1, TS-2, NET-5, NET-8, SSH-3 not run"
+                ));
+                None
+            }
+        },
+        (None, true) => {
+            report.notes.push(format!(
+                "[{label}] no test tailnet without the test network: TS-1, TS-2, NET-5, NET-8, SSH-3 not run"
+            ));
+            None
+        }
+        (_, false) => None,
+    };
     let mut main_cfg = template.clone();
     // Under TCG the main machine (the one whose gateway must come up) may
     // count guest time in instructions; see `MachineConfig::icount`.
@@ -393,6 +426,7 @@ fn run_firmware(
             facts: &facts,
             secrets: &secrets,
             net: net.as_ref(),
+            tailnet: tailnet.as_ref(),
             git_remote: git_remote.as_ref(),
             notes: &mut notes,
             template: &template,
@@ -521,6 +555,22 @@ pub fn skip_sandbox_load() -> Result<Credential> {
 }
 
 /// First boot done (the sandbox image may still be being checked).
+/// Builds the test tailnet's program (cached under the run's output
+/// directory) and starts it in `net`'s peer namespace with the run's key.
+fn start_tailnet(
+    opts: &SuiteOptions,
+    net: &crate::net::TestNet,
+    secrets: &Secrets,
+) -> Result<crate::net::tailnet::TestTailnet> {
+    let t = Instant::now();
+    let bin = crate::net::tailnet::build_program(&opts.out_dir.join("tailnet"))?;
+    eprintln!(
+        "vm-test: test tailnet program ready in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    crate::net::tailnet::TestTailnet::start(net, &bin, &secrets.tailscale_key)
+}
+
 fn wait_first_boot(m: &mut Machine) -> Result<()> {
     m.wait_until_succeeds(
         "test -e /var/lib/openclaw-appliance/firstboot.done || { systemctl show -p ActiveState --value openclaw-firstboot.service | grep -vqx failed; false; }",

@@ -1,13 +1,12 @@
-//! NET-4, NET-5: checks from outside the guest, by the peer of the test
+//! NET-4: the check from outside the guest, by the peer of the test
 //! network ([`crate::net::TestNet`]). The logic lives in
-//! [`crate::net::external`] and [`crate::net::tailscale`] so tests can run
-//! it on any machine; here it becomes an [`Outcome`].
+//! [`crate::net::external`] so tests can run it on any machine; here it
+//! becomes an [`Outcome`] (NET-5, from the tailnet, is in `ts.rs`).
 
 use anyhow::{Context, Result};
 
 use super::Ctx;
 use crate::net::external::{ScanPlan, scan_external};
-use crate::net::tailscale::prove_tailscale_allow;
 use crate::suite::report::Outcome;
 
 /// Why a check needs the test network.
@@ -27,25 +26,6 @@ pub fn net_4(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .context("NET-4 scan from the peer")?;
     let detail = report.detail();
     Ok(if report.passed() {
-        Outcome::Pass(detail)
-    } else {
-        Outcome::Fail(detail)
-    })
-}
-
-/// NET-5: a listener on all addresses of the guest is reachable from the
-/// peer through `tailscale0` (a hot-plugged stand-in when Tailscale cannot
-/// log in) and not through the external interface.
-pub fn net_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
-    let Some(net) = ctx.net else {
-        return Ok(Outcome::NotRun(NO_NET.into()));
-    };
-    let proof = prove_tailscale_allow(ctx.machine, net).context("NET-5 probe from the peer")?;
-    let detail = proof.detail();
-    for c in &proof.cleanup {
-        ctx.notes.push(format!("NET-5 cleanup: {c}"));
-    }
-    Ok(if proof.passed() {
         Outcome::Pass(detail)
     } else {
         Outcome::Fail(detail)

@@ -10,6 +10,7 @@ pub mod net;
 pub mod pending;
 pub mod sec;
 pub mod srv;
+pub mod ts;
 
 use std::path::PathBuf;
 
@@ -120,6 +121,8 @@ pub struct Ctx<'a> {
     pub secrets: &'a Secrets,
     /// The external peer network, when the host could create it.
     pub net: Option<&'a crate::net::TestNet>,
+    /// The test tailnet (TS-1, NET-5, NET-8, SSH-3), when it started.
+    pub tailnet: Option<&'a crate::net::tailnet::TestTailnet>,
     /// The workspace git remote the user-data names (INF-2), when this run
     /// configures workspace sync.
     pub git_remote: Option<&'a crate::net::git_remote::GitRemote>,

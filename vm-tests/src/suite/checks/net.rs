@@ -1,4 +1,5 @@
-//! NET-1..3, NET-6..8, TS-1: firewall, listeners, gateway config and auth.
+//! NET-1..3, NET-6, NET-7: firewall, listeners, gateway config and auth
+//! (the Tailscale side, NET-8 and TS-1, is in `ts.rs`).
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -171,6 +172,11 @@ pub fn net_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     Ok(expect(ok, seen.join("\n")))
 }
 
+/// The API path NET-7 and NET-8 call: a tool invocation.
+pub const PROBE_PATH: &str = "/tools/invoke";
+/// The body of that call (a harmless read-only tool).
+pub const PROBE_BODY: &str = r#"{"tool":"sessions_list","args":{}}"#;
+
 /// The bearer token a NET-7 request carries.
 #[derive(Clone, Copy)]
 enum Bearer {
@@ -199,11 +205,23 @@ fn gateway_status(ctx: &mut Ctx<'_>, bearer: Bearer) -> Result<(String, String)>
     };
     let out = ctx.machine.succeed(&format!(
         "body=$(mktemp); code=$(curl -s -o \"$body\" -w '%{{http_code}}' -m 20 -X POST -H 'Content-Type: application/json' \
-         --data '{{\"tool\":\"sessions_list\",\"args\":{{}}}}' {header} http://127.0.0.1:{port}/tools/invoke || true); \
+         --data '{PROBE_BODY}' {header} http://127.0.0.1:{port}{PROBE_PATH} || true); \
          echo \"$code\"; head -c 300 \"$body\"; rm -f \"$body\""
     ))?;
     let (code, body) = out.split_once('\n').unwrap_or((out.as_str(), ""));
     Ok((code.trim().to_string(), ctx.secrets.redact(body.trim())))
+}
+
+/// Whether an HTTP status (`000`: no answer) is the gateway refusing
+/// authentication.
+pub fn auth_refused(code: &str) -> bool {
+    code == "401" || code == "403"
+}
+
+/// Whether an HTTP status shows the request got past the gateway's
+/// authentication: any answer but 401/403/429 (rate-limited) or none.
+pub fn past_auth(code: &str) -> bool {
+    code.len() == 3 && !matches!(code, "000" | "401" | "403" | "429")
 }
 
 /// NET-7: a request without a token, or with a wrong one, is refused
@@ -216,9 +234,7 @@ pub fn net_7(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let (right, body) = gateway_status(ctx, Bearer::Right)?;
     let (anon, _) = gateway_status(ctx, Bearer::None)?;
     let (wrong, _) = gateway_status(ctx, Bearer::Wrong)?;
-    let refused = |c: &str| c == "401" || c == "403";
-    let past_auth = right.len() == 3 && !matches!(right.as_str(), "000" | "401" | "403" | "429");
-    let ok = refused(&anon) && refused(&wrong) && past_auth;
+    let ok = auth_refused(&anon) && auth_refused(&wrong) && past_auth(&right);
     Ok(expect(
         ok,
         format!(
@@ -226,181 +242,4 @@ pub fn net_7(ctx: &mut Ctx<'_>) -> Result<Outcome> {
              with the gateway's token → {right} {body}"
         ),
     ))
-}
-
-/// NET-8: `tailscale serve status` proxies to the gateway, Funnel off.
-pub fn net_8(ctx: &mut Ctx<'_>) -> Result<Outcome> {
-    if !ctx.facts.tailscale {
-        return Ok(Outcome::NotRun(
-            "Tailscale is not in this image (its package server is unreachable from the build host)".into(),
-        ));
-    }
-    let status = ctx.machine.succeed("tailscale serve status --json")?;
-    let ok = status.contains(&format!("127.0.0.1:{}", ctx.facts.port))
-        && !status.contains("\"AllowFunnel\": {\n");
-    Ok(expect(ok, status))
-}
-
-/// TS-1: Tailscale preinstalled at the pinned version, enabled, state dir 700.
-pub fn ts_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
-    if !ctx.facts.tailscale {
-        return Ok(Outcome::NotRun(
-            "Tailscale is not in this image (its package server is unreachable from the build host; \
-             supply it with `cargo xtask fetch --input-dir`)"
-                .into(),
-        ));
-    }
-    let want = ctx.facts.manifest_str("/tailscale/version");
-    let version = ctx.machine.succeed("tailscale version | head -n1")?;
-    let enabled = ctx.machine.succeed("systemctl is-enabled tailscaled")?;
-    let mode = ctx.machine.succeed("stat -c %a /var/lib/tailscale")?;
-    let operator = ctx
-        .machine
-        .execute("tailscale debug prefs 2>/dev/null | grep -i operator")?
-        .1;
-    let ok = version.trim() == want && enabled.trim() == "enabled" && mode.trim() == "700";
-    Ok(expect(
-        ok,
-        format!(
-            "version {} (want {want}); tailscaled {}; /var/lib/tailscale {}; {}",
-            version.trim(),
-            enabled.trim(),
-            mode.trim(),
-            operator.trim()
-        ),
-    ))
-}
-
-/// The reconfigurations TS-2 tries as the gateway user, `{port}` the
-/// gateway's port: each must be refused.
-const TS_2_ATTEMPTS: &[&str] = &[
-    "tailscale funnel --bg --yes --https=443 http://127.0.0.1:{port}",
-    "tailscale serve reset",
-    "tailscale set --advertise-routes=10.0.0.0/8",
-    "tailscale set --advertise-exit-node",
-    "tailscale set --ssh=false",
-];
-
-/// Whether an attempt was refused: a non-zero exit that is not the CLI
-/// rejecting its own arguments (a usage error would pass for the wrong
-/// reason).
-fn refused(status: i32, output: &str) -> bool {
-    let lower = output.to_lowercase();
-    let usage = [
-        "flag provided but not defined",
-        "invalid argument",
-        "usage:",
-        "unknown subcommand",
-    ]
-    .iter()
-    .any(|u| lower.contains(u));
-    status != 0 && !usage
-}
-
-/// Why TS-2 cannot be run on this machine, if it cannot: no Tailscale in
-/// the image, `tailscaled` not active, or not logged in (an unconnected
-/// daemon refuses everything, which would prove nothing).
-fn ts_2_precondition(tailscale: bool, active: &str, status_json: &str) -> Option<String> {
-    if !tailscale {
-        return Some("Tailscale is not in this image".into());
-    }
-    if active.trim() != "active" {
-        return Some(format!("tailscaled is {}, not active", active.trim()));
-    }
-    let state = serde_json::from_str::<Value>(status_json)
-        .ok()
-        .and_then(|v| v.get("BackendState")?.as_str().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into());
-    (state != "Running")
-        .then(|| format!("tailscaled is not logged in to a tailnet (BackendState {state})"))
-}
-
-/// TS-2: as `openclaw`, Funnel, a Serve reset, advertised routes, an exit
-/// node and turning Tailscale SSH off are all refused. Not run (never
-/// passed) without a logged-in Tailscale. Should one succeed, root puts
-/// back what first boot set.
-pub fn ts_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
-    let (_, active) = ctx
-        .machine
-        .execute("systemctl is-active tailscaled 2>/dev/null || true")?;
-    let (_, status) = ctx
-        .machine
-        .execute("tailscale status --json 2>/dev/null || true")?;
-    if let Some(why) = ts_2_precondition(ctx.facts.tailscale, &active, &status) {
-        return Ok(Outcome::NotRun(format!(
-            "{why}: openclaw's Tailscale rights cannot be tried"
-        )));
-    }
-    let port = ctx.facts.port;
-    let user = ctx.facts.user.clone();
-    let mut lines = Vec::new();
-    let mut all_refused = true;
-    for attempt in TS_2_ATTEMPTS {
-        let command = attempt.replace("{port}", &port.to_string());
-        let out = ctx.machine.run(&format!(
-            "runuser -u {user} -- timeout 30 {command} 2>&1 </dev/null"
-        ))?;
-        let text = out.stdout_text();
-        let ok = refused(out.status, &text);
-        all_refused &= ok;
-        lines.push(format!(
-            "{} as {user}: `{command}`: exit {}: {}",
-            if ok { "refused" } else { "NOT REFUSED" },
-            out.status,
-            text.lines().take(2).collect::<Vec<_>>().join(" | ")
-        ));
-    }
-    if !all_refused {
-        ctx.machine.succeed(&format!(
-            "tailscale serve reset && tailscale set --advertise-routes= --advertise-exit-node=false --ssh && \
-             tailscale serve --bg --yes --https=443 http://127.0.0.1:{port}"
-        ))?;
-        lines.push(
-            "restored as root: Serve to the gateway, no routes, no exit node, Tailscale SSH on"
-                .into(),
-        );
-    }
-    Ok(expect(all_refused, lines.join("\n")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{refused, ts_2_precondition};
-
-    #[test]
-    fn a_refusal_is_a_failure_that_is_not_a_usage_error() {
-        assert!(refused(1, "Access denied: prefs write access denied\n"));
-        assert!(!refused(0, ""));
-        assert!(!refused(
-            2,
-            "flag provided but not defined: -advertise-exit-nod\n"
-        ));
-        assert!(!refused(1, "Usage: tailscale set [flags]\n"));
-    }
-
-    #[test]
-    fn ts_2_runs_only_on_a_logged_in_tailscale() {
-        let running = r#"{"BackendState": "Running", "Self": {}}"#;
-        assert!(
-            ts_2_precondition(false, "active", running)
-                .unwrap()
-                .contains("not in this image")
-        );
-        assert!(
-            ts_2_precondition(true, "inactive\n", running)
-                .unwrap()
-                .contains("inactive")
-        );
-        assert!(
-            ts_2_precondition(true, "active\n", r#"{"BackendState": "NeedsLogin"}"#)
-                .unwrap()
-                .contains("NeedsLogin")
-        );
-        assert!(
-            ts_2_precondition(true, "active", "")
-                .unwrap()
-                .contains("unknown")
-        );
-        assert_eq!(ts_2_precondition(true, "active\n", running), None);
-    }
 }

@@ -15,14 +15,6 @@ fn no_check_yet(what: &str, issue: &str) -> Result<Outcome> {
     )))
 }
 
-/// SSH-3: Tailscale SSH is the only shell path.
-pub fn ssh_3(_: &mut Ctx<'_>) -> Result<Outcome> {
-    no_check_yet(
-        "open a Tailscale SSH session from a second tailnet node and find none on the external interface",
-        "issue 17, Tailscale",
-    )
-}
-
 /// UPD-1: durable state lives on the state volume.
 pub fn upd_1(_: &mut Ctx<'_>) -> Result<Outcome> {
     no_check_yet(
