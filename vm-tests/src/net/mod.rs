@@ -10,12 +10,10 @@
 //!   QEMU ── tap <b>tp ─┐                               ┌─ veth <b>ia ── netns <b>i ("infrastructure")
 //!   (NIC 0, GUEST_MAC) ├── bridge <b>br (no address) ─┤     lan0: 10.77.0.1/24 + 169.254.169.254/32
 //!                      │                               │     dnsmasq (DHCP 10.77.0.10-50, router .1)
-//!                      │                               │     metadata HTTP server on 169.254.169.254:80
-//!                      │                               └─ veth <b>pa ── netns <b>p ("peer")
-//!                      │                                     lan0: 10.77.0.99/24 (+ IPv6 link-local)
-//!   QEMU ── tap <b>t2 ─┴── bridge <b>b2 (no address) ──── veth <b>p2 ── netns <b>p
-//!   (NIC 1, TS_MAC, hot-plugged                              ts0: 10.78.0.99/24
-//!    by NET-5, named tailscale0 in the guest: 10.78.0.2/24)
+//!   QEMU ── tap <b>t2 ─┘                               │     metadata HTTP server on 169.254.169.254:80
+//!   (a side machine,                                   └─ veth <b>pa ── netns <b>p ("peer")
+//!    SIDE_MAC)                                               lan0: 10.77.0.99/24 (+ IPv6 link-local)
+//!                                                            the test tailnet (tailnet.rs)
 //! ```
 //!
 //! `<b>` is `<prefix><pid in hex>-<sequence>`: unique per process and per
@@ -40,14 +38,13 @@
 //!   [`TestNet::peer_tcp_scan`]) run on threads that `setns(2)` into its
 //!   namespace and use std sockets: nothing goes through QEMU port
 //!   forwarding, nothing runs in the guest.
-//! - **The second link** stands for `tailscale0` (NET-5; Tailscale itself
-//!   cannot log in here). It is not in the guest at boot: a second NIC
-//!   without a DHCP server would keep `systemd-networkd-wait-online` waiting
-//!   (and fail it) on every boot. [`TestNet::qemu_args`] adds an empty PCIe
-//!   root port; [`TestNet::attach_tailscale_link`] hot-plugs the NIC there
-//!   after boot, names it `tailscale0` with a runtime udev `.link` file, and
-//!   keeps systemd-networkd off it (see [`tailscale`]). The host's kernel
-//!   here has no 802.1Q, so a VLAN on the first link was not an option.
+//! - **The test tailnet** ([`tailnet`]) runs in the peer's namespace: its
+//!   control server, DERP and STUN on the peer's address, and the admin
+//!   node that reaches the guest through the tailnet (NET-5, NET-8, SSH-3).
+//! - **The side tap** puts a second machine of the run (SEC-2, SEC-4: the
+//!   main one is paused meanwhile) on the same network with its own MAC
+//!   ([`TestNet::side_qemu_args`]), so its first boot reaches the test
+//!   tailnet too.
 //! - **Host netfilter:** with `br_netfilter` active
 //!   (`net.bridge.bridge-nf-call-iptables = 1`, the default once the module
 //!   is loaded, e.g. by Docker), bridged frames traverse the host's
@@ -116,24 +113,12 @@ pub const DHCP_FIRST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
 pub const DHCP_LAST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 50);
 /// The metadata service's address (as on Hetzner).
 pub const METADATA_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
-/// The guest's address on its `tailscale0` stand-in (10.78.0.0/24).
-pub const TS_GUEST_IP: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 2);
-/// The peer's address on the `tailscale0` link.
-pub const TS_PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 99);
 /// MAC address of the guest's external NIC.
 pub const GUEST_MAC: &str = "52:54:00:77:00:10";
-/// MAC address of the hot-plugged `tailscale0` NIC.
-pub const TS_MAC: &str = "52:54:00:78:00:02";
+/// MAC address of a side machine's NIC (on the side tap).
+pub const SIDE_MAC: &str = "52:54:00:77:00:20";
 /// The peer's interface on the external network (inside its namespace).
 pub const PEER_LAN_IF: &str = "lan0";
-/// The peer's interface on the `tailscale0` link (inside its namespace).
-pub const PEER_TS_IF: &str = "ts0";
-/// QEMU id of the PCIe root port the `tailscale0` NIC is hot-plugged into.
-pub const TS_ROOT_PORT: &str = "vtrp1";
-/// QEMU ids of the `tailscale0` NIC and its netdev.
-pub const TS_DEVICE_ID: &str = "vtnic1";
-/// QEMU id of the `tailscale0` NIC's netdev.
-pub const TS_NETDEV_ID: &str = "vtn1";
 
 /// Longest name prefix: interface names have 15 bytes.
 const MAX_PREFIX: usize = 4;
@@ -161,8 +146,7 @@ pub struct TestNet {
     base: String,
     bridge: String,
     tap: String,
-    ts_bridge: String,
-    ts_tap: String,
+    side_tap: String,
     infra_ns: String,
     peer_ns: String,
     dir: TempDir,
@@ -199,8 +183,7 @@ impl TestNet {
             log: Log::new(format!("net {base}")),
             bridge: format!("{base}br"),
             tap: format!("{base}tp"),
-            ts_bridge: format!("{base}b2"),
-            ts_tap: format!("{base}t2"),
+            side_tap: format!("{base}t2"),
             infra_ns: format!("{base}i"),
             peer_ns: format!("{base}p"),
             base,
@@ -227,33 +210,28 @@ impl TestNet {
     }
 
     fn build(&mut self, docs: Documents) -> Result<()> {
-        let (br, tap, br2, tap2) = (
-            self.bridge.clone(),
-            self.tap.clone(),
-            self.ts_bridge.clone(),
-            self.ts_tap.clone(),
-        );
+        let (br, tap, side_tap) = (self.bridge.clone(), self.tap.clone(), self.side_tap.clone());
         let (infra, peer) = (self.infra_ns.clone(), self.peer_ns.clone());
-        for (bridge, tap) in [(&br, &tap), (&br2, &tap2)] {
-            ip(&[
-                "link",
-                "add",
-                bridge,
-                "type",
-                "bridge",
-                "stp_state",
-                "0",
-                "forward_delay",
-                "0",
-            ])?;
-            self.undo.push(Undo::Link(bridge.clone()));
-            no_ipv6(bridge);
+        ip(&[
+            "link",
+            "add",
+            &br,
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ])?;
+        self.undo.push(Undo::Link(br.clone()));
+        no_ipv6(&br);
+        ip(&["link", "set", "dev", &br, "up"])?;
+        for (bridge, tap) in [(&br, &tap), (&br, &side_tap)] {
             ip(&["tuntap", "add", "dev", tap, "mode", "tap"])?;
             self.undo.push(Undo::Link(tap.clone()));
             no_ipv6(tap);
             ip(&["link", "set", "dev", tap, "master", bridge])?;
             ip(&["link", "set", "dev", tap, "up"])?;
-            ip(&["link", "set", "dev", bridge, "up"])?;
         }
         for ns in [&infra, &peer] {
             ip(&["netns", "add", ns])?;
@@ -264,7 +242,6 @@ impl TestNet {
         let legs = [
             (format!("{}ia", self.base), &br, &infra, PEER_LAN_IF),
             (format!("{}pa", self.base), &br, &peer, PEER_LAN_IF),
-            (format!("{}p2", self.base), &br2, &peer, PEER_TS_IF),
         ];
         for (host_end, bridge, ns, inner) in &legs {
             ip(&[
@@ -304,15 +281,6 @@ impl TestNet {
             "dev",
             PEER_LAN_IF,
         ])?;
-        ip(&[
-            "-n",
-            &peer,
-            "addr",
-            "add",
-            &cidr(TS_PEER_IP),
-            "dev",
-            PEER_TS_IF,
-        ])?;
         self.allow_bridged_traffic();
         self.metadata = Some(
             MetadataServer::start(
@@ -339,34 +307,33 @@ impl TestNet {
             if !on {
                 continue;
             }
-            for bridge in [self.bridge.clone(), self.ts_bridge.clone()] {
-                let rule: Vec<String> = [
-                    "FORWARD",
-                    "-i",
-                    &bridge,
-                    "-o",
-                    &bridge,
-                    "-m",
-                    "comment",
-                    "--comment",
-                    &format!("vm-tests {}", self.base),
-                    "-j",
-                    "ACCEPT",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-                let mut args: Vec<String> = vec!["-w".into(), "-I".into()];
-                args.extend(rule.iter().take(1).cloned());
-                args.push("1".into());
-                args.extend(rule.iter().skip(1).cloned());
-                match run(tool, &args) {
-                    Ok(_) => self.undo.push(Undo::Rule { tool, rule }),
-                    Err(e) => self.log.info(format_args!(
-                        "warning: net.bridge.{sysctl} is 1 but the {tool} FORWARD accept rule for {bridge} \
-                         could not be added ({e:#}); bridged traffic may be filtered by the host"
-                    )),
-                }
+            let bridge = self.bridge.clone();
+            let rule: Vec<String> = [
+                "FORWARD",
+                "-i",
+                &bridge,
+                "-o",
+                &bridge,
+                "-m",
+                "comment",
+                "--comment",
+                &format!("vm-tests {}", self.base),
+                "-j",
+                "ACCEPT",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let mut args: Vec<String> = vec!["-w".into(), "-I".into()];
+            args.extend(rule.iter().take(1).cloned());
+            args.push("1".into());
+            args.extend(rule.iter().skip(1).cloned());
+            match run(tool, &args) {
+                Ok(_) => self.undo.push(Undo::Rule { tool, rule }),
+                Err(e) => self.log.info(format_args!(
+                    "warning: net.bridge.{sysctl} is 1 but the {tool} FORWARD accept rule for {bridge} \
+                     could not be added ({e:#}); bridged traffic may be filtered by the host"
+                )),
             }
         }
     }
@@ -424,11 +391,16 @@ impl TestNet {
     }
 
     /// QEMU arguments for the guest's NIC on the external network (tap,
-    /// virtio-net, [`GUEST_MAC`]) and the empty PCIe root port
-    /// [`TS_ROOT_PORT`] that [`TestNet::attach_tailscale_link`] plugs the
-    /// second NIC into. One QEMU at a time per net: a tap takes one user.
+    /// virtio-net, [`GUEST_MAC`]). One QEMU at a time per tap: a tap takes
+    /// one user.
     pub fn qemu_args(&self) -> Vec<OsString> {
-        nic_args(&self.tap)
+        nic_args(&self.tap, GUEST_MAC)
+    }
+
+    /// QEMU arguments for a side machine's NIC on the same network (the
+    /// side tap, [`SIDE_MAC`]): one side machine at a time.
+    pub fn side_qemu_args(&self) -> Vec<OsString> {
+        nic_args(&self.side_tap, SIDE_MAC)
     }
 
     /// The unique base of every name of this net (`vt1f2e-0`).
@@ -439,11 +411,6 @@ impl TestNet {
     /// The tap QEMU's first NIC uses.
     pub fn tap(&self) -> &str {
         &self.tap
-    }
-
-    /// The tap of the `tailscale0` link.
-    pub fn ts_tap(&self) -> &str {
-        &self.ts_tap
     }
 
     /// The peer's namespace name (for `ip netns exec`).
@@ -696,15 +663,13 @@ impl Drop for TestNet {
     }
 }
 
-/// QEMU arguments: the first NIC on `tap` and the empty root port.
-fn nic_args(tap: &str) -> Vec<OsString> {
+/// QEMU arguments: one virtio NIC with `mac` on `tap`.
+fn nic_args(tap: &str, mac: &str) -> Vec<OsString> {
     [
         "-netdev".to_string(),
         format!("tap,id=vtn0,ifname={tap},script=no,downscript=no"),
         "-device".to_string(),
-        format!("virtio-net-pci,netdev=vtn0,mac={GUEST_MAC}"),
-        "-device".to_string(),
-        format!("pcie-root-port,id={TS_ROOT_PORT},chassis=77"),
+        format!("virtio-net-pci,netdev=vtn0,mac={mac}"),
     ]
     .into_iter()
     .map(OsString::from)
@@ -911,7 +876,7 @@ mod tests {
     #[test]
     fn longest_names_fit_in_ifnamsiz() {
         let base = format!("{}{:x}-{:x}", "abcd", 4_194_304u32, 255);
-        for suffix in ["br", "tp", "b2", "t2", "ia", "pa", "p2"] {
+        for suffix in ["br", "tp", "t2", "ia", "pa"] {
             assert!(format!("{base}{suffix}").len() <= 15, "{base}{suffix}");
         }
     }
@@ -968,7 +933,7 @@ mod tests {
 
     #[test]
     fn qemu_args_name_the_tap_and_mac() {
-        let args: Vec<String> = nic_args("vt1-0tp")
+        let args: Vec<String> = nic_args("vt1-0tp", GUEST_MAC)
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
@@ -979,10 +944,8 @@ mod tests {
                 "tap,id=vtn0,ifname=vt1-0tp,script=no,downscript=no",
                 "-device",
                 "virtio-net-pci,netdev=vtn0,mac=52:54:00:77:00:10",
-                "-device",
-                "pcie-root-port,id=vtrp1,chassis=77",
             ]
         );
-        assert_ne!(GUEST_MAC, TS_MAC);
+        assert_ne!(GUEST_MAC, SIDE_MAC);
     }
 }

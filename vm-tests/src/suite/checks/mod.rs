@@ -136,7 +136,9 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// An extra machine of the run (SEC-2, SEC-4): the template with
     /// `name` and `credentials`, one vCPU, and the sandbox image load
-    /// skipped (minutes under TCG, not what these cases are about).
+    /// skipped (minutes under TCG, not what these cases are about); on the
+    /// test network's side tap when there is one, so that its first boot
+    /// reaches the test tailnet as the main machine's did.
     pub fn side_config(
         &self,
         name: &str,
@@ -145,6 +147,9 @@ impl Ctx<'_> {
         let mut cfg = self.template.clone();
         cfg.name = format!("{}-{name}", self.facts.firmware);
         cfg.cpus = 1;
+        if let Some(net) = self.net {
+            cfg.extra_args = net.side_qemu_args();
+        }
         cfg.credentials
             .push(crate::suite::run::skip_sandbox_load()?);
         cfg.credentials.extend(credentials);
