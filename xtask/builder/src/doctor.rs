@@ -101,7 +101,8 @@ pub const REQUIREMENTS: &[Requirement] = &[
     },
     Requirement {
         purpose: "build Tailscale from its Go module source (image.lock pins the Go version; \
-                  an older Go can fetch it with GOTOOLCHAIN=<version>, docs/tailscale.md)",
+                  an older Go can fetch it with GOTOOLCHAIN=<version>, docs/tailscale.md), \
+                  and vm-test's test tailnet (vm-tests/tailnet)",
         paths: &["/usr/local/go/bin/go", "/usr/bin/go", "/usr/lib/go/bin/go"],
         package: "golang-go",
     },
