@@ -44,13 +44,24 @@ pub fn control_url() -> String {
     format!("http://{}:{}", CONTROL_ADDR.0, CONTROL_ADDR.1)
 }
 
-/// The files whose bytes decide the program (hashed for the cache key).
-const SOURCES: &[&str] = &["go.mod", "go.sum", "main.go"];
-
-/// The cache key of the program: sha256 over each source's name and bytes.
+/// The cache key of the program: sha256 over the name and bytes of every
+/// file in its folder (sources, go.mod, go.sum), in name order.
 fn sources_key(dir: &Path) -> Result<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    if !names.iter().any(|n| n == "go.sum") {
+        bail!(
+            "{} has no go.sum: the test tailnet's modules must be pinned",
+            dir.display()
+        );
+    }
     let mut h = Sha256::new();
-    for name in SOURCES {
+    for name in &names {
         let path = dir.join(name);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         h.update(name.as_bytes());
@@ -383,12 +394,17 @@ mod tests {
     #[test]
     fn the_cache_key_follows_the_sources() {
         let dir = tempfile::tempdir().unwrap();
-        for name in SOURCES {
+        for name in ["go.mod", "go.sum", "main.go"] {
             std::fs::write(dir.path().join(name), name).unwrap();
         }
         let a = sources_key(dir.path()).unwrap();
         std::fs::write(dir.path().join("go.sum"), "other").unwrap();
-        assert_ne!(a, sources_key(dir.path()).unwrap());
+        let b = sources_key(dir.path()).unwrap();
+        assert_ne!(a, b);
+        std::fs::write(dir.path().join("more.go"), "package main").unwrap();
+        assert_ne!(b, sources_key(dir.path()).unwrap());
+        std::fs::remove_file(dir.path().join("go.sum")).unwrap();
+        assert!(sources_key(dir.path()).is_err());
         assert_eq!(sources_key(&source_dir()).unwrap().len(), 24);
     }
 
