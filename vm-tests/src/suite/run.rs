@@ -318,6 +318,15 @@ fn run_firmware(
     report
         .notes
         .push(format!("[{label}] accelerator: {:?}", machine.accel()));
+    // TS-1: the auth key is looked for in every command line while first
+    // boot runs, not only afterwards.
+    if tailnet.is_some()
+        && let Err(e) = super::checks::ts::watch_first_boot_argv(&mut machine)
+    {
+        report.notes.push(format!(
+            "[{label}] TS-1's command-line watch during first boot did not start: {e:#}"
+        ));
+    }
     if let (crate::accel::Accel::Tcg, Some(icount)) = (machine.accel().accel, main_cfg_icount) {
         report.notes.push(format!(
             "[{label}] main machine: -icount {icount} (guest time counts instructions, so OpenClaw's startup deadlines measure work, not emulation speed; vm-test --icount, tuned by {ICOUNT_ENV})"
