@@ -143,13 +143,15 @@ pub const ARGV_WATCH_FILE: &str = "/run/vmtest-firstboot-argv";
 
 /// The guest script of the watch: until first boot is done (or 20 min),
 /// every 50 ms, each `tskey-…` token and each `tailscale up` command line
+/// (one `cat` of every `/proc/*/cmdline`: cheap enough under TCG to catch
+/// a login of a few seconds)
 /// (its `--auth-key=file:` argument, not a secret) found in any
 /// `/proc/*/cmdline`, appended to [`ARGV_WATCH_FILE`].
 fn argv_watch_script() -> String {
     format!(
         "end=$((SECONDS + 1200)); \
          while [ ! -e /var/lib/openclaw-appliance/firstboot.done ] && [ $SECONDS -lt $end ]; do \
-         for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' 2>/dev/null < \"$f\"; echo; done \
+         cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' \
          | grep -o -e 'tske[y]-[A-Za-z0-9-]*' -e 'tailscale up --auth-key=fil[e]:/[^ ]*' >> {ARGV_WATCH_FILE}; \
          sleep 0.05; done"
     )
@@ -218,7 +220,7 @@ pub fn ts_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .to_string();
     // The key by value never goes to the guest: the guest lists every
     // `tskey-` token it has, the harness compares.
-    let scan = "{ for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' 2>/dev/null < \"$f\"; echo; done; } \
+    let scan = "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' \
                 | grep -o 'tske[y]-[A-Za-z0-9-]*' | sort -u || true";
     let in_argv = ctx.machine.succeed(scan)?;
     let in_journal = ctx.machine.succeed(
