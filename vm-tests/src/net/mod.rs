@@ -629,16 +629,7 @@ impl Drop for TestNet {
     fn drop(&mut self) {
         self.metadata = None;
         if let Some(mut child) = self.dnsmasq.take() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                // SAFETY: kill(2) on the pid of our own child, not yet reaped.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-            let end = Instant::now() + Duration::from_secs(3);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_child(&mut child);
         }
         while let Some(undo) = self.undo.pop() {
             let result = match &undo {
@@ -737,6 +728,20 @@ pub(crate) fn run_command(cmd: &mut Command) -> Result<String> {
 /// be reachable from the guest's networks.
 fn no_ipv6(dev: &str) {
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"), "1");
+}
+
+/// Stops a child of ours: SIGTERM, up to 3 s to exit, then SIGKILL; reaped.
+pub(crate) fn stop_child(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on the pid of our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let end = Instant::now() + Duration::from_secs(3);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Kills the child when the thread that spawned it dies (SIGKILL), so a

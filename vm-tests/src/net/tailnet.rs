@@ -26,7 +26,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use super::{PEER_IP, TestNet, die_with_parent, run_command};
+use super::{PEER_IP, TestNet, die_with_parent, run_command, stop_child};
 
 /// The control server's port on the peer's external address.
 pub const CONTROL_PORT: u16 = 8380;
@@ -311,18 +311,9 @@ impl TestTailnet {
 
 impl Drop for TestTailnet {
     fn drop(&mut self) {
+        // `ip netns exec` execs the program: the child's pid is the server's.
         if let Some(mut child) = self.control.take() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                // SAFETY: kill(2) on the pid of our own child, not yet reaped
-                // (`ip netns exec` execs the program: same pid).
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-            let end = std::time::Instant::now() + Duration::from_secs(3);
-            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_child(&mut child);
         }
     }
 }

@@ -489,6 +489,8 @@ fn run_firmware(
     let _ = machine.shutdown();
     report.passes.push(timing(&machine, ran));
     drop(machine);
+    // The tailnet's processes live in the peer's namespace: stop them first.
+    drop(tailnet);
     drop(net);
     report.notes.push(format!(
         "[{label}] total: {:.0} s",
