@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::{Ctx, as_user, expect};
+use crate::net::external::TAILSCALE_UDP;
 use crate::suite::report::Outcome;
 
 /// `ufw status verbose`, as root.
@@ -37,7 +38,9 @@ pub fn net_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     ))
 }
 
-/// NET-2: every ALLOW IN rule is on `tailscale0`, for v4 and v6; nothing opens 22.
+/// NET-2: every ALLOW IN rule is on `tailscale0`, for v4 and v6; nothing
+/// opens 22; tailscaled's own `ts-input` chain accepts nothing else but
+/// its WireGuard port ([`tailscaled_stray_accepts`]).
 pub fn net_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let status = ufw_status(ctx)?;
     let rules: Vec<&str> = status
@@ -67,8 +70,46 @@ pub fn net_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             .next()
             .is_some_and(|p| p.starts_with("22"))
     });
-    let detail = format!("rules:\n{}", rules.join("\n"));
-    Ok(expect(stray.is_empty() && v4 && v6 && !ssh, detail))
+    // tailscaled's own chain (iptables mode; absent when it is logged out
+    // or manages nftables): it may accept only what arrives on tailscale0,
+    // its own address on lo, and its WireGuard port.
+    let ts_input = ctx.machine.succeed(
+        "{ iptables -S ts-input 2>/dev/null; ip6tables -S ts-input 2>/dev/null; } || true",
+    )?;
+    let ts_stray = tailscaled_stray_accepts(&ts_input);
+    let detail = format!(
+        "rules:\n{}\ntailscaled's ts-input: {}",
+        rules.join("\n"),
+        if ts_input.trim().is_empty() {
+            "none (not logged in, or nftables mode)".to_string()
+        } else if ts_stray.is_empty() {
+            format!("accepts only on tailscale0, its own address on lo and UDP {TAILSCALE_UDP}")
+        } else {
+            format!("STRAY ACCEPT: {}", ts_stray.join(" | "))
+        }
+    );
+    Ok(expect(
+        stray.is_empty() && ts_stray.is_empty() && v4 && v6 && !ssh,
+        detail,
+    ))
+}
+
+/// The ACCEPT rules of tailscaled's `ts-input` chain (`iptables -S`
+/// lines) other than: in on `tailscale0`, in on `lo` (its own address),
+/// and its WireGuard port over UDP.
+pub fn tailscaled_stray_accepts(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("-A ts-input") && l.ends_with("-j ACCEPT"))
+        .filter(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let has = |a: &str, b: &str| words.windows(2).any(|w| w[0] == a && w[1] == b);
+            let port = TAILSCALE_UDP.to_string();
+            !(has("-i", "tailscale0")
+                || has("-i", "lo")
+                || (has("-p", "udp") && has("--dport", &port)))
+        })
+        .collect()
 }
 
 /// NET-3: the gateway listens, and only on loopback; no node socket on a
@@ -242,4 +283,27 @@ pub fn net_7(ctx: &mut Ctx<'_>) -> Result<Outcome> {
              with the gateway's token → {right} {body}"
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tailscaled_stray_accepts;
+
+    #[test]
+    fn tailscaled_may_accept_only_its_own() {
+        // As tailscaled 1.102 writes it (util/linuxfw/iptables_runner.go).
+        let ok = "-N ts-input\n\
+                  -A ts-input -s 100.64.0.1/32 -i lo -j ACCEPT\n\
+                  -A ts-input -s 100.115.92.0/23 ! -i tailscale0 -j RETURN\n\
+                  -A ts-input -s 100.64.0.0/10 ! -i tailscale0 -j DROP\n\
+                  -A ts-input -i tailscale0 -j ACCEPT\n\
+                  -A ts-input -p udp -m udp --dport 41641 -j ACCEPT\n";
+        assert!(tailscaled_stray_accepts(ok).is_empty());
+        let bad = format!("{ok}-A ts-input -p tcp -m tcp --dport 22 -j ACCEPT\n");
+        assert_eq!(
+            tailscaled_stray_accepts(&bad),
+            ["-A ts-input -p tcp -m tcp --dport 22 -j ACCEPT"]
+        );
+        assert!(tailscaled_stray_accepts("").is_empty());
+    }
 }
