@@ -182,6 +182,18 @@ pub fn judge_argv_watch(seen: &str, key: &str) -> (bool, bool) {
     (up_seen, tskeys(seen).contains(&key))
 }
 
+/// The top-level `"Key": value` lines of `tailscale debug prefs` (indented
+/// JSON, one key a line) as one JSON object.
+fn prefs_fields(lines: &str) -> Result<Value> {
+    let body: Vec<&str> = lines
+        .lines()
+        .map(|l| l.trim().trim_end_matches(','))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let text = format!("{{{}}}", body.join(","));
+    serde_json::from_str(&text).with_context(|| format!("`tailscale debug prefs` lines {text:?}"))
+}
+
 /// TS-1: Tailscale at the pinned version, enabled, state dir 700; logged
 /// in to the test tailnet by first boot (its control URL, the expected
 /// host name, Tailscale SSH on); the auth key in no process's command
@@ -205,8 +217,10 @@ pub fn ts_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let enabled = ctx.machine.succeed("systemctl is-enabled tailscaled")?;
     let mode = ctx.machine.succeed("stat -c %a /var/lib/tailscale")?;
     let host = ctx.machine.succeed("hostname")?;
-    let prefs: Value = serde_json::from_str(&ctx.machine.succeed("tailscale debug prefs")?)
-        .context("`tailscale debug prefs` is not JSON")?;
+    // Only the fields judged: the whole prefs hold the node's private key.
+    let prefs = prefs_fields(&ctx.machine.succeed(
+        "tailscale debug prefs | grep -E '^[[:space:]]*\"(RunSSH|ControlURL|OperatorUser)\":' || true",
+    )?)?;
     let run_ssh = prefs.get("RunSSH").and_then(Value::as_bool) == Some(true);
     let control = prefs
         .get("ControlURL")
@@ -617,6 +631,17 @@ mod tests {
         // The script's own pattern is on its argv: a bare `tskey-`, never a key.
         assert!(argv_watch_script().contains("'tske[y]-[A-Za-z0-9-]*'"));
         assert!(argv_watch_script().contains(ARGV_WATCH_FILE));
+    }
+
+    #[test]
+    fn prefs_lines_become_an_object() {
+        let v =
+            prefs_fields("\t\"ControlURL\": \"http://10.77.0.99:8380\",\n\t\"RunSSH\": true,\n")
+                .unwrap();
+        assert_eq!(v["ControlURL"], "http://10.77.0.99:8380");
+        assert_eq!(v["RunSSH"], true);
+        assert!(v.get("OperatorUser").is_none());
+        assert_eq!(prefs_fields("").unwrap(), serde_json::json!({}));
     }
 
     #[test]
