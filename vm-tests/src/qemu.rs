@@ -171,7 +171,7 @@ pub struct Launch<'a> {
     /// Direct kernel boot, if any.
     pub direct_kernel: Option<&'a DirectKernel>,
     /// Files holding systemd credentials' SMBIOS type 11 strings (see
-    /// [`Credential::write_smbios_file`]), the harness's own included: the
+    /// [`crate::credential::Credential::write_smbios_file`]), the harness's own included: the
     /// values never reach QEMU's argv.
     pub credential_files: &'a [PathBuf],
     /// Appended last, verbatim (network devices, more drives, …).
