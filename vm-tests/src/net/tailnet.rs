@@ -79,7 +79,8 @@ fn sources_key(dir: &Path) -> Result<String> {
 /// Builds the Go program into `<cache>/tailnet-<key>/tailnet` unless that
 /// exists (the key hashes its sources and go.sum); returns its path. Uses
 /// the host's `go` (`cargo xtask doctor` checks it) with
-/// `GOFLAGS=-mod=readonly`, `CGO_ENABLED=0` and `-trimpath`; a missing
+/// `GOFLAGS=-mod=readonly`, `CGO_ENABLED=0`, `-trimpath` and
+/// `-buildvcs=false` (the worktree's git state is no input); a missing
 /// module is fetched from the host's `GOPROXY` on the first build.
 pub fn build_program(cache: &Path) -> Result<PathBuf> {
     let src = source_dir();
@@ -96,7 +97,7 @@ pub fn build_program(cache: &Path) -> Result<PathBuf> {
         .with_context(|| format!("creating a build directory in {}", cache.display()))?;
     run_command(
         Command::new("go")
-            .args(["build", "-trimpath", "-o"])
+            .args(["build", "-trimpath", "-buildvcs=false", "-o"])
             .arg(tmp.path().join("tailnet"))
             .arg(".")
             .current_dir(&src)
