@@ -355,7 +355,7 @@ fn run_firmware(
     // Where the gateway can come up (KVM, icount), it is awaited before any
     // case runs the `openclaw` CLI: a CLI call during the gateway's startup
     // migrations takes the state directory's lock and makes the gateway fail.
-    let wants_gateway = order.iter().any(|i| group(i) == 2);
+    let wants_gateway = order.iter().any(|i| needs_gateway(i.id));
     if !host_time_tcg && wants_gateway {
         let t = Instant::now();
         let r = wait_gateway(&mut machine, &facts, &secrets, host_time_tcg);
@@ -380,7 +380,7 @@ fn run_firmware(
         }
         // Only the gateway's own cases wait for it (the disruptive ones after
         // them do not need it: a secondary pass has none of them).
-        if GATEWAY_CASES.contains(&inv.id) && gateway.is_none() {
+        if needs_gateway(inv.id) && gateway.is_none() {
             let t = Instant::now();
             let r = wait_gateway(&mut machine, &facts, &secrets, host_time_tcg);
             report.notes.push(gateway_note(label, &r, started, t));
@@ -575,6 +575,19 @@ const GATEWAY_JOURNAL_ERRORS: &str = "journalctl --no-pager -o cat -u openclaw-g
 
 /// Cases that need the gateway ready (see [`wait_gateway`]).
 const GATEWAY_CASES: &[&str] = &["NET-3", "NET-7", "NET-8", "SRV-5", "AGT-6"];
+
+/// Sandbox cases that examine the container the gateway itself creates, or
+/// run the `openclaw` CLI: they also wait for the gateway (run alone with
+/// `--only`, they found no gateway yet and reported not run), but stay in
+/// the sandbox group's order.
+const GATEWAY_SANDBOX_CASES: &[&str] = &[
+    "AGT-1", "AGT-4", "AGT-5", "LAT-1", "ESC-2", "ESC-3", "ESC-4",
+];
+
+/// Whether a case waits for the gateway before it runs.
+fn needs_gateway(id: &str) -> bool {
+    GATEWAY_CASES.contains(&id) || GATEWAY_SANDBOX_CASES.contains(&id)
+}
 
 /// Waits for the gateway's user unit to listen on its port and answer
 /// `/health` with 200. Gives up early when the gateway has failed to start:
