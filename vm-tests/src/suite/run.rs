@@ -19,6 +19,7 @@ use crate::credential::Credential;
 use crate::firmware::Firmware;
 use crate::machine::{Machine, MachineConfig};
 use crate::net::git_remote::{DeployKey, GitRemote};
+use image_spec::spec::OPENSSH_PACKAGE;
 
 /// Options of a suite run.
 #[derive(Debug, Clone)]
@@ -108,10 +109,12 @@ fn facts(opts: &SuiteOptions, firmware: &str, role: PassRole) -> Result<Facts> {
         .and_then(serde_json::Value::as_str)
         .unwrap_or("openclaw-sandbox-custom:latest")
         .to_string();
+    let openssh = Facts::manifest_has_host_package(&manifest, OPENSSH_PACKAGE);
     Ok(Facts {
         image: opts.image.clone(),
         manifest,
         tailscale,
+        openssh,
         user: "openclaw".into(),
         port: 18789,
         sandbox_image,
