@@ -122,6 +122,7 @@ fn facts(opts: &SuiteOptions, firmware: &str, role: PassRole) -> Result<Facts> {
         firmware: firmware.into(),
         primary: role == PassRole::Primary,
         secrets_via_metadata: false,
+        raw_scan: None,
     })
 }
 
@@ -283,6 +284,22 @@ fn run_firmware(
             "a systemd credential"
         }
     );
+    // SEC-1's primary proof: the raw image, before any boot, holds no
+    // secret shape and none of this run's secrets.
+    let sec_1 = CATALOGUE.iter().find(|i| i.id == "SEC-1");
+    if sec_1.is_some_and(|i| wanted(opts, role, i)) {
+        eprintln!("vm-test [{label}]: SEC-1 scanning the raw image before boot");
+        let scan = super::checks::sec::raw_scan(&opts.image, &secrets.all());
+        if let Ok(s) = &scan {
+            report.notes.push(format!(
+                "[{label}] SEC-1 raw image scan before boot: {} MiB in {:.1} s, {} secret hit(s)",
+                s.bytes >> 20,
+                s.seconds,
+                s.secrets.len()
+            ));
+        }
+        facts.raw_scan = Some(scan.map_err(|e| format!("{e:#}")));
+    }
     let main_cfg_icount = main_cfg.icount;
     let mut machine = Machine::start(main_cfg)?;
     report

@@ -95,6 +95,9 @@ pub struct Facts {
     /// Where the main machine's first boot takes its secrets from: the
     /// metadata service (`true`) or a systemd credential.
     pub secrets_via_metadata: bool,
+    /// SEC-1's scan of the raw image, made before the machine booted
+    /// (`None`: not made; `Err`: it broke, with why).
+    pub raw_scan: Option<std::result::Result<sec::RawScan, String>>,
 }
 
 impl Facts {
