@@ -52,8 +52,8 @@ pub enum PassRole {
     Secondary,
 }
 
-/// Random hex from the kernel.
-fn random_hex(bytes: usize) -> Result<String> {
+/// `bytes` random bytes from the kernel, in hex.
+pub fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
@@ -289,7 +289,15 @@ fn run_firmware(
     let sec_1 = CATALOGUE.iter().find(|i| i.id == "SEC-1");
     if sec_1.is_some_and(|i| wanted(opts, role, i)) {
         eprintln!("vm-test [{label}]: SEC-1 scanning the raw image before boot");
-        let scan = super::checks::sec::raw_scan(&opts.image, &secrets.all());
+        // INF-1: the fake HCLOUD_TOKEN this CI run built with, searched too.
+        let canary = super::rebuild::of_this_run(&opts.image)
+            .ok()
+            .and_then(|r| r.hcloud_canary);
+        let mut literals = secrets.all();
+        if let Some(c) = &canary {
+            literals.push((super::checks::sec::HCLOUD_CANARY, c.as_str()));
+        }
+        let scan = super::checks::sec::raw_scan(&opts.image, &literals);
         if let Ok(s) = &scan {
             report.notes.push(format!(
                 "[{label}] SEC-1 raw image scan before boot: {} MiB in {:.1} s, {} secret hit(s)",

@@ -12,6 +12,7 @@ use crate::credential::Credential;
 use crate::diskscan::{Hit, Pattern, find_and_name};
 use crate::imagefs::{ImageFs, ROOT_PARTITION};
 use crate::machine::Machine;
+use crate::suite::rebuild::{self, sha256_file, sha256_hex};
 use crate::suite::report::Outcome;
 
 /// The files a secret may live in after first boot (SEC-3).
@@ -500,7 +501,6 @@ const DESTINATIONS: &[(&str, &str)] = &[
 /// prints the sha256 of every token-shaped word of those files, so no
 /// secret crosses the console or a command line.
 fn secrets_arrived(ctx: &mut Ctx<'_>) -> Result<(bool, String)> {
-    use sha2::{Digest, Sha256};
     let files: Vec<&str> = DESTINATIONS.iter().map(|(f, _)| *f).collect();
     let out = ctx.machine.succeed(&format!(
         "for f in {}; do \
@@ -519,7 +519,7 @@ fn secrets_arrived(ctx: &mut Ctx<'_>) -> Result<(bool, String)> {
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| *v)
                 .unwrap_or_default();
-            (*file, *name, hex_digest(&Sha256::digest(value.as_bytes())))
+            (*file, *name, sha256_hex(value.as_bytes()))
         })
         .collect();
     let (mut ok, lines) = judge_arrival(&out, &ctx.facts.user, &expected);
@@ -551,11 +551,6 @@ fn judge_arrival(out: &str, user: &str, expected: &[(&str, &str, String)]) -> (b
         ));
     }
     (ok, lines)
-}
-
-/// Lower-case hex of `bytes`.
-fn hex_digest(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SEC-3: after shutdown, every injected secret occurs on the raw disk only
@@ -844,18 +839,101 @@ pub fn sup_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     ))
 }
 
-/// INF-1: no Hetzner API token or hcloud configuration anywhere on the machine.
+/// The name of the CI canary among the literals of SEC-1's raw scan (INF-1).
+pub const HCLOUD_CANARY: &str = "hcloud-token-canary";
+
+/// INF-1: the Hetzner token never enters the image or the server. The
+/// proof is by value: `cargo xtask ci` gives its builds a fake token
+/// ([`rebuild::HCLOUD_CANARY_PREFIX`]) in `HCLOUD_TOKEN`, verify-repro's
+/// from-scratch rebuild records it, and the raw image (before boot, with
+/// SEC-1's scan) must not hold it. Without that canary (not a `ci` run)
+/// the value part cannot run: not run, never passed. The machine is also
+/// searched for files naming `HCLOUD_TOKEN` or holding an hcloud config
+/// (the weaker, by-name part).
 pub fn inf_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let found = ctx.machine.succeed(
         "{ grep -rIls 'HCLOUD_TOKEN' /etc /home /root /var/lib /usr/local 2>/dev/null || true; ls -d /root/.config/hcloud /home/*/.config/hcloud 2>/dev/null || true; } | wc -l",
     )?;
-    Ok(expect(
+    let by_name = format!(
+        "by name, on the booted machine: places naming HCLOUD_TOKEN or holding hcloud config: {}",
+        found.trim()
+    );
+    let canary = rebuild::of_this_run(&ctx.facts.image).map(|r| (r.hcloud_canary.is_some(), r));
+    Ok(judge_inf1(
         found.trim() == "0",
-        format!(
-            "places naming HCLOUD_TOKEN or holding hcloud config: {}",
-            found.trim()
-        ),
+        by_name,
+        canary,
+        ctx.facts.raw_scan.as_ref(),
+        &ctx.facts.manifest_str("/image_sha256"),
     ))
+}
+
+/// INF-1's verdict: the by-name part (`names_ok`, what it saw), this run's
+/// rebuild (with whether it ran with a canary) or why there is none, and
+/// SEC-1's raw scan (which searched for the canary when there was one).
+fn judge_inf1(
+    names_ok: bool,
+    by_name: String,
+    rebuild: std::result::Result<(bool, rebuild::Rebuild), String>,
+    raw_scan: Option<&std::result::Result<RawScan, String>>,
+    image_sha256: &str,
+) -> Outcome {
+    if !names_ok {
+        return Outcome::Fail(by_name);
+    }
+    let r = match rebuild {
+        Ok((true, r)) => r,
+        Ok((false, r)) => {
+            return Outcome::NotRun(format!(
+                "the value part: this run's rebuild ({}) ran without the HCLOUD_TOKEN canary; {by_name}",
+                r.record.display()
+            ));
+        }
+        Err(why) => {
+            return Outcome::NotRun(format!(
+                "the value part needs the HCLOUD_TOKEN canary of a `cargo xtask ci` run: {why}\n{by_name}"
+            ));
+        }
+    };
+    let scan = match raw_scan {
+        Some(Ok(scan)) if scan.literals.iter().any(|l| l == HCLOUD_CANARY) => scan,
+        Some(Err(e)) => return Outcome::Fail(format!("the raw image scan broke: {e}")),
+        _ => {
+            return Outcome::NotRun(format!(
+                "the raw image was not scanned for the canary before boot (SEC-1 not asked?); {by_name}"
+            ));
+        }
+    };
+    let hits: Vec<String> = scan
+        .secrets
+        .iter()
+        .filter(|h| h.secret == HCLOUD_CANARY)
+        .map(where_is)
+        .collect();
+    let same_image = r.identical && r.published == image_sha256 && r.sha256 == image_sha256;
+    let seen = format!(
+        "the canary HCLOUD_TOKEN ({}…) of CI run {} was in the environment of build-image and of \
+         verify-repro's from-scratch rebuild ({}; rebuilt {}, this image's manifest {image_sha256}: \
+         same image {same_image}, hashed by BOOT-3); in the raw image before boot: {}\n{by_name}",
+        rebuild::HCLOUD_CANARY_PREFIX,
+        r.run,
+        r.record.display(),
+        r.sha256,
+        if hits.is_empty() {
+            "absent".to_string()
+        } else {
+            format!("FOUND in {}", hits.join(", "))
+        }
+    );
+    if !hits.is_empty() {
+        Outcome::Fail(seen)
+    } else if !same_image {
+        Outcome::NotRun(format!(
+            "the rebuild that ran with the canary is not this image: {seen}"
+        ))
+    } else {
+        Outcome::Pass(seen)
+    }
 }
 
 /// INF-2: workspace git sync, when configured by user-data.
@@ -988,32 +1066,36 @@ pub fn inf_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     ))
 }
 
-/// BOOT-3: proven by `cargo xtask verify-repro`, which records its result beside the image.
+/// BOOT-3: the image under test, hashed here, is the one verify-repro
+/// rebuilt from scratch from the same manifest in the same `cargo xtask
+/// ci` run ([`rebuild::of_this_run`]); not run without such a rebuild.
 pub fn boot_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
-    let record = ctx.facts.image.with_extension("repro.json");
-    let Ok(text) = std::fs::read_to_string(&record) else {
-        return Ok(Outcome::NotRun(format!(
-            "two builds are compared by `cargo xtask verify-repro`, not by booting; no record at {}",
-            record.display()
-        )));
+    let rebuild = match rebuild::of_this_run(&ctx.facts.image) {
+        Ok(r) => r,
+        Err(why) => return Ok(Outcome::NotRun(why)),
     };
-    let v: Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", record.display()))?;
-    let want = ctx
-        .facts
-        .manifest
-        .pointer("/image_sha256")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let same = v.get("identical").and_then(Value::as_bool) == Some(true);
-    let matches = v.get("sha256").and_then(Value::as_str) == Some(want);
-    if !matches {
-        return Ok(Outcome::NotRun(format!(
-            "{} is about another image (not {want})",
-            record.display()
-        )));
-    }
-    Ok(expect(same, text))
+    let tested = sha256_file(&ctx.facts.image)?;
+    Ok(judge_boot3(
+        &tested,
+        &ctx.facts.manifest_str("/image_sha256"),
+        &rebuild,
+    ))
+}
+
+/// BOOT-3's verdict: the sha256 of the image under test, the one its
+/// manifest names, and this run's rebuild of that manifest.
+fn judge_boot3(tested: &str, manifest: &str, r: &rebuild::Rebuild) -> Outcome {
+    let ok = !tested.is_empty() && tested == r.sha256 && tested == manifest;
+    expect(
+        ok,
+        format!(
+            "image under test (hashed now): {tested}\nits manifest names:         {manifest}\n\
+             rebuilt from scratch by verify-repro in CI run {} from that manifest: {} ({})",
+            r.run,
+            r.sha256,
+            r.record.display()
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -1170,5 +1252,82 @@ mod tests {
             image_holds_no_secret(Path::new(&image), work.path()).expect("reading the image");
         eprintln!("{seen}");
         assert!(scan_ok && ok, "{scan_seen}\n{seen}");
+    }
+
+    fn a_rebuild(sha: &str) -> rebuild::Rebuild {
+        rebuild::Rebuild {
+            record: "x.repro.json".into(),
+            run: "run-1".into(),
+            sha256: sha.into(),
+            published: "aa".into(),
+            identical: sha == "aa",
+            hcloud_canary: Some(format!("{}x", rebuild::HCLOUD_CANARY_PREFIX)),
+        }
+    }
+
+    #[test]
+    fn boot_3_needs_the_tested_image_to_be_the_rebuilt_one() {
+        assert!(matches!(
+            judge_boot3("aa", "aa", &a_rebuild("aa")),
+            Outcome::Pass(_)
+        ));
+        for (tested, manifest, rebuilt) in
+            [("bb", "aa", "aa"), ("aa", "aa", "bb"), ("aa", "bb", "aa")]
+        {
+            assert!(
+                matches!(
+                    judge_boot3(tested, manifest, &a_rebuild(rebuilt)),
+                    Outcome::Fail(_)
+                ),
+                "{tested} {manifest} {rebuilt}"
+            );
+        }
+    }
+
+    #[test]
+    fn inf_1_passes_only_on_a_canary_searched_for_and_absent() {
+        let scan = |hit: bool| RawScan {
+            bytes: 1,
+            seconds: 0.0,
+            secrets: if hit {
+                vec![Hit {
+                    secret: HCLOUD_CANARY.into(),
+                    offset: 9,
+                    path: Some("/etc/environment".into()),
+                }]
+            } else {
+                Vec::new()
+            },
+            anchors: Vec::new(),
+            literals: vec![HCLOUD_CANARY.into()],
+        };
+        let judge = |names_ok, with_canary, scan: Option<RawScan>| {
+            let scan = scan.map(Ok);
+            judge_inf1(
+                names_ok,
+                "by name".into(),
+                Ok((with_canary, a_rebuild("aa"))),
+                scan.as_ref(),
+                "aa",
+            )
+        };
+        assert!(matches!(
+            judge(true, true, Some(scan(false))),
+            Outcome::Pass(_)
+        ));
+        assert!(
+            matches!(judge(true, true, Some(scan(true))), Outcome::Fail(ref s) if s.contains("/etc/environment"))
+        );
+        assert!(matches!(
+            judge(false, true, Some(scan(false))),
+            Outcome::Fail(_)
+        ));
+        assert!(matches!(
+            judge(true, false, Some(scan(false))),
+            Outcome::NotRun(_)
+        ));
+        assert!(matches!(judge(true, true, None), Outcome::NotRun(_)));
+        let no_ci = judge_inf1(true, "by name".into(), Err("not ci".into()), None, "aa");
+        assert!(matches!(no_ci, Outcome::NotRun(ref s) if s.contains("not ci")));
     }
 }
