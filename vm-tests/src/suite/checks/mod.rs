@@ -10,6 +10,7 @@ pub mod net;
 pub mod pending;
 pub mod sec;
 pub mod srv;
+pub mod sup;
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! SEC-*, SUP-*, INF-*, BOOT-3: secrets, supply chain, infrastructure.
+//! SEC-*, SUP-2/3, INF-*, BOOT-3: secrets, supply chain, infrastructure.
 
 use std::time::Duration;
 
@@ -721,52 +721,6 @@ pub fn sec_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             } else {
                 " (no metadata server in this run: the root control is not meaningful)"
             }
-        ),
-    ))
-}
-
-/// SUP-1: the manifest shows every input pinned by version and hash.
-pub fn sup_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
-    let m = &ctx.facts.manifest;
-    let hex64 = |v: Option<&Value>| {
-        v.and_then(Value::as_str)
-            .is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-    };
-    let debs = m
-        .get("debian_packages")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let unpinned: Vec<String> = debs
-        .iter()
-        .filter(|d| {
-            !hex64(d.get("sha256"))
-                || d.get("version")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty)
-        })
-        .map(|d| {
-            d.get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string()
-        })
-        .collect();
-    let node = hex64(m.pointer("/node/sha256"))
-        && m.pointer("/node/integrity")
-            .and_then(Value::as_str)
-            .is_some_and(|s| s.starts_with("sha512-"));
-    let oc = hex64(m.pointer("/openclaw/npm_lockfile_sha256"))
-        && m.pointer("/openclaw/integrity")
-            .and_then(Value::as_str)
-            .is_some_and(|s| s.starts_with("sha512-"));
-    let ts = hex64(m.pointer("/tailscale/sha256"));
-    let ok = !debs.is_empty() && unpinned.is_empty() && node && oc && ts;
-    Ok(expect(
-        ok,
-        format!(
-            "{} Debian packages pinned (unpinned: {unpinned:?}); node {node}; openclaw + npm tree {oc}; tailscale {ts}",
-            debs.len()
         ),
     ))
 }
