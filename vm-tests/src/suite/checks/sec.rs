@@ -695,7 +695,8 @@ pub fn userdata(ctx: &Ctx<'_>) -> String {
 }
 
 /// SEC-5: the metadata service is closed to `openclaw` and to containers,
-/// open to root (which proves the check could see it).
+/// open to root (which proves the check could see it); not run without a
+/// metadata service in the run.
 pub fn sec_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let url = "http://169.254.169.254/hetzner/v1/userdata";
     let probe = format!("curl -s -o /dev/null -w '%{{http_code}}' -m 8 {url} || echo unreachable");
@@ -706,23 +707,31 @@ pub fn sec_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         ctx.facts.sandbox_image,
         probe.replace('"', "\\\"")
     ))?;
+    Ok(judge_sec5(&user, &container, &root, ctx.net.is_some()))
+}
+
+/// SEC-5's verdict from the probes' answers (as `openclaw`, from a
+/// container, as root) and whether this run serves a metadata service.
+/// Without one, "unreachable" holds for lack of a server: not run, never
+/// passed; with one, root must reach it (the probe can see it).
+fn judge_sec5(user: &str, container: &str, root: &str, served: bool) -> Outcome {
     let closed = |s: &str| s.trim().ends_with("unreachable") || s.trim() == "000";
-    let root_reaches = ctx.net.is_some();
-    let ok = closed(&user) && closed(&container) && (!root_reaches || !closed(&root));
-    Ok(expect(
-        ok,
-        format!(
-            "as openclaw: {}; from a sandbox container: {}; as root: {}{}",
-            user.trim(),
-            container.trim(),
-            root.trim(),
-            if root_reaches {
-                ""
-            } else {
-                " (no metadata server in this run: the root control is not meaningful)"
-            }
-        ),
-    ))
+    let seen = format!(
+        "as openclaw: {}; from a sandbox container: {}; as root: {}",
+        user.trim(),
+        container.trim(),
+        root.trim()
+    );
+    if !closed(user) || !closed(container) {
+        return Outcome::Fail(seen);
+    }
+    if !served {
+        return Outcome::NotRun(format!(
+            "no metadata service in this run (no test network): closed for lack of a server \
+             proves nothing; {seen}"
+        ));
+    }
+    expect(!closed(root), seen)
 }
 
 /// SUP-2: no plugin installed or allowed.
@@ -1283,5 +1292,31 @@ mod tests {
         assert!(matches!(judge(true, true, None), Outcome::NotRun(_)));
         let no_ci = judge_inf1(true, "by name".into(), Err("not ci".into()), None, "aa");
         assert!(matches!(no_ci, Outcome::NotRun(ref s) if s.contains("not ci")));
+    }
+
+    #[test]
+    fn sec_5_needs_a_served_metadata_service_that_root_reaches() {
+        assert!(matches!(
+            judge_sec5("000", "unreachable", "200", true),
+            Outcome::Pass(_)
+        ));
+        assert!(matches!(
+            judge_sec5("000", "000", "000", false),
+            Outcome::NotRun(_)
+        ));
+        for (user, container, root) in [
+            ("200", "000", "200"),
+            ("000", "200", "200"),
+            ("000", "000", "000"),
+        ] {
+            assert!(
+                matches!(judge_sec5(user, container, root, true), Outcome::Fail(_)),
+                "{user} {container} {root}"
+            );
+        }
+        assert!(matches!(
+            judge_sec5("200", "000", "000", false),
+            Outcome::Fail(_)
+        ));
     }
 }
