@@ -285,10 +285,12 @@ fn run_firmware(
         }
     );
     // SEC-1's primary proof: the raw image, before any boot, holds no
-    // secret shape and none of this run's secrets.
-    let sec_1 = CATALOGUE.iter().find(|i| i.id == "SEC-1");
-    if sec_1.is_some_and(|i| wanted(opts, role, i)) {
-        eprintln!("vm-test [{label}]: SEC-1 scanning the raw image before boot");
+    // secret shape and none of this run's secrets (nor INF-1's canary).
+    let scans = CATALOGUE
+        .iter()
+        .any(|i| (i.id == "SEC-1" || i.id == "INF-1") && wanted(opts, role, i));
+    if scans {
+        eprintln!("vm-test [{label}]: SEC-1, INF-1: scanning the raw image before boot");
         // INF-1: the fake HCLOUD_TOKEN this CI run built with, searched too.
         let canary = super::rebuild::of_this_run(&opts.image)
             .ok()

@@ -863,7 +863,7 @@ fn judge_inf1(
         Some(Err(e)) => return Outcome::Fail(format!("the raw image scan broke: {e}")),
         _ => {
             return Outcome::NotRun(format!(
-                "the raw image was not scanned for the canary before boot (SEC-1 not asked?); {by_name}"
+                "the raw image was not scanned for the canary before boot; {by_name}"
             ));
         }
     };
