@@ -19,6 +19,7 @@ use crate::credential::Credential;
 use crate::firmware::Firmware;
 use crate::machine::{Machine, MachineConfig};
 use crate::net::git_remote::{DeployKey, GitRemote};
+use image_spec::spec::OPENSSH_PACKAGE;
 
 /// Options of a suite run.
 #[derive(Debug, Clone)]
@@ -51,8 +52,8 @@ pub enum PassRole {
     Secondary,
 }
 
-/// Random hex from the kernel.
-fn random_hex(bytes: usize) -> Result<String> {
+/// `bytes` random bytes from the kernel, in hex.
+pub fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
@@ -108,10 +109,12 @@ fn facts(opts: &SuiteOptions, firmware: &str, role: PassRole) -> Result<Facts> {
         .and_then(serde_json::Value::as_str)
         .unwrap_or("openclaw-sandbox-custom:latest")
         .to_string();
+    let openssh = Facts::manifest_has_host_package(&manifest, OPENSSH_PACKAGE);
     Ok(Facts {
         image: opts.image.clone(),
         manifest,
         tailscale,
+        openssh,
         user: "openclaw".into(),
         port: 18789,
         sandbox_image,
@@ -119,6 +122,7 @@ fn facts(opts: &SuiteOptions, firmware: &str, role: PassRole) -> Result<Facts> {
         firmware: firmware.into(),
         primary: role == PassRole::Primary,
         secrets_via_metadata: false,
+        raw_scan: None,
     })
 }
 
@@ -280,6 +284,32 @@ fn run_firmware(
             "a systemd credential"
         }
     );
+    // SEC-1's primary proof: the raw image, before any boot, holds no
+    // secret shape and none of this run's secrets (nor INF-1's canary).
+    let scans = CATALOGUE
+        .iter()
+        .any(|i| (i.id == "SEC-1" || i.id == "INF-1") && wanted(opts, role, i));
+    if scans {
+        eprintln!("vm-test [{label}]: SEC-1, INF-1: scanning the raw image before boot");
+        // INF-1: the fake HCLOUD_TOKEN this CI run built with, searched too.
+        let canary = super::rebuild::of_this_run(&opts.image)
+            .ok()
+            .and_then(|r| r.hcloud_canary);
+        let mut literals = secrets.all();
+        if let Some(c) = &canary {
+            literals.push((super::checks::sec::HCLOUD_CANARY, c.as_str()));
+        }
+        let scan = super::checks::sec::raw_scan(&opts.image, &literals);
+        if let Ok(s) = &scan {
+            report.notes.push(format!(
+                "[{label}] SEC-1 raw image scan before boot: {} MiB in {:.1} s, {} secret hit(s)",
+                s.bytes >> 20,
+                s.seconds,
+                s.secrets.len()
+            ));
+        }
+        facts.raw_scan = Some(scan.map_err(|e| format!("{e:#}")));
+    }
     let main_cfg_icount = main_cfg.icount;
     let mut machine = Machine::start(main_cfg)?;
     report

@@ -184,7 +184,17 @@ pub fn command_failure(status: i32, stderr: &str, stdout: &str) -> String {
 // ESC-1, ESC-3, ESC-5: the attacks themselves, as `openclaw` and from
 // inside the sandbox, against the rootless sandbox daemon.
 
-/// Groups whose members can become root (ESC-1; the spec refuses them).
+/// The groups among `groups` whose members can become root (ESC-1,
+/// SRV-3), by [`ROOT_GROUPS`].
+pub(crate) fn root_granting<'a>(groups: &[&'a str]) -> Vec<&'a str> {
+    groups
+        .iter()
+        .copied()
+        .filter(|g| ROOT_GROUPS.contains(g))
+        .collect()
+}
+
+/// Groups whose members can become root (ESC-1, SRV-3; the spec refuses them).
 const ROOT_GROUPS: &[&str] = &[
     "root",
     "docker",
@@ -318,7 +328,7 @@ fn judge_esc1(attack: &str, host: &str, writable: &str, setid: &str) -> (Vec<Str
         .find_map(|l| l.strip_prefix("groups: "))
         .map(|g| g.split_whitespace().collect())
         .unwrap_or_default();
-    let bad: Vec<&&str> = groups.iter().filter(|g| ROOT_GROUPS.contains(g)).collect();
+    let bad = root_granting(&groups);
     if !bad.is_empty() {
         problems.push(format!("openclaw is in root-granting groups {bad:?}"));
     }
