@@ -634,21 +634,32 @@ fn esc5_daemon(
         ctx,
         &format!(
             "if ! {docker} image inspect {image} >/dev/null 2>&1; then \
-             if out=$(docker save {image} 2>&1 | {docker} load 2>&1); then echo 'image copied into it'; \
+             if out=$(set -o pipefail; docker save {image} | {docker} load 2>&1); then echo 'image copied into it'; \
              else echo \"copying the image into it failed: $(echo \"$out\" | tail -n 3)\"; fi; fi"
         ),
     ))?;
     if !copied.trim().is_empty() {
         seen.push(copied.trim().to_string());
     }
-    ctx.machine.succeed(&as_user(
+    let (status, out) = ctx.machine.execute(&as_user(
         ctx,
         &format!(
             "{docker} rm -f {ESC5_CONTAINER} >/dev/null 2>&1 || true; \
              {docker} run -d --name {ESC5_CONTAINER} -p 0.0.0.0:{ESC5_PORT}:8080 \
-             --entrypoint python3 {image} -m http.server 8080 >/dev/null"
+             --entrypoint python3 {image} -m http.server 8080 2>&1 >/dev/null"
         ),
     ))?;
+    if status != 0 {
+        // The sandbox daemon must run the image it was built with; a root
+        // daemon that answers `openclaw` at all is a way around the firewall
+        // (and ESC-1), whether or not this attempt got a container going.
+        problems.push(format!(
+            "{which}: `docker run -p` as openclaw failed (exit {status}), so the publish \
+             could not be tried: {}",
+            out.trim()
+        ));
+        return Ok(());
+    }
     let local = ctx.machine.execute(&format!(
         "for i in $(seq 30); do c=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{ESC5_PORT}/ || true); \
          [ \"$c\" = 200 ] && break; sleep 2; done; echo $c"
