@@ -1,5 +1,8 @@
 //! The cleanup guard: whatever the flow created is deleted again, on
 //! success, on every error, on Ctrl-C, and (as a last resort) on drop.
+//! Besides the ids it was told, it deletes every server and key carrying
+//! the run's label: a `POST` that timed out on the client may have created
+//! one whose id never arrived.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +15,8 @@ pub(crate) struct Temporaries<'c> {
     pub server: Option<i64>,
     /// The temporary SSH key, once registered.
     pub ssh_key: Option<i64>,
+    /// The label selector of this run's resources, once any may exist.
+    pub run_selector: Option<String>,
 }
 
 /// `not_found` means somebody (or an earlier try) already deleted it.
@@ -25,6 +30,7 @@ impl<'c> Temporaries<'c> {
             client,
             server: None,
             ssh_key: None,
+            run_selector: None,
         }
     }
 
@@ -52,6 +58,12 @@ impl<'c> Temporaries<'c> {
                 Err(e) => left.push(format!("SSH key {id} ({e})")),
             }
         }
+        if let Some(selector) = self.run_selector.clone() {
+            match self.sweep(&selector) {
+                Ok(()) => self.run_selector = None,
+                Err(more) => left.extend(more),
+            }
+        }
         if left.is_empty() {
             Ok(())
         } else {
@@ -59,6 +71,46 @@ impl<'c> Temporaries<'c> {
                 "could not delete {}: run `cargo xtask upload cleanup`, or delete them in the Hetzner console (they cost money)",
                 left.join(", ")
             ))
+        }
+    }
+}
+
+impl Temporaries<'_> {
+    /// Delete what carries the run's label but was not known by id.
+    fn sweep(&self, selector: &str) -> Result<(), Vec<String>> {
+        let mut left = Vec::new();
+        match self.client.servers(selector) {
+            Ok(servers) => {
+                for s in servers {
+                    eprintln!(
+                        "upload: deleting the temporary server {} ({}), found by its label",
+                        s.id, s.name
+                    );
+                    if let Err(e) = delete_server(self.client, s.id) {
+                        left.push(format!("server {} ({e})", s.id));
+                    }
+                }
+            }
+            Err(e) => left.push(format!("servers labelled {selector} (listing: {e})")),
+        }
+        match self.client.ssh_keys(selector) {
+            Ok(keys) => {
+                for k in keys {
+                    eprintln!(
+                        "upload: deleting the temporary SSH key {} ({}), found by its label",
+                        k.id, k.name
+                    );
+                    match self.client.delete_ssh_key(k.id) {
+                        Err(e) if !gone(&e) => left.push(format!("SSH key {} ({e})", k.id)),
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => left.push(format!("SSH keys labelled {selector} (listing: {e})")),
+        }
+        match left.is_empty() {
+            true => Ok(()),
+            false => Err(left),
         }
     }
 }
@@ -91,7 +143,7 @@ pub(crate) fn delete_server(client: &Client, id: i64) -> Result<(), ApiError> {
 
 impl Drop for Temporaries<'_> {
     fn drop(&mut self) {
-        if (self.server.is_some() || self.ssh_key.is_some())
+        if (self.server.is_some() || self.ssh_key.is_some() || self.run_selector.is_some())
             && let Err(e) = self.delete_all()
         {
             eprintln!("upload: {e}");
