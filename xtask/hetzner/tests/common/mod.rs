@@ -4,6 +4,7 @@
 
 pub mod mock;
 pub mod openapi;
+pub mod pattern;
 pub mod sshd;
 
 use std::path::{Path, PathBuf};
