@@ -133,6 +133,16 @@ impl Setup {
         assert!(written[original.len()..].iter().all(|b| *b == OLD));
     }
 
+    /// `-o json` of `outcome` is the snapshot `name` (the test's directory
+    /// shown as `[dir]`).
+    #[track_caller]
+    fn assert_report(&self, name: &str, outcome: &Outcome) {
+        let json = upload::Report::new(&self.image, outcome)
+            .to_json()
+            .replace(&self.dir.path().display().to_string(), "[dir]");
+        insta::assert_snapshot!(name, json);
+    }
+
     /// Nothing was written: the disk holds only the old bytes.
     #[track_caller]
     fn assert_disk_untouched(&self) {
@@ -174,6 +184,10 @@ fn happy_path_writes_the_image_then_a_second_upload_is_skipped() {
         assert_eq!(w.sha256, s.image.sha256);
         assert_eq!(w.server_type, "cx23");
         s.assert_disk_holds_the_image();
+        s.assert_report(
+            "report_created",
+            &Outcome::Uploaded(snap.clone(), w.clone()),
+        );
         assert_eq!(snap.kind, "snapshot");
         let sha = &s.image.sha256;
         assert_eq!(snap.labels["openclaw-image/sha256-1"], sha[..32]);
@@ -230,7 +244,7 @@ fn happy_path_writes_the_image_then_a_second_upload_is_skipped() {
         // The same image again: found by its sha256 labels, nothing uploaded.
         let before = s.mock.state().calls.len();
         match s.upload() {
-            Ok(Outcome::AlreadyPresent(img)) => assert_eq!(img.id, snap.id),
+            Ok(o @ Outcome::AlreadyPresent(_)) => s.assert_report("report_already_existed", &o),
             other => panic!("expected the duplicate to be skipped, got {other:?}"),
         }
         let st = s.mock.state();
@@ -508,6 +522,9 @@ fn interrupt_mid_stream_leaves_nothing() {
         );
         let text = log.join("\n");
         assert!(text.contains("Interrupted"), "{text}");
+        // --debug logs each call, never the token.
+        assert!(text.contains("api: POST /servers → 201"), "{text}");
+        assert!(!text.contains(TOKEN), "the token leaked into the log");
         assert!(
             !text.contains("taking the snapshot"),
             "it went on after SIGINT: {text}"
@@ -796,6 +813,7 @@ fn cleanup_spares_young_resources_and_goes_on_past_errors() {
         let kept: Vec<&str> = cleaned.kept.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(kept, ["young", "young"]);
         assert!(cleaned.summary().contains("--all deletes it"));
+        insta::assert_snapshot!("cleanup_report", cleaned.to_json().replace(&now, "[now]"));
 
         let all = upload::cleanup(
             &c,
