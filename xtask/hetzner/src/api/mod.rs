@@ -196,18 +196,13 @@ impl Client {
         let auth = format!("Bearer {}", self.token.expose());
         let pairs = query.iter().map(|(k, v)| (*k, v.as_str()));
         let sent = match method {
-            Method::Get => self
-                .agent
-                .get(&url)
-                .header("Authorization", &auth)
-                .query_pairs(pairs)
-                .call(),
-            Method::Delete => self
-                .agent
-                .delete(&url)
-                .header("Authorization", &auth)
-                .query_pairs(pairs)
-                .call(),
+            Method::Get | Method::Delete => {
+                let req = match method {
+                    Method::Get => self.agent.get(&url),
+                    _ => self.agent.delete(&url),
+                };
+                req.header("Authorization", &auth).query_pairs(pairs).call()
+            }
             Method::Post => {
                 let bytes = body.map(Value::to_string).unwrap_or_else(|| "{}".into());
                 self.agent

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::{TEMPORARY_LABEL, guard};
-use crate::api::Client;
+use crate::api::{ApiError, Client};
 
 /// Which leftovers to delete.
 #[derive(Debug, Clone)]
@@ -91,6 +91,42 @@ fn old_enough(created: &str, options: &CleanupOptions, now: i64) -> bool {
     image_spec::time::parse_rfc3339(created).is_some_and(|t| now.saturating_sub(t) >= age)
 }
 
+/// The servers, then the SSH keys, matching `selector`; a failed listing
+/// is added to `errors`.
+pub(crate) fn labelled(client: &Client, selector: &str, errors: &mut Vec<String>) -> Vec<Resource> {
+    let mut found = Vec::new();
+    match client.servers(selector) {
+        Ok(servers) => found.extend(servers.into_iter().map(|s| Resource {
+            kind: "server",
+            id: s.id,
+            name: s.name,
+            created: s.created,
+        })),
+        Err(e) => errors.push(format!("listing the servers labelled {selector}: {e}")),
+    }
+    match client.ssh_keys(selector) {
+        Ok(keys) => found.extend(keys.into_iter().map(|k| Resource {
+            kind: "ssh_key",
+            id: k.id,
+            name: k.name,
+            created: k.created,
+        })),
+        Err(e) => errors.push(format!("listing the SSH keys labelled {selector}: {e}")),
+    }
+    found
+}
+
+/// Delete one: a server waiting for its deletion; already gone counts as deleted.
+pub(crate) fn delete(client: &Client, r: &Resource) -> Result<(), ApiError> {
+    match r.kind {
+        "server" => guard::delete_server(client, r.id),
+        _ => match client.delete_ssh_key(r.id) {
+            Err(e) if guard::gone(&e) => Ok(()),
+            other => other,
+        },
+    }
+}
+
 /// Delete every server, then every SSH key, labelled [`TEMPORARY_LABEL`]
 /// and old enough.
 pub fn cleanup(client: &Client, options: &CleanupOptions) -> Cleaned {
@@ -99,35 +135,13 @@ pub fn cleanup(client: &Client, options: &CleanupOptions) -> Cleaned {
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0);
     let mut done = Cleaned::default();
-    let mut found = Vec::new();
-    match client.servers(TEMPORARY_LABEL) {
-        Ok(servers) => found.extend(servers.into_iter().map(|s| Resource {
-            kind: "server",
-            id: s.id,
-            name: s.name,
-            created: s.created,
-        })),
-        Err(e) => done.errors.push(format!("listing temporary servers: {e}")),
-    }
-    match client.ssh_keys(TEMPORARY_LABEL) {
-        Ok(keys) => found.extend(keys.into_iter().map(|k| Resource {
-            kind: "ssh_key",
-            id: k.id,
-            name: k.name,
-            created: k.created,
-        })),
-        Err(e) => done.errors.push(format!("listing temporary SSH keys: {e}")),
-    }
+    let found = labelled(client, TEMPORARY_LABEL, &mut done.errors);
     for r in found {
         if !old_enough(&r.created, options, now) {
             done.kept.push(r);
             continue;
         }
-        let deleted = match r.kind {
-            "server" => guard::delete_server(client, r.id),
-            _ => client.delete_ssh_key(r.id),
-        };
-        match deleted {
+        match delete(client, &r) {
             Ok(()) => done.deleted.push(r),
             Err(e) => done
                 .errors

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::cleanup;
 use crate::api::{ApiError, Client};
 
 /// The temporary resources of one upload.
@@ -20,7 +21,7 @@ pub(crate) struct Temporaries<'c> {
 }
 
 /// `not_found` means somebody (or an earlier try) already deleted it.
-fn gone(e: &ApiError) -> bool {
+pub(crate) fn gone(e: &ApiError) -> bool {
     matches!(e, ApiError::Api { status: 404, .. })
 }
 
@@ -79,34 +80,14 @@ impl Temporaries<'_> {
     /// Delete what carries the run's label but was not known by id.
     fn sweep(&self, selector: &str) -> Result<(), Vec<String>> {
         let mut left = Vec::new();
-        match self.client.servers(selector) {
-            Ok(servers) => {
-                for s in servers {
-                    eprintln!(
-                        "upload: deleting the temporary server {} ({}), found by its label",
-                        s.id, s.name
-                    );
-                    if let Err(e) = delete_server(self.client, s.id) {
-                        left.push(format!("server {} ({e})", s.id));
-                    }
-                }
+        for r in cleanup::labelled(self.client, selector, &mut left) {
+            eprintln!(
+                "upload: deleting the temporary {} {} ({}), found by its label",
+                r.kind, r.id, r.name
+            );
+            if let Err(e) = cleanup::delete(self.client, &r) {
+                left.push(format!("{} {} ({e})", r.kind, r.id));
             }
-            Err(e) => left.push(format!("servers labelled {selector} (listing: {e})")),
-        }
-        match self.client.ssh_keys(selector) {
-            Ok(keys) => {
-                for k in keys {
-                    eprintln!(
-                        "upload: deleting the temporary SSH key {} ({}), found by its label",
-                        k.id, k.name
-                    );
-                    match self.client.delete_ssh_key(k.id) {
-                        Err(e) if !gone(&e) => left.push(format!("SSH key {} ({e})", k.id)),
-                        _ => {}
-                    }
-                }
-            }
-            Err(e) => left.push(format!("SSH keys labelled {selector} (listing: {e})")),
         }
         match left.is_empty() {
             true => Ok(()),
