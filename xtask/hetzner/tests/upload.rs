@@ -55,10 +55,14 @@ impl Setup {
 
     /// Upload with a client that gives up on a request after `timeout`.
     fn upload_with_timeout(&self, timeout: Duration) -> Result<Outcome, UploadError> {
-        let options = hetzner::api::ClientOptions {
+        self.upload_with(hetzner::api::ClientOptions {
             request_timeout: timeout,
             ..client_options()
-        };
+        })
+    }
+
+    /// Upload with a client of `options`.
+    fn upload_with(&self, options: hetzner::api::ClientOptions) -> Result<Outcome, UploadError> {
         let c = hetzner::api::Client::new(&self.mock.url, hetzner::Token::new(TOKEN), options)
             .expect("client");
         upload::upload(&c, &self.image, &self.options, &Interrupt::new())
@@ -556,6 +560,18 @@ fn a_normal_system_instead_of_rescue_is_refused_before_dd() {
 }
 
 #[test]
+fn a_failing_discard_means_every_byte_is_written_and_verified() {
+    within(60, || {
+        // The loopback "rescue" refuses BLKDISCARD (as on a file).
+        let s = setup(1);
+        let (_, w) = s.uploaded();
+        assert_eq!((w.attempts, w.sparse), (1, false), "{w:?}");
+        s.assert_disk_holds_the_image();
+        s.assert_nothing_left();
+    });
+}
+
+#[test]
 fn a_discard_that_keeps_old_bytes_is_caught_and_written_again_in_full() {
     within(60, || {
         let mut s = setup(9);
@@ -730,7 +746,7 @@ fn an_arm_image_needs_an_arm_type_and_gets_cax11_by_default() {
 #[test]
 fn snapshots_are_done_only_when_available() {
     within(60, || {
-        let s = setup(1);
+        let mut s = setup(1);
         // An earlier upload's snapshot, still `creating`: waited for.
         s.mock
             .state()
@@ -756,6 +772,23 @@ fn snapshots_are_done_only_when_available() {
         assert_ne!(snap.id, 7);
         assert_eq!(snap.status, "available");
         assert_eq!(s.count(&format!("GET /images/{} ", snap.id)), 3);
+        s.assert_nothing_left();
+
+        // A snapshot stuck in `creating` fails after the action timeout;
+        // the server is still deleted.
+        s.options.force = true;
+        s.mock.state().creating_polls = 1_000_000;
+        let err = s
+            .upload_with(hetzner::api::ClientOptions {
+                action_timeout: Duration::from_millis(300),
+                ..client_options()
+            })
+            .expect_err("a stuck snapshot must fail")
+            .to_string();
+        assert!(
+            err.contains("to become available: still `creating` after"),
+            "{err}"
+        );
         s.assert_nothing_left();
     });
 }

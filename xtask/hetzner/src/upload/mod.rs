@@ -241,6 +241,14 @@ pub fn upload(
             )));
         }
     }
+    if image.len == 0 || image.len % 512 != 0 {
+        // The read-back uses O_DIRECT, which reads whole sectors.
+        return Err(UploadError::Invalid(format!(
+            "{} is {} bytes, not a whole number of 512-byte sectors: not a disk image; rebuild it with `cargo xtask build-image`",
+            image.path.display(),
+            image.len
+        )));
+    }
     let types = client
         .server_types()
         .map_err(step("looking up the server types"))?;
