@@ -241,7 +241,7 @@ pub fn upload(
             )));
         }
     }
-    if image.len == 0 || image.len % 512 != 0 {
+    if image.len == 0 || image.len & 511 != 0 {
         // The read-back uses O_DIRECT, which reads whole sectors.
         return Err(UploadError::Invalid(format!(
             "{} is {} bytes, not a whole number of 512-byte sectors: not a disk image; rebuild it with `cargo xtask build-image`",
