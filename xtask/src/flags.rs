@@ -318,3 +318,19 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "both")]
     pub firmware: FirmwareChoice,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("1000"), Ok(1000));
+        assert_eq!(parse_rate("50M"), Ok(50 << 20));
+        assert_eq!(parse_rate("2k"), Ok(2048));
+        assert_eq!(parse_rate("1G"), Ok(1 << 30));
+        for bad in ["0", "", "fast", "5x", "-1M"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -238,10 +238,16 @@ impl Client {
 
     /// The value of a final answer, or its error.
     fn finish(&self, what: String, answer: Result<Answer, Sent>) -> Result<Value, ApiError> {
-        let a = answer.map_err(|Sent::Transport { reason, .. }| ApiError::Transport {
-            what: what.clone(),
-            endpoint: self.endpoint.clone(),
-            reason,
+        let a = answer.map_err(|Sent::Transport { timed_out, reason }| match timed_out {
+            true => ApiError::TimedOut {
+                what: what.clone(),
+                secs: self.options.request_timeout.as_secs_f64(),
+            },
+            false => ApiError::Transport {
+                what: what.clone(),
+                endpoint: self.endpoint.clone(),
+                reason,
+            },
         })?;
         if !(200..300).contains(&a.status) {
             return Err(error_from(what, a.status, &a.text));
