@@ -602,6 +602,37 @@ fn a_short_write_is_caught_by_the_device_hash_and_written_again() {
 }
 
 #[test]
+fn a_second_bad_write_fails_with_both_hashes_and_no_snapshot() {
+    within(60, || {
+        let s = setup(2);
+        std::fs::write(&s.sshd.short_write, "always").expect("short-write flag");
+        let err = s
+            .upload()
+            .expect_err("two short writes must fail")
+            .to_string();
+        assert!(
+            err.starts_with(
+                "checking the written disk: after two writes the server's disk still hashes to "
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("the image to {}", s.image.sha256)),
+            "{err}"
+        );
+        assert!(
+            s.mock
+                .call_lines()
+                .iter()
+                .all(|l| !l.contains("create_image")),
+            "a snapshot was asked for"
+        );
+        assert!(s.mock.state().images.is_empty(), "no snapshot may be made");
+        s.assert_nothing_left();
+    });
+}
+
+#[test]
 fn locked_on_enable_rescue_and_bad_gateways_are_retried() {
     within(60, || {
         let s = setup(1);

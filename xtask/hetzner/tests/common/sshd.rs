@@ -9,7 +9,8 @@
 //! `enable_rescue`), else a normal Debian on `/dev/sda1`; `blkdiscard`
 //! fails unless [`Sshd::discard_ok`] exists, and then does nothing (the
 //! old bytes stay, as BLKDISCARD allows); `zstd` passes only its first MiB
-//! once when [`Sshd::short_write`] exists.
+//! once (or, if it says `always`, every time) when [`Sshd::short_write`]
+//! exists.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -33,7 +34,8 @@ pub struct Sshd {
     pub rescue_flag: PathBuf,
     /// Exists: `blkdiscard` succeeds without discarding anything.
     pub discard_ok: PathBuf,
-    /// Exists: the next `zstd` passes only its first MiB (then the file is removed).
+    /// Exists: the next `zstd` passes only its first MiB (then the file is
+    /// removed, unless it says `always`).
     pub short_write: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -113,7 +115,7 @@ impl Sshd {
             (
                 "zstd",
                 format!(
-                    "if [ -e '{f}' ]; then rm -f '{f}'; {real_zstd} \"$@\" | {{ head -c 1048576; cat >/dev/null; }}; \
+                    "if [ -e '{f}' ]; then grep -q always '{f}' || rm -f '{f}'; {real_zstd} \"$@\" | {{ head -c 1048576; cat >/dev/null; }}; \
                      else exec {real_zstd} \"$@\"; fi",
                     f = short_write.display()
                 ),
