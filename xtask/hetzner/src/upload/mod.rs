@@ -389,9 +389,6 @@ fn run(
     target
         .wait_until_up(options.ssh_attempts, options.ssh_retry_interval, interrupt)
         .map_err(step("waiting for the rescue system"))?;
-    target
-        .run(&remote::check_tools())
-        .map_err(step("checking the rescue system's tools"))?;
     let facts = target
         .run(&remote::facts())
         .map_err(step("checking the rescue system"))?;

@@ -11,8 +11,8 @@ fn bash(script: &str) -> String {
     )
 }
 
-/// The tools the stream and the check need.
-pub(crate) const TOOLS: [&str; 7] = [
+/// The tools the rescue system must have for the check, the write and the read-back.
+const TOOLS: [&str; 7] = [
     "zstd",
     "dd",
     "sha256sum",
@@ -22,20 +22,18 @@ pub(crate) const TOOLS: [&str; 7] = [
     "blockdev",
 ];
 
-/// Check that the tools exist.
-pub(crate) fn check_tools() -> String {
+/// Check that the tools exist, then print the facts [`Facts::parse`]
+/// reads: the host name, then the mount table (`SOURCE TARGET FSTYPE`, raw:
+/// spaces escaped as `\x20`). One SSH session for both.
+pub(crate) fn facts() -> String {
     bash(&format!(
         "for t in {}; do\n  \
          command -v \"$t\" >/dev/null || {{ echo \"$t is missing on the rescue system\" >&2; exit 127; }}\n\
-         done",
+         done\n\
+         echo \"host $(hostname)\"\n\
+         findmnt -rn -o SOURCE,TARGET,FSTYPE",
         TOOLS.join(" ")
     ))
-}
-
-/// Print the facts [`Facts::parse`] reads: the host name, then the mount
-/// table (`SOURCE TARGET FSTYPE`, raw: spaces escaped as `\x20`).
-pub(crate) fn facts() -> String {
-    bash("echo \"host $(hostname)\"\nfindmnt -rn -o SOURCE,TARGET,FSTYPE")
 }
 
 /// What the logged-in system says about itself.
