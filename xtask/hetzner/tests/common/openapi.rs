@@ -298,6 +298,17 @@ pub fn check_request(
             }
         }
     }
+    for p in &params {
+        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+        if p.get("in").and_then(Value::as_str) == Some("query")
+            && p.get("required") == Some(&Value::Bool(true))
+            && !query.iter().any(|(k, _)| k == name)
+        {
+            errs.push(format!(
+                "{method} {template}: required query parameter `{name}` is missing"
+            ));
+        }
+    }
     let t_segs = template.trim_matches('/').split('/');
     for (t, actual) in t_segs.zip(path.trim_matches('/').split('/')) {
         let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) else {
