@@ -36,7 +36,7 @@ pub enum Task {
     /// The server type, location, architecture and disk size are checked
     /// first. A temporary SSH key and server (labelled openclaw-image/temporary)
     /// are created, the server boots the rescue system (checked: host name
-    /// `rescue`, root in RAM, disk not mounted), the image is streamed
+    /// `rescue`, root not on a disk, the disk not mounted), the image is streamed
     /// zstd-compressed over SSH onto its disk, read back from the device and
     /// checked by sha256 on the server (written again once on a mismatch), the
     /// disk is snapshotted, and the server and key are deleted again, also on
@@ -264,7 +264,7 @@ pub enum OutputFormat {
 /// `cargo xtask upload <command>`
 #[derive(Subcommand, Debug)]
 pub enum UploadCommand {
-    /// Delete the servers and SSH keys labelled openclaw-image/temporary that failed uploads left behind (never snapshots).
+    /// Delete the servers and SSH keys labelled openclaw-image/temporary that failed uploads left behind, older than --older-than (never snapshots).
     Cleanup(CleanupArgs),
 }
 
