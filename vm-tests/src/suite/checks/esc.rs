@@ -620,8 +620,7 @@ pub fn esc_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 
 /// ESC-5's two attacks through one daemon (`docker` is the command prefix
 /// that reaches it). A root daemon's store lacks the sandbox image: the
-/// attacker copies its filesystem over first (`docker export` from the
-/// sandbox daemon, `import` into the other), as `openclaw` can.
+/// attacker copies it over first, as `openclaw` can.
 fn esc5_daemon(
     ctx: &mut Ctx<'_>,
     net: &crate::net::TestNet,
@@ -635,10 +634,8 @@ fn esc5_daemon(
         ctx,
         &format!(
             "if ! {docker} image inspect {image} >/dev/null 2>&1; then \
-             c=$(docker create {image} true) && \
-             if out=$(set -o pipefail; docker export \"$c\" | {docker} import - {image} 2>&1); then echo 'image copied into it'; \
-             else echo \"copying the image into it failed: $(echo \"$out\" | tail -n 3)\"; fi; \
-             docker rm -f \"$c\" >/dev/null 2>&1 || true; fi"
+             if out=$(set -o pipefail; docker save {image} | {docker} load 2>&1); then echo 'image copied into it'; \
+             else echo \"copying the image into it failed: $(echo \"$out\" | tail -n 3)\"; fi; fi"
         ),
     ))?;
     if !copied.trim().is_empty() {
