@@ -33,6 +33,51 @@ pub fn rfc3339(epoch: i64) -> String {
     )
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (`days_from_civil`).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The UNIX time of an RFC 3339 timestamp (`2026-11-24T10:00:00+00:00`,
+/// `…Z`, fractions ignored); `None` when it is not one.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let num = |s: &str| -> Option<i64> {
+        s.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (date, rest) = text.split_once(['T', 't', ' '])?;
+    let mut d = date.split('-');
+    let (y, mo, da) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    let (clock, offset) = match rest.find(['Z', 'z', '+', '-']) {
+        Some(i) => rest.split_at(i),
+        None => return None,
+    };
+    let clock = clock.split('.').next()?;
+    let mut c = clock.split(':');
+    let (h, mi, s) = (num(c.next()?)?, num(c.next()?)?, num(c.next()?)?);
+    let off = match offset.as_bytes().first() {
+        Some(b'Z' | b'z') => 0,
+        Some(sign) => {
+            let (oh, om) = offset[1..].split_once(':')?;
+            let secs = num(oh)? * 3600 + num(om)? * 60;
+            if *sign == b'-' { -secs } else { secs }
+        }
+        None => return None,
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + s - off)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +89,18 @@ mod tests {
         assert_eq!(date(951_782_400), "2000-02-29");
         assert_eq!(rfc3339(1_747_699_200 + 3_723), "2025-05-20T01:02:03Z");
         assert_eq!(civil_date(253_402_300_799), (9999, 12, 31));
+        assert_eq!(
+            parse_rfc3339("2025-05-20T01:02:03Z"),
+            Some(1_747_699_200 + 3_723)
+        );
+        assert_eq!(
+            parse_rfc3339("2025-05-20T03:02:03.5+02:00"),
+            Some(1_747_699_200 + 3_723)
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00+00:00"),
+            Some(951_782_400)
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

@@ -2,9 +2,10 @@
 //! NET-4/NET-5 logic against the real appliance image (NET-5 through the
 //! test tailnet, [`vm_tests::net::tailnet`], which needs `go`).
 //!
-//! Both need root (bridges, taps, network namespaces); the host test skips
-//! with a message without it. The image test is ignored by default (under
-//! TCG it takes a few minutes): run it with
+//! Both need root (bridges, taps, network namespaces), so both are ignored
+//! by default and fail, saying so, when run without it; `cargo xtask ci`
+//! runs the host test by name when it runs as root. The image test (under
+//! TCG it takes a few minutes) runs with
 //! `VMTEST_IMAGE=target/image/openclaw-appliance.raw cargo test -p vm-tests
 //! --test net -- --ignored`; it fails, saying so, without `VMTEST_IMAGE` or
 //! root. Logs and the overlay stay under `target/tmp/vm-tests-net/`.
@@ -75,11 +76,12 @@ fn leftovers(base: &str) -> Result<Vec<String>> {
 /// The net on its own: the peer reaches the gateway, the metadata service
 /// answers and records the request, everything is gone after drop.
 #[test]
+#[ignore = "needs root (bridges, taps, network namespaces); run as root with cargo test -p vm-tests --test net testnet_on_the_host -- --ignored (`cargo xtask ci` does as root)"]
 fn testnet_on_the_host() -> Result<()> {
-    if !is_root() {
-        eprintln!("skipping testnet_on_the_host: needs root");
-        return Ok(());
-    }
+    ensure!(
+        is_root(),
+        "testnet_on_the_host needs root (bridges, taps, network namespaces): run it as root"
+    );
     // What a killed run (a pid that cannot exist) left behind is swept.
     let stale = "vtu3ffffe-0";
     let _ = Command::new("ip")

@@ -60,14 +60,19 @@ fn sandbox_invariants_on_the_real_image() -> Result<()> {
             bail!("{id} did not run:\n{text}");
         }
     }
-    // Not-run is reported (with its reason), never counted as a pass; a
-    // failure, or a check that broke, fails the test.
+    // Not-run and not-applicable are reported (with their reason), never
+    // counted as a pass; a failure, or a check that broke, fails the test.
     for case in report
         .cases
         .iter()
-        .filter(|c| matches!(c.outcome, Outcome::NotRun(_)))
+        .filter(|c| matches!(c.outcome, Outcome::NotRun(_) | Outcome::NotApplicable(_)))
     {
-        eprintln!("NOT RUN {}: {}", case.id, case.outcome.detail());
+        eprintln!(
+            "{} {}: {}",
+            case.outcome.label(),
+            case.id,
+            case.outcome.detail()
+        );
     }
     let failed: Vec<String> = report
         .cases

@@ -5,27 +5,41 @@
 //! just built (BOOT-3), and vm-test under BIOS and UEFI (BIOS on
 //! instruction-counted time when there is no KVM, so the gateway starts),
 //! split: the BIOS pass runs every ID, the UEFI pass the firmware-dependent
-//! ones. Each step's time goes to `target/ci/timings.json`
+//! ones. The build and the rebuild run with a fake `HCLOUD_TOKEN` (INF-1's
+//! canary) and the run's name (`OPENCLAW_CI_RUN`), which verify-repro
+//! records and vm-test checks (BOOT-3, INF-1). Each step's time goes to
+//! `target/ci/timings.json`
 //! (`cargo xtask bench --only ci` reports it against its goals).
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use bench::ci::{CiTimings, StepTiming};
-use vm_tests::suite::{PASSES_FILE, read_passes};
+use vm_tests::suite::rebuild::{CI_RUN_ENV, HCLOUD_CANARY_PREFIX};
+use vm_tests::suite::{PASSES_FILE, random_hex, read_passes};
 
 use crate::flags::CiArgs;
 
-/// One step: a name and an argv, run from the project root.
+/// One step: a name, an argv and extra environment, run from the project root.
 struct Step {
     name: &'static str,
     argv: Vec<String>,
+    env: Vec<(&'static str, String)>,
 }
 
 fn step(name: &'static str, argv: &[&str]) -> Step {
     Step {
         name,
         argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: Vec::new(),
+    }
+}
+
+impl Step {
+    /// The step with `key=value` in its environment.
+    fn with_env(mut self, key: &'static str, value: &str) -> Step {
+        self.env.push((key, value.to_string()));
+        self
     }
 }
 
@@ -47,8 +61,12 @@ pub fn run(args: &CiArgs) -> Result<()> {
             ],
         ),
         step("tests", &[&cargo, "test", "--workspace", "--quiet"]),
-        step("lock is current", &[&cargo, "xtask", "lock", "--check"]),
     ];
+    steps.extend(gated_tests(&cargo));
+    steps.push(step(
+        "lock is current",
+        &[&cargo, "xtask", "lock", "--check"],
+    ));
     if which("nix-instantiate") {
         steps.push(step(
             "flake.nix parses",
@@ -60,11 +78,20 @@ pub fn run(args: &CiArgs) -> Result<()> {
         );
     }
     if !args.quick {
+        // This run's name, recorded by verify-repro and checked by vm-test
+        // (BOOT-3 trusts only a rebuild of its own run); and a fake Hetzner
+        // token in the builds' environment, which INF-1 then searches the
+        // image for (a build has no use for it: it must leave no trace).
+        let run = random_hex(8)?;
+        let canary = format!("{HCLOUD_CANARY_PREFIX}{}", random_hex(24)?);
         steps.push(step("host prerequisites", &[&cargo, "xtask", "doctor"]));
-        steps.push(step(
-            "build the image",
-            &[&cargo, "xtask", "build-image", "--no-doctor"],
-        ));
+        steps.push(
+            step(
+                "build the image",
+                &[&cargo, "xtask", "build-image", "--no-doctor"],
+            )
+            .with_env("HCLOUD_TOKEN", &canary),
+        );
         // BOOT-3: a second, independent build (own stage cache, other TZ,
         // locale, umask, later time) must give the image just built.
         let name = builder::locking::Project::new(&root.join("image.toml"))
@@ -72,37 +99,44 @@ pub fn run(args: &CiArgs) -> Result<()> {
             .image
             .name;
         let manifest = format!("target/image/{name}.manifest.json");
-        steps.push(step(
-            "the image is reproducible",
-            &[
-                &cargo,
-                "xtask",
-                "verify-repro",
-                "--offline",
-                "--no-doctor",
-                "--against",
-                &manifest,
-            ],
-        ));
-        steps.push(step(
-            "the invariants hold in QEMU",
-            &[
-                &cargo,
-                "xtask",
-                "vm-test",
-                "--firmware",
-                "both",
-                // Under TCG the BIOS pass runs on instruction-counted time,
-                // so the gateway starts and its cases run; both firmwares
-                // that way would not fit CI's 90 minutes (docs/performance.md).
-                "--icount",
-                "bios",
-                // Every ID on the BIOS pass; on UEFI only those whose
-                // outcome can depend on the firmware (README, Tests).
-                "--ci",
-                "--no-doctor",
-            ],
-        ));
+        steps.push(
+            step(
+                "the image is reproducible",
+                &[
+                    &cargo,
+                    "xtask",
+                    "verify-repro",
+                    "--offline",
+                    "--no-doctor",
+                    "--against",
+                    &manifest,
+                ],
+            )
+            .with_env("HCLOUD_TOKEN", &canary)
+            .with_env(CI_RUN_ENV, &run),
+        );
+        steps.push(
+            step(
+                "the invariants hold in QEMU",
+                &[
+                    &cargo,
+                    "xtask",
+                    "vm-test",
+                    "--firmware",
+                    "both",
+                    // Under TCG the BIOS pass runs on instruction-counted time,
+                    // so the gateway starts and its cases run; both firmwares
+                    // that way would not fit CI's 90 minutes (docs/performance.md).
+                    "--icount",
+                    "bios",
+                    // Every ID on the BIOS pass; on UEFI only those whose
+                    // outcome can depend on the firmware (README, Tests).
+                    "--ci",
+                    "--no-doctor",
+                ],
+            )
+            .with_env(CI_RUN_ENV, &run),
+        );
     }
     let started = Instant::now();
     let mut timings = CiTimings {
@@ -120,7 +154,10 @@ pub fn run(args: &CiArgs) -> Result<()> {
         }
         let t = Instant::now();
         eprintln!("ci: == {} ({})", s.name, s.argv.join(" "));
-        let result = duct::cmd(&s.argv[0], &s.argv[1..])
+        let result = s
+            .env
+            .iter()
+            .fold(duct::cmd(&s.argv[0], &s.argv[1..]), |c, (k, v)| c.env(k, v))
             .dir(&root)
             .run()
             .with_context(|| format!("ci step `{}` failed: {}", s.name, s.argv.join(" ")));
@@ -159,6 +196,77 @@ fn finish(root: &std::path::Path, timings: &mut CiTimings, started: Instant) {
         Ok(()) => eprintln!("ci: timings in {}", CiTimings::path(root).display()),
         Err(e) => eprintln!("ci: timings not written: {e:#}"),
     }
+}
+
+/// The tests `#[ignore]`d for a prerequisite (so `cargo test` counts
+/// them ignored, never passed), run by name where it holds; each one not
+/// run is said. Those gated on an image or the network are not here: the
+/// vm-test step proves what they do.
+fn gated_tests(cargo: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if root {
+        steps.push(step(
+            "tests that need root: the test network",
+            &[
+                cargo,
+                "test",
+                "--quiet",
+                "-p",
+                "vm-tests",
+                "--test",
+                "net",
+                "testnet_on_the_host",
+                "--",
+                "--ignored",
+                "--exact",
+            ],
+        ));
+        steps.push(step(
+            "tests that need root: the metadata service",
+            &[
+                cargo,
+                "test",
+                "--quiet",
+                "-p",
+                "vm-tests",
+                "--lib",
+                "net::metadata::tests::serves_over_tcp_in_own_namespace",
+                "--",
+                "--ignored",
+                "--exact",
+            ],
+        ));
+    } else {
+        eprintln!(
+            "ci: not root: testnet_on_the_host and serves_over_tcp_in_own_namespace NOT run (run ci as root)"
+        );
+    }
+    if std::path::Path::new(builder::debian::release::ARCHIVE_KEYRING).is_file() {
+        steps.push(step(
+            "tests that need the Debian keyring",
+            &[
+                cargo,
+                "test",
+                "--quiet",
+                "-p",
+                "builder",
+                "--lib",
+                "debian::release::tests::tampered_inrelease_fails_verification",
+                "--",
+                "--ignored",
+                "--exact",
+            ],
+        ));
+    } else {
+        eprintln!(
+            "ci: no Debian archive keyring: tampered_inrelease_fails_verification NOT run (apt-get install debian-archive-keyring)"
+        );
+    }
+    steps
 }
 
 fn which(tool: &str) -> bool {

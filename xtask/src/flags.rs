@@ -33,15 +33,19 @@ pub enum Task {
     VerifyRepro(VerifyReproArgs),
     /// Publish the image as a Hetzner Cloud snapshot (HCLOUD_TOKEN; `upload cleanup` removes leftovers).
     ///
-    /// A temporary SSH key and server (labelled openclaw-image/temporary) are
-    /// created, the server boots the rescue system, the image is streamed
-    /// zstd-compressed over SSH onto its disk and checked by sha256 on the
-    /// server, the disk is snapshotted, and the server and key are deleted
-    /// again, also on errors and Ctrl-C. The token comes from HCLOUD_TOKEN, the
+    /// The server type, location, architecture and disk size are checked
+    /// first. A temporary SSH key and server (labelled openclaw-image/temporary)
+    /// are created, the server boots the rescue system (checked: host name
+    /// `rescue`, root not on a disk, the disk not mounted), the image is streamed
+    /// zstd-compressed over SSH onto its disk, read back from the device and
+    /// checked by sha256 on the server (written again once on a mismatch), the
+    /// disk is snapshotted, and the server and key are deleted again, also on
+    /// errors and Ctrl-C. The token comes from HCLOUD_TOKEN, the
     /// API endpoint from HCLOUD_ENDPOINT (default: https://api.hetzner.cloud/v1).
     /// When a snapshot labelled with the image's sha256 exists, nothing is
-    /// uploaded. The snapshot id is printed on stdout. Exit codes: 0 uploaded
-    /// or already there, 1 failure. See docs/hetzner.md.
+    /// uploaded. The snapshot id is printed on stdout (`-o json`: a report).
+    /// Exit codes: 0 uploaded or already there, 1 failure (for `cleanup`: any
+    /// resource it could not delete). See docs/hetzner.md.
     Upload(UploadArgs),
     /// Check host prerequisites; on Debian as root, install what is missing.
     Doctor(DoctorArgs),
@@ -219,9 +223,9 @@ pub struct UploadArgs {
     /// Location of the temporary server (e.g. fsn1, nbg1, hel1, ash, hil, sin).
     #[arg(long, default_value = "fsn1", value_name = "LOCATION")]
     pub location: String,
-    /// Server type of the temporary server; its architecture must be the image's (x86: cx23, arm: cax11).
-    #[arg(long, default_value = "cx23", value_name = "TYPE")]
-    pub server_type: String,
+    /// Server type of the temporary server (default: cx23 for an x86 image, cax11 for an arm one); checked before anything is created.
+    #[arg(long, value_name = "TYPE")]
+    pub server_type: Option<String>,
     /// An extra label for the snapshot, key=value (repeatable); openclaw-image/* labels are set by upload.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
@@ -231,13 +235,65 @@ pub struct UploadArgs {
     /// Upload even when a snapshot labelled with the same image sha256 exists.
     #[arg(long)]
     pub force: bool,
+    /// Limit the stream to this many image bytes per second (suffixes k, M, G: powers of 1024).
+    #[arg(long, value_name = "BYTES", value_parser = parse_rate)]
+    pub max_rate: Option<u64>,
+    /// `json`: print a JSON report on stdout instead of the snapshot id (docs/hetzner.md).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub output: OutputFormat,
+    /// Log each API call (method, path, status, time) on stderr; the token is never shown.
+    #[arg(long, global = true)]
+    pub debug: bool,
+}
+
+/// What `upload` prints on stdout.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// The snapshot id (`upload`) or nothing (`upload cleanup`).
+    Text,
+    /// A JSON report.
+    Json,
 }
 
 /// `cargo xtask upload <command>`
 #[derive(Subcommand, Debug)]
 pub enum UploadCommand {
-    /// Delete the servers and SSH keys labelled openclaw-image/temporary that failed uploads left behind (never snapshots).
-    Cleanup,
+    /// Delete the servers and SSH keys labelled openclaw-image/temporary that failed uploads left behind, older than --older-than (never snapshots).
+    Cleanup(CleanupArgs),
+}
+
+/// `cargo xtask upload cleanup`
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    /// Only resources older than this many hours (a running upload's are younger).
+    #[arg(long, default_value_t = 2.0, value_name = "HOURS")]
+    pub older_than: f64,
+    /// Every labelled resource, whatever its age (also a running upload's).
+    #[arg(long)]
+    pub all: bool,
+}
+
+fn parse_rate(arg: &str) -> Result<u64, String> {
+    let (num, shift) = match arg.trim().char_indices().last() {
+        Some((i, 'k' | 'K')) => (&arg[..i], 10),
+        Some((i, 'm' | 'M')) => (&arg[..i], 20),
+        Some((i, 'g' | 'G')) => (&arg[..i], 30),
+        _ => (arg, 0),
+    };
+    match num.trim().parse::<u64>() {
+        Ok(n) if n > 0 => n
+            .checked_mul(1 << shift)
+            .ok_or_else(|| format!("`{arg}` is too large")),
+        _ => Err(format!(
+            "`{arg}` is not a rate: a positive number of bytes per second, e.g. 50M"
+        )),
+    }
 }
 
 fn parse_label(arg: &str) -> Result<(String, String), String> {
@@ -261,4 +317,20 @@ pub struct BenchArgs {
     /// Firmware for the vm-test part.
     #[arg(long, value_enum, default_value = "both")]
     pub firmware: FirmwareChoice,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("1000"), Ok(1000));
+        assert_eq!(parse_rate("50M"), Ok(50 << 20));
+        assert_eq!(parse_rate("2k"), Ok(2048));
+        assert_eq!(parse_rate("1G"), Ok(1 << 30));
+        for bad in ["0", "", "fast", "5x", "-1M"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,26 +1,24 @@
 //! `cargo xtask upload`: publish the image as a Hetzner Cloud snapshot.
 
-use anyhow::{Context, Result};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 use hetzner::api::{Client, ClientOptions, endpoint_from_env};
 use hetzner::image::ImageInfo;
-use hetzner::upload::{self, Outcome, UploadOptions};
+use hetzner::upload::{self, CleanupOptions, Outcome, Report, UploadOptions};
 use hetzner::{Interrupt, Token};
 
-use crate::flags::{UploadArgs, UploadCommand};
+use crate::flags::{CleanupArgs, OutputFormat, UploadArgs, UploadCommand};
 
 pub fn run(args: &UploadArgs) -> Result<()> {
     let token = Token::from_env()?;
-    let client = Client::new(&endpoint_from_env(), token, ClientOptions::default())?;
-    if let Some(UploadCommand::Cleanup) = args.command {
-        let done = upload::cleanup(&client)?;
-        eprintln!(
-            "upload cleanup: deleted {} server(s) {:?} and {} SSH key(s) {:?}",
-            done.servers.len(),
-            done.servers,
-            done.ssh_keys.len(),
-            done.ssh_keys
-        );
-        return Ok(());
+    let client_options = ClientOptions {
+        debug: args.debug,
+        ..ClientOptions::default()
+    };
+    let client = Client::new(&endpoint_from_env(), token, client_options)?;
+    if let Some(UploadCommand::Cleanup(c)) = &args.command {
+        return cleanup(&client, c, args.output);
     }
     let path = crate::built_image(args.image.as_deref())?;
     let image = ImageInfo::load(&path)?;
@@ -30,15 +28,25 @@ pub fn run(args: &UploadArgs) -> Result<()> {
         labels: args.labels.iter().cloned().collect(),
         description: args.description.clone(),
         force: args.force,
+        max_rate: args.max_rate,
         ..UploadOptions::default()
     };
     let interrupt = Interrupt::on_ctrl_c().context("installing the Ctrl-C handler")?;
     let outcome = upload::upload(&client, &image, &options, &interrupt)?;
-    let (snapshot, note) = match &outcome {
-        Outcome::Uploaded(s) => (s, "now holds"),
-        Outcome::AlreadyPresent(s) => (s, "already held"),
+    let (snapshot, note, server_type) = match &outcome {
+        Outcome::Uploaded(s, w) => (s, "now holds", w.server_type.clone()),
+        Outcome::AlreadyPresent(s) => (
+            s,
+            "already held",
+            args.server_type.clone().unwrap_or_else(|| {
+                upload::preflight::default_server_type(&image.architecture).to_string()
+            }),
+        ),
     };
-    println!("{}", snapshot.id);
+    match args.output {
+        OutputFormat::Json => println!("{}", Report::new(&image, &outcome).to_json()),
+        OutputFormat::Text => println!("{}", snapshot.id),
+    }
     eprintln!(
         "upload: snapshot {} {note} {} (sha256 {}){}\n{}",
         snapshot.id,
@@ -46,9 +54,34 @@ pub fn run(args: &UploadArgs) -> Result<()> {
         image.sha256,
         match outcome {
             Outcome::AlreadyPresent(_) => ": nothing uploaded (--force uploads again)",
-            Outcome::Uploaded(_) => "",
+            Outcome::Uploaded(..) => "",
         },
-        upload::usage(snapshot, &options)
+        upload::usage(snapshot, &server_type, &options)
     );
+    Ok(())
+}
+
+fn cleanup(client: &Client, args: &CleanupArgs, output: OutputFormat) -> Result<()> {
+    if !(args.older_than.is_finite() && args.older_than >= 0.0) {
+        bail!(
+            "--older-than {}: give a number of hours ≥ 0",
+            args.older_than
+        );
+    }
+    let options = CleanupOptions {
+        older_than: Duration::from_secs_f64(args.older_than * 3600.0),
+        all: args.all,
+    };
+    let done = upload::cleanup(client, &options);
+    if output == OutputFormat::Json {
+        println!("{}", done.to_json());
+    }
+    eprintln!("upload cleanup:\n{}", done.summary());
+    if !done.errors.is_empty() {
+        bail!(
+            "upload cleanup: {} resource(s) could not be deleted (above); run it again, or delete them in the Hetzner console",
+            done.errors.len()
+        );
+    }
     Ok(())
 }

@@ -99,10 +99,10 @@ pub struct Rule {
 /// bridge is private too and is dropped as well.
 pub fn rules() -> Vec<Rule> {
     let mut out = vec![
-        Rule {
-            tool: IPTABLES,
-            chain: "OUTPUT",
-            spec: vec![
+        drop_rule(
+            IPTABLES,
+            "OUTPUT",
+            &[
                 "-d",
                 "169.254.169.254/32",
                 "-m",
@@ -110,72 +110,50 @@ pub fn rules() -> Vec<Rule> {
                 "!",
                 "--uid-owner",
                 "0",
-                "-m",
-                "comment",
-                "--comment",
-                COMMENT,
-                "-j",
-                "DROP",
             ],
-        },
-        Rule {
-            tool: IPTABLES,
-            chain: "PREROUTING",
-            spec: vec![
-                "-d",
-                "169.254.169.254/32",
-                "-m",
-                "comment",
-                "--comment",
-                COMMENT,
-                "-j",
-                "DROP",
-            ],
-        },
+            COMMENT,
+        ),
+        drop_rule(
+            IPTABLES,
+            "PREROUTING",
+            &["-d", "169.254.169.254/32"],
+            COMMENT,
+        ),
     ];
     for (tool, ranges) in [(IPTABLES, &PRIVATE_V4[..]), (IP6TABLES, &PRIVATE_V6[..])] {
         for range in ranges {
-            out.push(Rule {
+            out.push(drop_rule(
                 tool,
-                chain: "OUTPUT",
-                spec: vec![
-                    "-d",
-                    range,
-                    "-m",
-                    "owner",
-                    "--uid-owner",
-                    SANDBOX_UID,
-                    "-m",
-                    "comment",
-                    "--comment",
-                    LAT_COMMENT,
-                    "-j",
-                    "DROP",
-                ],
-            });
+                "OUTPUT",
+                &["-d", range, "-m", "owner", "--uid-owner", SANDBOX_UID],
+                LAT_COMMENT,
+            ));
         }
         for iface in CONTAINER_INTERFACES {
             for range in ranges {
-                out.push(Rule {
+                out.push(drop_rule(
                     tool,
-                    chain: "PREROUTING",
-                    spec: vec![
-                        "-i",
-                        iface,
-                        "-d",
-                        range,
-                        "-m",
-                        "comment",
-                        "--comment",
-                        LAT_COMMENT,
-                        "-j",
-                        "DROP",
-                    ],
-                });
+                    "PREROUTING",
+                    &["-i", iface, "-d", range],
+                    LAT_COMMENT,
+                ));
             }
         }
     }
     out
+}
+
+/// A `DROP` rule of `tool` in `chain` for the packets `matches` selects,
+/// tagged with `comment` (so the rules can be found and replaced).
+fn drop_rule(
+    tool: &'static str,
+    chain: &'static str,
+    matches: &[&'static str],
+    comment: &'static str,
+) -> Rule {
+    let mut spec = matches.to_vec();
+    spec.extend(["-m", "comment", "--comment", comment, "-j", "DROP"]);
+    Rule { tool, chain, spec }
 }
 
 /// Applies the rules if they are not there yet (`-C`, then `-A`, so they
@@ -244,4 +222,18 @@ pub fn unit_text() -> String {
         bin = super::BINARY_PATH,
         sandbox_uid = SANDBOX_UID,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every rule as the agent applies it (`<tool> -t raw -A <chain> <spec>`
+    /// shape): review a change here as a firewall change.
+    #[test]
+    fn rules_as_applied() {
+        let text: String = super::rules()
+            .iter()
+            .map(|r| format!("{} {} {}\n", r.tool, r.chain, r.spec.join(" ")))
+            .collect();
+        insta::assert_snapshot!(text);
+    }
 }

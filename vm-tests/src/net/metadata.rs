@@ -264,15 +264,17 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root (setns); run as root with cargo test -p vm-tests --lib serves_over_tcp_in_own_namespace -- --ignored (`cargo xtask ci` does as root)"]
     fn serves_over_tcp_in_own_namespace() {
         // The server in the test's own namespace (a path to it is enough:
         // setns into one's own namespace is allowed for root only, so use
         // the calling thread's namespace file only when running as root).
         // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipping: needs root for setns");
-            return;
-        }
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "serves_over_tcp_in_own_namespace needs root (setns): run it as root"
+        );
         let ns = Path::new("/proc/self/ns/net");
         let probe = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = probe.local_addr().unwrap();

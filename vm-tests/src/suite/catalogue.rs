@@ -274,9 +274,9 @@ pub const CATALOGUE: &[Invariant] = &[
     ),
     inv!(
         "SUP-1",
-        "every input pinned by version and hash",
-        Build,
-        checks::sec::sup_1
+        "what ships is what the lock pinned (verified in the guest)",
+        Live,
+        checks::sup::sup_1
     ),
     inv!(
         "SUP-2",

@@ -1,9 +1,11 @@
 //! The invariant suite of `cargo xtask vm-test`: every ID of
-//! `invariants.md` is a named case whose outcome is pass, fail or not-run
-//! with a reason. Not-run never counts as pass; nothing is skipped silently.
+//! `invariants.md` is a named case whose outcome is pass, fail, not-run or
+//! not-applicable with a reason. Neither of the last two ever counts as
+//! pass; nothing is skipped silently.
 
 mod catalogue;
 mod checks;
+pub mod rebuild;
 mod report;
 mod run;
 
@@ -12,4 +14,4 @@ pub use report::{
     CaseResult, Outcome, PASSES_FILE, PassTiming, Report, junit_xml, passes_json, read_passes,
     table,
 };
-pub use run::{PassRole, SuiteOptions, run_suite};
+pub use run::{PassRole, SuiteOptions, random_hex, run_suite};

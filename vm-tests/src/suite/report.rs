@@ -2,30 +2,40 @@
 
 use std::fmt::Write as _;
 
-/// The outcome of one case. Not-run never counts as pass.
+/// The outcome of one case. Neither not-run nor not-applicable ever
+/// counts as pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Proven, with what was observed.
     Pass(String),
     /// Disproven or broken, with why.
     Fail(String),
-    /// Could not run here, with why.
+    /// Could not run here, with why: the invariant applies but this run
+    /// could not prove it.
     NotRun(String),
+    /// The image's spec turns the feature the invariant is about off (for
+    /// example SSH-1 without `features.openssh`), with the evidence that it
+    /// is off: nothing to prove, and nothing proven.
+    NotApplicable(String),
 }
 
 impl Outcome {
-    /// `pass`, `FAIL` or `not-run`.
+    /// `pass`, `FAIL`, `not-run` or `n/a`.
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Pass(_) => "pass",
             Outcome::Fail(_) => "FAIL",
             Outcome::NotRun(_) => "not-run",
+            Outcome::NotApplicable(_) => "n/a",
         }
     }
     /// The detail text.
     pub fn detail(&self) -> &str {
         match self {
-            Outcome::Pass(s) | Outcome::Fail(s) | Outcome::NotRun(s) => s,
+            Outcome::Pass(s)
+            | Outcome::Fail(s)
+            | Outcome::NotRun(s)
+            | Outcome::NotApplicable(s) => s,
         }
     }
 }
@@ -81,10 +91,12 @@ pub struct Report {
 impl Report {
     /// Number of failures.
     pub fn failures(&self) -> usize {
-        self.cases
-            .iter()
-            .filter(|c| matches!(c.outcome, Outcome::Fail(_)))
-            .count()
+        self.count(|o| matches!(o, Outcome::Fail(_)))
+    }
+
+    /// Number of cases whose outcome satisfies `which`.
+    pub fn count(&self, which: impl Fn(&Outcome) -> bool) -> usize {
+        self.cases.iter().filter(|c| which(&c.outcome)).count()
     }
 }
 
@@ -130,19 +142,12 @@ pub fn table(report: &Report) -> String {
             }
         }
     }
-    let pass = report
-        .cases
-        .iter()
-        .filter(|c| matches!(c.outcome, Outcome::Pass(_)))
-        .count();
-    let notrun = report
-        .cases
-        .iter()
-        .filter(|c| matches!(c.outcome, Outcome::NotRun(_)))
-        .count();
+    let pass = report.count(|o| matches!(o, Outcome::Pass(_)));
+    let notrun = report.count(|o| matches!(o, Outcome::NotRun(_)));
+    let na = report.count(|o| matches!(o, Outcome::NotApplicable(_)));
     let _ = writeln!(
         out,
-        "\n{pass} passed, {} failed, {notrun} not run",
+        "\n{pass} passed, {} failed, {notrun} not run, {na} not applicable",
         report.failures()
     );
     for n in &report.notes {
@@ -173,14 +178,12 @@ fn xml_escape(s: &str) -> String {
         .collect()
 }
 
-/// JUnit XML: one testcase per ID and firmware; not-run as skipped.
+/// JUnit XML: one testcase per ID and firmware; not-run and
+/// not-applicable as skipped, told apart by the message (`not applicable:
+/// …` for the latter).
 pub fn junit_xml(report: &Report) -> String {
     let total: f64 = report.cases.iter().map(|c| c.seconds).sum();
-    let skipped = report
-        .cases
-        .iter()
-        .filter(|c| matches!(c.outcome, Outcome::NotRun(_)))
-        .count();
+    let skipped = report.count(|o| matches!(o, Outcome::NotRun(_) | Outcome::NotApplicable(_)));
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
@@ -210,6 +213,13 @@ pub fn junit_xml(report: &Report) -> String {
                 let _ = writeln!(
                     out,
                     ">\n    <skipped message=\"{}\"/>\n  </testcase>",
+                    xml_escape(why)
+                );
+            }
+            Outcome::NotApplicable(why) => {
+                let _ = writeln!(
+                    out,
+                    ">\n    <skipped message=\"not applicable: {}\"/>\n  </testcase>",
                     xml_escape(why)
                 );
             }
@@ -246,6 +256,10 @@ mod tests {
                     "TS-1",
                     Outcome::NotRun("Tailscale absent from the image".into()),
                 ),
+                case(
+                    "SSH-1",
+                    Outcome::NotApplicable("features.openssh is off".into()),
+                ),
             ],
             notes: vec!["accelerator: tcg".into()],
             passes: Vec::new(),
@@ -256,7 +270,7 @@ mod tests {
     fn junit_marks_not_run_as_skipped_and_fail_as_failure() {
         let xml = junit_xml(&sample());
         assert!(
-            xml.contains("tests=\"3\" failures=\"1\" skipped=\"1\""),
+            xml.contains("tests=\"4\" failures=\"1\" skipped=\"2\""),
             "{xml}"
         );
         assert!(
@@ -265,6 +279,10 @@ mod tests {
         );
         assert!(
             xml.contains("<failure message=\"listens on 0.0.0.0:18789\"/>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<skipped message=\"not applicable: features.openssh is off\"/>"),
             "{xml}"
         );
         assert!(xml.contains("title of NET-1 &lt;&amp;&gt;"), "{xml}");
@@ -277,7 +295,11 @@ mod tests {
     #[test]
     fn table_counts() {
         let t = table(&sample());
-        assert!(t.contains("1 passed, 1 failed, 1 not run"), "{t}");
+        assert!(
+            t.contains("1 passed, 1 failed, 1 not run, 1 not applicable"),
+            "{t}"
+        );
+        assert!(t.contains("SSH-1") && t.contains("n/a"), "{t}");
         assert_eq!(sample().failures(), 1);
     }
 }

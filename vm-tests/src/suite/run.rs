@@ -19,6 +19,7 @@ use crate::credential::Credential;
 use crate::firmware::Firmware;
 use crate::machine::{Machine, MachineConfig};
 use crate::net::git_remote::{DeployKey, GitRemote};
+use image_spec::spec::OPENSSH_PACKAGE;
 
 /// Options of a suite run.
 #[derive(Debug, Clone)]
@@ -51,8 +52,8 @@ pub enum PassRole {
     Secondary,
 }
 
-/// Random hex from the kernel.
-fn random_hex(bytes: usize) -> Result<String> {
+/// `bytes` random bytes from the kernel, in hex.
+pub fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
@@ -114,10 +115,12 @@ fn facts(opts: &SuiteOptions, firmware: &str, role: PassRole) -> Result<Facts> {
         .and_then(serde_json::Value::as_str)
         .unwrap_or("openclaw-sandbox-custom:latest")
         .to_string();
+    let openssh = Facts::manifest_has_host_package(&manifest, OPENSSH_PACKAGE);
     Ok(Facts {
         image: opts.image.clone(),
         manifest,
         tailscale,
+        openssh,
         user: "openclaw".into(),
         port: 18789,
         sandbox_image,
@@ -125,6 +128,7 @@ fn facts(opts: &SuiteOptions, firmware: &str, role: PassRole) -> Result<Facts> {
         firmware: firmware.into(),
         primary: role == PassRole::Primary,
         secrets_via_metadata: false,
+        raw_scan: None,
     })
 }
 
@@ -313,6 +317,32 @@ fn run_firmware(
             "a systemd credential"
         }
     );
+    // SEC-1's primary proof: the raw image, before any boot, holds no
+    // secret shape and none of this run's secrets (nor INF-1's canary).
+    let scans = CATALOGUE
+        .iter()
+        .any(|i| (i.id == "SEC-1" || i.id == "INF-1") && wanted(opts, role, i));
+    if scans {
+        eprintln!("vm-test [{label}]: SEC-1, INF-1: scanning the raw image before boot");
+        // INF-1: the fake HCLOUD_TOKEN this CI run built with, searched too.
+        let canary = super::rebuild::of_this_run(&opts.image)
+            .ok()
+            .and_then(|r| r.hcloud_canary);
+        let mut literals = secrets.all();
+        if let Some(c) = &canary {
+            literals.push((super::checks::sec::HCLOUD_CANARY, c.as_str()));
+        }
+        let scan = super::checks::sec::raw_scan(&opts.image, &literals);
+        if let Ok(s) = &scan {
+            report.notes.push(format!(
+                "[{label}] SEC-1 raw image scan before boot: {} MiB in {:.1} s, {} secret hit(s)",
+                s.bytes >> 20,
+                s.seconds,
+                s.secrets.len()
+            ));
+        }
+        facts.raw_scan = Some(scan.map_err(|e| format!("{e:#}")));
+    }
     let main_cfg_icount = main_cfg.icount;
     let mut machine = Machine::start(main_cfg)?;
     report
@@ -397,7 +427,7 @@ fn run_firmware(
     // Where the gateway can come up (KVM, icount), it is awaited before any
     // case runs the `openclaw` CLI: a CLI call during the gateway's startup
     // migrations takes the state directory's lock and makes the gateway fail.
-    let wants_gateway = order.iter().any(|i| group(i) == 2);
+    let wants_gateway = order.iter().any(|i| needs_gateway(i.id));
     if !host_time_tcg && wants_gateway {
         let t = Instant::now();
         let r = wait_gateway(&mut machine, &facts, &secrets, host_time_tcg);
@@ -422,7 +452,7 @@ fn run_firmware(
         }
         // Only the gateway's own cases wait for it (the disruptive ones after
         // them do not need it: a secondary pass has none of them).
-        if GATEWAY_CASES.contains(&inv.id) && gateway.is_none() {
+        if needs_gateway(inv.id) && gateway.is_none() {
             let t = Instant::now();
             let r = wait_gateway(&mut machine, &facts, &secrets, host_time_tcg);
             report.notes.push(gateway_note(label, &r, started, t));
@@ -636,6 +666,19 @@ const GATEWAY_JOURNAL_ERRORS: &str = "journalctl --no-pager -o cat -u openclaw-g
 
 /// Cases that need the gateway ready (see [`wait_gateway`]).
 const GATEWAY_CASES: &[&str] = &["NET-3", "NET-7", "NET-8", "SRV-5", "AGT-6"];
+
+/// Sandbox cases that examine the container the gateway itself creates, or
+/// run the `openclaw` CLI: they also wait for the gateway (run alone with
+/// `--only`, they found no gateway yet and reported not run), but stay in
+/// the sandbox group's order.
+const GATEWAY_SANDBOX_CASES: &[&str] = &[
+    "AGT-1", "AGT-4", "AGT-5", "LAT-1", "ESC-2", "ESC-3", "ESC-4",
+];
+
+/// Whether a case waits for the gateway before it runs.
+fn needs_gateway(id: &str) -> bool {
+    GATEWAY_CASES.contains(&id) || GATEWAY_SANDBOX_CASES.contains(&id)
+}
 
 /// Waits for the gateway's user unit to listen on its port and answer
 /// `/health` with 200. Gives up early when the gateway has failed to start:

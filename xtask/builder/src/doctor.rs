@@ -70,19 +70,14 @@ pub const REQUIREMENTS: &[Requirement] = &[
         package: "dnsmasq-base",
     },
     Requirement {
-        purpose: "map secret hits to files in vm-test's disk scan (SEC-3)",
+        purpose: "map secret hits to files in vm-test's disk scans (SEC-1, SEC-3), read-only on the partition's offset",
         paths: &["/usr/sbin/debugfs", "/sbin/debugfs"],
         package: "e2fsprogs",
     },
     Requirement {
-        purpose: "find the root partition for vm-test's disk scan (SEC-3)",
+        purpose: "find the root partition for vm-test's disk scans (SEC-1, SEC-3)",
         paths: &["/usr/sbin/sfdisk", "/sbin/sfdisk"],
         package: "fdisk",
-    },
-    Requirement {
-        purpose: "a read-only loop device on the root partition for vm-test's disk scan (SEC-3)",
-        paths: &["/usr/sbin/losetup", "/sbin/losetup"],
-        package: "mount",
     },
     Requirement {
         purpose: "network namespaces and taps for vm-test's external peer",
@@ -126,7 +121,9 @@ pub struct Finding {
     pub package: Option<&'static str>,
 }
 
-/// Checks every requirement plus `/dev/kvm`, loop devices and free disk at `work_dirs`.
+/// Checks every requirement plus `/dev/kvm` and free disk at `work_dirs`
+/// (no loop device: the disk stage and vm-test's scans address
+/// filesystems by their offset in the image).
 pub fn check(work_dirs: &[&Path]) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in REQUIREMENTS {
@@ -149,19 +146,6 @@ pub fn check(work_dirs: &[&Path]) -> Vec<Finding> {
             "present (vm-test probes whether it works and falls back to TCG)".into()
         } else {
             "absent: vm-test uses TCG (slower, same result)".into()
-        },
-        package: None,
-    });
-    let loop_ok = Path::new("/dev/loop-control").exists();
-    out.push(Finding {
-        what: "/dev/loop-control".into(),
-        ok: true,
-        detail: if loop_ok {
-            "present (the disk stage writes filesystems at offsets; vm-test's SEC-3 scan uses one)"
-                .into()
-        } else {
-            "absent: the disk stage writes filesystems at offsets, but vm-test's SEC-3 scan needs one"
-                .into()
         },
         package: None,
     });

@@ -6,8 +6,9 @@
 //! API does not publish it, so there is nothing to check it against. `ssh`
 //! runs with `StrictHostKeyChecking=no` and a `UserKnownHostsFile` inside the
 //! temporary directory: the user's `known_hosts` is neither read nor
-//! polluted. What protects the upload is the sha256 of the written bytes,
-//! computed on the server and compared with the image's.
+//! polluted. What keeps others out is that the rescue system accepts only
+//! the run's fresh key; the sha256 computed on the server proves what is on
+//! the disk, not who computed it (see docs/hetzner.md).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -273,8 +274,9 @@ pub struct Streaming {
 }
 
 impl Streaming {
-    /// Wait for it (stdin must be closed first); its stdout on success.
-    pub fn finish(mut self) -> Result<String, SshError> {
+    /// Wait for it (stdin must be closed first); its stdout and stderr on
+    /// success.
+    pub fn finish(mut self) -> Result<(String, String), SshError> {
         let status = self
             .child
             .wait()
@@ -289,7 +291,12 @@ impl Streaming {
                 stderr,
             },
         )
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .map(|o| {
+            (
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
     }
 
     /// Stop it (Ctrl-C, a local error) and reap it.

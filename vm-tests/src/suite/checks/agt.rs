@@ -70,7 +70,7 @@ const EXPLAIN_CACHE: &str = "/run/vmtest-sandbox-explain";
 /// boot and kept in the guest (AGT-1 and ESC-4 both read it; it takes
 /// minutes under emulation and the config does not change in between).
 pub(super) fn sandbox_explain(ctx: &mut Ctx<'_>) -> Result<crate::CommandOutput> {
-    let run = user_cmd(ctx, "openclaw sandbox explain --json");
+    let run = as_user(ctx, "openclaw sandbox explain --json");
     ctx.machine.run(&format!(
         "c={EXPLAIN_CACHE}; if [ ! -e $c.rc ]; then rc=0; {{ {run}; }} > $c.out 2> $c.err || rc=$?; \
          echo $rc > $c.rc; fi; cat $c.out; cat $c.err >&2; exit \"$(cat $c.rc)\""
@@ -167,13 +167,6 @@ pub(super) fn parse_probes(text: &str) -> Vec<Probe> {
             })
         })
         .collect()
-}
-
-/// [`as_user`] from the user's home: OpenClaw's CLI spawns helpers with
-/// the current directory, and the harness shell's (`/root`) is not
-/// accessible to the user (`spawn … EACCES`).
-fn user_cmd(ctx: &Ctx<'_>, cmd: &str) -> String {
-    as_user(ctx, &format!("cd \"$HOME\" && {cmd}"))
 }
 
 /// The gateway user's home in the guest.
@@ -581,14 +574,6 @@ pub fn agt_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     })
 }
 
-/// A guest command running `docker <cmd>` against the daemon that holds
-/// OpenClaw's sandbox containers. The one place that names how to reach
-/// it: a runtime switch (e.g. rootless Docker with `DOCKER_HOST`) changes
-/// only this.
-pub(super) fn sandbox_docker(cmd: &str) -> String {
-    format!("docker {cmd}")
-}
-
 /// The sandbox container the probes run in.
 #[derive(Debug, Clone)]
 pub(super) struct Sandbox {
@@ -648,7 +633,7 @@ pub(super) fn sandbox(ctx: &mut Ctx<'_>) -> Result<std::result::Result<Sandbox, 
             .as_deref()
             .map(|m| format!(" --model {}", shell_quote(m)))
             .unwrap_or_default();
-        let turn = user_cmd(
+        let turn = as_user(
             ctx,
             &format!(
                 "timeout 240 openclaw agent --agent main --session-id vmtest-sandbox-probe{flag} \
@@ -747,7 +732,7 @@ fn stop_turn(ctx: &mut Ctx<'_>) -> Result<()> {
 /// model of OpenClaw's catalog (first boot installs only Anthropic
 /// credentials), else a model 2026.9.6 is known to list.
 fn anthropic_model(ctx: &mut Ctx<'_>) -> Result<String> {
-    let (_, text) = ctx.machine.execute(&user_cmd(
+    let (_, text) = ctx.machine.execute(&as_user(
         ctx,
         "openclaw models list --provider anthropic --json 2>/dev/null || true",
     ))?;
@@ -1071,7 +1056,7 @@ pub fn agt_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 /// status of `/health` on loopback.
 pub(super) fn gateway_health(ctx: &mut Ctx<'_>) -> Result<String> {
     let port = ctx.facts.port;
-    let (_, code) = ctx.machine.execute(&user_cmd(
+    let (_, code) = ctx.machine.execute(&as_user(
         ctx,
         &format!(
             "curl -sS -m 5 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/health || true"
@@ -1112,7 +1097,7 @@ pub fn agt_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     // The same probe on the host side: proves the probe itself connects.
     let host_side = parse_probes(
         &ctx.machine
-            .succeed(&user_cmd(ctx, &probe_script(&[("127.0.0.1".into(), port)])))?,
+            .succeed(&as_user(ctx, &probe_script(&[("127.0.0.1".into(), port)])))?,
     );
     let mut targets: Vec<(String, u16)> = vec![("127.0.0.1".into(), port), ("::1".into(), port)];
     for p in std::iter::once(port).chain(GATEWAY_SIDE_PORTS.iter().copied()) {
@@ -1235,7 +1220,7 @@ pub fn node_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 
     let on_path = ctx.machine.succeed(&format!(
         "{{ command -v node-exec-mcp || true; {} || true; }}",
-        user_cmd(ctx, "command -v node-exec-mcp")
+        as_user(ctx, "command -v node-exec-mcp")
     ))?;
     if !on_path.trim().is_empty() {
         problems.push(format!("node-exec-mcp on PATH: {}", on_path.trim()));

@@ -184,7 +184,17 @@ pub fn command_failure(status: i32, stderr: &str, stdout: &str) -> String {
 // ESC-1, ESC-3, ESC-5: the attacks themselves, as `openclaw` and from
 // inside the sandbox, against the rootless sandbox daemon.
 
-/// Groups whose members can become root (ESC-1; the spec refuses them).
+/// The groups among `groups` whose members can become root (ESC-1,
+/// SRV-3), by [`ROOT_GROUPS`].
+pub(crate) fn root_granting<'a>(groups: &[&'a str]) -> Vec<&'a str> {
+    groups
+        .iter()
+        .copied()
+        .filter(|g| ROOT_GROUPS.contains(g))
+        .collect()
+}
+
+/// Groups whose members can become root (ESC-1, SRV-3; the spec refuses them).
 const ROOT_GROUPS: &[&str] = &[
     "root",
     "docker",
@@ -318,7 +328,7 @@ fn judge_esc1(attack: &str, host: &str, writable: &str, setid: &str) -> (Vec<Str
         .find_map(|l| l.strip_prefix("groups: "))
         .map(|g| g.split_whitespace().collect())
         .unwrap_or_default();
-    let bad: Vec<&&str> = groups.iter().filter(|g| ROOT_GROUPS.contains(g)).collect();
+    let bad = root_granting(&groups);
     if !bad.is_empty() {
         problems.push(format!("openclaw is in root-granting groups {bad:?}"));
     }
@@ -552,11 +562,32 @@ const ESC5_PORT: u16 = 18_080;
 /// The name of ESC-5's published container.
 const ESC5_CONTAINER: &str = "vmtest-esc5-publish";
 
-/// ESC-5 (live): a port published as `openclaw` (`-p 0.0.0.0:…`) answers on
-/// the host itself (the publish worked) but not from the external peer; a
-/// container on the "host" network still reaches neither the metadata
-/// service nor the tailnet or private ranges (each shown reachable from
-/// the guest first).
+/// The Docker API sockets of root daemons ESC-5 tries besides the sandbox
+/// daemon (`DOCKER_HOST`); `/var/run` is `/run` on Debian, so one path each.
+const ROOT_DOCKER_APIS: &[&str] = &["/run/docker.sock", "/run/podman/podman.sock"];
+
+/// The daemons `openclaw` can reach, as `docker` argument prefixes: its
+/// own (`DOCKER_HOST`) first, then every root daemon that answers it.
+fn reachable_daemons(ctx: &mut Ctx<'_>) -> Result<Vec<String>> {
+    let probe: String = ROOT_DOCKER_APIS
+        .iter()
+        .map(|sock| {
+            format!(
+                "if [ -S {sock} ] && docker -H unix://{sock} version >/dev/null 2>&1; then echo unix://{sock}; fi\n"
+            )
+        })
+        .collect();
+    let out = ctx.machine.succeed(&as_user(ctx, &probe))?;
+    let mut daemons = vec!["docker".to_string()];
+    daemons.extend(out.lines().map(|l| format!("docker -H {}", l.trim())));
+    Ok(daemons)
+}
+
+/// ESC-5 (live): against every daemon `openclaw` can reach, a port
+/// published as `openclaw` (`-p 0.0.0.0:…`) answers on the host itself (the
+/// publish worked) but not from the external peer; a container on the
+/// "host" network still reaches neither the metadata service nor the
+/// tailnet or private ranges (each shown reachable from the guest first).
 pub fn esc_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     if let Some(outcome) = super::agt::docker_gate(ctx)? {
         return Ok(outcome);
@@ -566,15 +597,69 @@ pub fn esc_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             "no test network: no external peer to probe the published port from".into(),
         ));
     };
+    let mut problems = Vec::new();
+    let mut seen = Vec::new();
+    for docker in reachable_daemons(ctx)? {
+        let which = if docker == "docker" {
+            "the sandbox daemon (DOCKER_HOST)".to_string()
+        } else {
+            format!(
+                "a root daemon ({})",
+                docker.trim_start_matches("docker -H ")
+            )
+        };
+        seen.push(format!("daemon: {which}"));
+        esc5_daemon(ctx, net, &docker, &which, &mut seen, &mut problems)?;
+    }
+    Ok(if problems.is_empty() {
+        Outcome::Pass(seen.join("\n"))
+    } else {
+        Outcome::Fail(format!("{}\n{}", problems.join("; "), seen.join("\n")))
+    })
+}
+
+/// ESC-5's two attacks through one daemon (`docker` is the command prefix
+/// that reaches it). A root daemon's store lacks the sandbox image: the
+/// attacker copies it over first, as `openclaw` can.
+fn esc5_daemon(
+    ctx: &mut Ctx<'_>,
+    net: &crate::net::TestNet,
+    docker: &str,
+    which: &str,
+    seen: &mut Vec<String>,
+    problems: &mut Vec<String>,
+) -> Result<()> {
     let image = shell_quote(&ctx.facts.sandbox_image);
-    ctx.machine.succeed(&as_user(
+    let (_, copied) = ctx.machine.execute(&as_user(
         ctx,
         &format!(
-            "docker rm -f {ESC5_CONTAINER} >/dev/null 2>&1 || true; \
-             docker run -d --name {ESC5_CONTAINER} -p 0.0.0.0:{ESC5_PORT}:8080 \
-             --entrypoint python3 {image} -m http.server 8080 >/dev/null"
+            "if ! {docker} image inspect {image} >/dev/null 2>&1; then \
+             if out=$(set -o pipefail; docker save {image} | {docker} load 2>&1); then echo 'image copied into it'; \
+             else echo \"copying the image into it failed: $(echo \"$out\" | tail -n 3)\"; fi; fi"
         ),
     ))?;
+    if !copied.trim().is_empty() {
+        seen.push(copied.trim().to_string());
+    }
+    let (status, out) = ctx.machine.execute(&as_user(
+        ctx,
+        &format!(
+            "{docker} rm -f {ESC5_CONTAINER} >/dev/null 2>&1 || true; \
+             {docker} run -d --name {ESC5_CONTAINER} -p 0.0.0.0:{ESC5_PORT}:8080 \
+             --entrypoint python3 {image} -m http.server 8080 2>&1 >/dev/null"
+        ),
+    ))?;
+    if status != 0 {
+        // The sandbox daemon must run the image it was built with; a root
+        // daemon that answers `openclaw` at all is a way around the firewall
+        // (and ESC-1), whether or not this attempt got a container going.
+        problems.push(format!(
+            "{which}: `docker run -p` as openclaw failed (exit {status}), so the publish \
+             could not be tried: {}",
+            out.trim()
+        ));
+        return Ok(());
+    }
     let local = ctx.machine.execute(&format!(
         "for i in $(seq 30); do c=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{ESC5_PORT}/ || true); \
          [ \"$c\" = 200 ] && break; sleep 2; done; echo $c"
@@ -585,11 +670,10 @@ pub fn esc_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         ESC5_PORT,
         std::time::Duration::from_secs(5),
     )?;
-    ctx.machine.succeed(&format!(
-        "docker rm -f {ESC5_CONTAINER} >/dev/null 2>&1 || true"
+    ctx.machine.succeed(&as_user(
+        ctx,
+        &format!("{docker} rm -f {ESC5_CONTAINER} >/dev/null 2>&1 || true"),
     ))?;
-    let mut problems = Vec::new();
-    let mut seen = Vec::new();
     let local = local.1.trim().to_string();
     seen.push(format!(
         "published as openclaw on 0.0.0.0:{ESC5_PORT}: the host gets {local}, the external peer ({guest}) gets {}",
@@ -597,12 +681,12 @@ pub fn esc_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     ));
     if local != "200" {
         problems.push(format!(
-            "the publish did not answer on the host ({local}), so the peer's probe proves nothing"
+            "{which}: the publish did not answer on the host ({local}), so the peer's probe proves nothing"
         ));
     }
     if peer.label() == "open" {
         problems.push(format!(
-            "the external peer reached the published port {ESC5_PORT}"
+            "{which}: the external peer reached the published port {ESC5_PORT}"
         ));
     }
 
@@ -620,7 +704,7 @@ pub fn esc_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         let (_, inner) = ctx.machine.execute(&as_user(
             ctx,
             &format!(
-                "docker run --rm --network host --entrypoint bash {image} -c {} 2>&1",
+                "{docker} run --rm --network host --entrypoint bash {image} -c {} 2>&1",
                 shell_quote(&script)
             ),
         ))?;
@@ -633,7 +717,7 @@ pub fn esc_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let inner = super::agt::parse_probes(&inner);
     if inner.len() != targets.len() {
         problems.push(format!(
-            "the host-network container answered {} of {} probes",
+            "{which}: the host-network container answered {} of {} probes",
             inner.len(),
             targets.len()
         ));
@@ -649,16 +733,12 @@ pub fn esc_5(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         ));
         if p.answered() {
             problems.push(format!(
-                "a host-network container reached {}:{}",
+                "{which}: a host-network container reached {}:{}",
                 p.host, p.port
             ));
         }
     }
-    Ok(if problems.is_empty() {
-        Outcome::Pass(seen.join("\n"))
-    } else {
-        Outcome::Fail(format!("{}\n{}", problems.join("; "), seen.join("\n")))
-    })
+    Ok(())
 }
 
 #[cfg(test)]

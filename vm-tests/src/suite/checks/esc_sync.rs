@@ -16,7 +16,7 @@
 
 use anyhow::Result;
 
-use super::agt::{self, sandbox_docker};
+use super::agt;
 use super::{Ctx, as_user, shell_quote};
 use crate::suite::report::Outcome;
 
@@ -283,11 +283,11 @@ fn judge(passes: &[(GitKind, u32, PassResult)], expect_push: bool) -> (bool, Vec
 
 /// Runs a script inside the sandbox container as its configured user.
 fn in_container(ctx: &mut Ctx<'_>, name: &str, script: &str) -> Result<(i32, String)> {
-    ctx.machine.execute(&sandbox_docker(&format!(
-        "exec {} bash -c {} 2>&1",
+    ctx.machine.execute(&format!(
+        "docker exec {} bash -c {} 2>&1",
         shell_quote(name),
         shell_quote(script)
-    )))
+    ))
 }
 
 /// ESC-2: whatever a sandbox plants in its workspace, the sync runs none of it.

@@ -10,6 +10,7 @@ pub mod net;
 pub mod pending;
 pub mod sec;
 pub mod srv;
+pub mod sup;
 pub mod ts;
 
 use std::path::PathBuf;
@@ -77,6 +78,9 @@ pub struct Facts {
     pub manifest: serde_json::Value,
     /// Whether Tailscale is in the image.
     pub tailscale: bool,
+    /// Whether the spec turned OpenSSH on (`features.openssh`): the
+    /// manifest lists its package in the host set (SSH-1, SSH-2).
+    pub openssh: bool,
     /// The gateway user.
     pub user: String,
     /// The gateway port.
@@ -93,9 +97,28 @@ pub struct Facts {
     /// Where the main machine's first boot takes its secrets from: the
     /// metadata service (`true`) or a systemd credential.
     pub secrets_via_metadata: bool,
+    /// SEC-1's scan of the raw image, made before the machine booted
+    /// (`None`: not made; `Err`: it broke, with why).
+    pub raw_scan: Option<std::result::Result<sec::RawScan, String>>,
 }
 
 impl Facts {
+    /// Whether `manifest` lists the Debian package `name` in the host's
+    /// root filesystem (the `host` set).
+    pub fn manifest_has_host_package(manifest: &serde_json::Value, name: &str) -> bool {
+        manifest
+            .get("debian_packages")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|debs| {
+                debs.iter().any(|d| {
+                    d.get("name").and_then(serde_json::Value::as_str) == Some(name)
+                        && d.get("sets")
+                            .and_then(serde_json::Value::as_array)
+                            .is_some_and(|s| s.iter().any(|x| x == "host"))
+                })
+            })
+    }
+
     /// A string of the image's manifest by JSON pointer ("" when absent).
     pub fn manifest_str(&self, pointer: &str) -> String {
         self.manifest

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use image_spec::spec::OPENSSH_PACKAGE;
+
 use super::{Ctx, GATEWAY_UNIT, as_user, expect};
 use crate::suite::report::Outcome;
 
@@ -137,35 +139,50 @@ pub fn srv_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     ))
 }
 
-/// SRV-3: `openclaw` has no sudo rights (no sudo, no sudoers entry, no admin group).
+/// SRV-3: `openclaw` has no sudo rights, tried as the attacker: as
+/// `openclaw`, `sudo -n true` fails; and `id openclaw` names no group that
+/// grants root (ESC-1's list). The sudoers files are read too, but only as
+/// the weaker proof (a config read says what sudo should do, the attempt
+/// what it does).
 pub fn srv_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let user = ctx.facts.user.clone();
-    let sudo = ctx.machine.execute("command -v sudo")?.0 == 0;
-    let rights = if sudo {
-        ctx.machine.execute(&format!("sudo -l -U {user}"))?.1
-    } else {
-        "sudo is not installed".into()
-    };
+    let attempt = ctx.machine.run(&as_user(ctx, "sudo -n true"))?;
     let groups = ctx.machine.succeed(&format!("id -nG {user}"))?;
-    let admin = groups
-        .split_whitespace()
-        .any(|g| matches!(g, "sudo" | "wheel" | "admin" | "root"));
     let sudoers = ctx
         .machine
         .execute(&format!(
-            "grep -rs '^[^#]*\\b{user}\\b' /etc/sudoers /etc/sudoers.d"
+            "grep -rs '^[^#]*\\b{user}\\b' /etc/sudoers /etc/sudoers.d || true"
         ))?
-        .0
-        == 0;
-    let ok = !admin && !sudoers && (!sudo || rights.contains("not allowed"));
-    Ok(expect(
+        .1;
+    let (ok, seen) = judge_srv3(
+        attempt.status,
+        attempt.stderr_text().trim(),
+        &groups,
+        &sudoers,
+    );
+    Ok(expect(ok, seen))
+}
+
+/// SRV-3's verdict from `sudo -n true` run as the user (exit status and
+/// stderr), the user's `id -nG` and the sudoers lines naming the user.
+fn judge_srv3(status: i32, stderr: &str, groups: &str, sudoers: &str) -> (bool, String) {
+    let groups: Vec<&str> = groups.split_whitespace().collect();
+    let bad = super::esc::root_granting(&groups);
+    let sudoers = sudoers.trim();
+    let ok = status != 0 && bad.is_empty() && sudoers.is_empty();
+    (
         ok,
         format!(
-            "{}; groups: {}; sudoers entry: {sudoers}",
-            rights.trim(),
-            groups.trim()
+            "tried as the user: `sudo -n true` exit {status}{}; groups {groups:?}, root-granting: {bad:?}; \
+             config read (weaker proof): sudoers lines naming the user: {}",
+            if stderr.is_empty() {
+                String::new()
+            } else {
+                format!(" ({stderr})")
+            },
+            if sudoers.is_empty() { "none" } else { sudoers }
         ),
-    ))
+    )
 }
 
 /// SRV-4: unattended-upgrades installed and enabled for the security origin, no reboot.
@@ -441,46 +458,65 @@ fn missing_hardening(props: &str) -> Vec<&'static str> {
     missing
 }
 
-/// SSH-1: OpenSSH is off in this spec: no sshd, nothing on :22 (the
-/// hardening checks apply only when a spec turns OpenSSH on).
+/// SSH-1: `sshd -T` is hardened when the spec turns OpenSSH on. When it
+/// is off, not applicable, once the guest confirms it: no `sshd`, nothing
+/// on :22 (either would fail: the image is not what its spec says).
 pub fn ssh_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
-    let sshd = ctx
-        .machine
-        .execute("command -v sshd || test -x /usr/sbin/sshd")?
-        .0
-        == 0;
-    if sshd {
-        let t = ctx.machine.succeed("sshd -T")?;
-        let ok = t.contains("passwordauthentication no")
-            && t.contains("kbdinteractiveauthentication no")
-            && t.contains("permitrootlogin no");
-        return Ok(expect(
-            ok,
-            t.lines()
-                .filter(|l| l.contains("authentication") || l.contains("permitroot"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ));
+    if !ctx.facts.openssh {
+        return openssh_off(ctx);
     }
-    let listen = ctx.machine.succeed("ss -H -tln 'sport = :22' | wc -l")?;
+    let t = ctx.machine.succeed("sshd -T")?;
+    let ok = t.contains("passwordauthentication no")
+        && t.contains("kbdinteractiveauthentication no")
+        && t.contains("permitrootlogin no");
     Ok(expect(
-        listen.trim() == "0",
-        format!("OpenSSH not installed; listeners on :22: {}", listen.trim()),
+        ok,
+        t.lines()
+            .filter(|l| l.contains("authentication") || l.contains("permitroot"))
+            .collect::<Vec<_>>()
+            .join("\n"),
     ))
 }
 
-/// SSH-2: no SSH host key shipped; any present were made on this machine after first boot.
+/// SSH-1 and SSH-2 when the spec turns OpenSSH off: not applicable if the
+/// guest has no `sshd` and nothing listens on :22; a failure otherwise.
+fn openssh_off(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    let seen = ctx.machine.succeed(
+        "if command -v sshd >/dev/null || test -e /usr/sbin/sshd; then echo sshd; fi; \
+         ss -H -tln 'sport = :22' | wc -l",
+    )?;
+    Ok(judge_openssh_off(&seen))
+}
+
+/// The verdict of [`openssh_off`] from its guest output: a `sshd` line
+/// when the server is installed, then the count of listeners on :22.
+fn judge_openssh_off(seen: &str) -> Outcome {
+    let installed = seen.lines().any(|l| l.trim() == "sshd");
+    let listeners = seen.lines().last().map(str::trim).unwrap_or("?");
+    if installed || listeners != "0" {
+        Outcome::Fail(format!(
+            "features.openssh is off ({OPENSSH_PACKAGE} not in the manifest's host packages) \
+             but the guest has sshd installed: {installed}; listeners on :22: {listeners}"
+        ))
+    } else {
+        Outcome::NotApplicable(format!(
+            "features.openssh is off: {OPENSSH_PACKAGE} not in the manifest's host packages; \
+             the guest confirms no sshd and 0 listeners on :22 (SEC-1 proves the image ships \
+             no host key)"
+        ))
+    }
+}
+
+/// SSH-2: with OpenSSH on, host keys exist and were all made after first
+/// boot began (none shipped: SEC-1 reads the image itself). Not applicable
+/// when the spec turns OpenSSH off.
 pub fn ssh_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
+    if !ctx.facts.openssh {
+        return openssh_off(ctx);
+    }
     let keys = ctx
         .machine
         .succeed("{ find /etc/ssh -maxdepth 1 -name 'ssh_host_*' 2>/dev/null || true; } | wc -l")?;
-    let sshd = ctx.machine.execute("test -x /usr/sbin/sshd")?.0 == 0;
-    if !sshd {
-        return Ok(expect(
-            keys.trim() == "0",
-            format!("OpenSSH not installed; host keys present: {}", keys.trim()),
-        ));
-    }
     let newer = ctx.machine.succeed(
         "find /etc/ssh -name 'ssh_host_*' ! -newer /var/lib/openclaw-appliance/firstboot.state | wc -l",
     )?;
@@ -550,7 +586,8 @@ pub fn boot_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 
 #[cfg(test)]
 mod tests {
-    use super::{exposure, missing_hardening};
+    use super::{exposure, judge_openssh_off, judge_srv3, missing_hardening};
+    use crate::suite::report::Outcome;
 
     #[test]
     fn exposure_is_read_from_the_last_line() {
@@ -587,5 +624,41 @@ mod tests {
             missing_hardening(&weak),
             vec!["NoNewPrivileges", "ProtectSystem", "CapabilityBoundingSet"]
         );
+    }
+
+    #[test]
+    fn srv_3_fails_on_a_working_sudo_a_root_group_or_a_sudoers_line() {
+        let refused = "sudo: a password is required";
+        assert!(judge_srv3(1, refused, "openclaw sandbox", "").0);
+        assert!(judge_srv3(127, "sudo: command not found", "openclaw", "").0);
+        for (status, groups, sudoers) in [
+            (0, "openclaw", ""),
+            (1, "openclaw docker", ""),
+            (1, "openclaw sudo", ""),
+            (
+                1,
+                "openclaw",
+                "/etc/sudoers.d/x:openclaw ALL=(ALL) NOPASSWD: ALL",
+            ),
+        ] {
+            let (ok, seen) = judge_srv3(status, refused, groups, sudoers);
+            assert!(!ok, "{status} {groups:?} {sudoers:?} passed: {seen}");
+        }
+        let (_, seen) = judge_srv3(1, refused, "openclaw", "x");
+        assert!(seen.contains("weaker proof"), "{seen}");
+    }
+
+    #[test]
+    fn openssh_off_is_not_applicable_only_when_the_guest_agrees() {
+        assert!(matches!(
+            judge_openssh_off("0\n"),
+            Outcome::NotApplicable(ref why) if why.contains("features.openssh is off")
+        ));
+        for bad in ["sshd\n0\n", "1\n", "sshd\n1\n", ""] {
+            assert!(
+                matches!(judge_openssh_off(bad), Outcome::Fail(_)),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -33,6 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::Digest;
 
 pub use agent::{AgentCheck, agent_check};
 pub use stages::{BuildDir, StageResult, compare_stages, read_manifest, stage_keys};
@@ -56,6 +57,9 @@ pub enum Published {
         sha256: String,
         /// The manifest, when the file is one.
         manifest: Option<Value>,
+        /// The sha256 of the file's own bytes (ties a record to the very
+        /// manifest it rebuilt: vm-test's BOOT-3).
+        file_sha256: String,
     },
 }
 
@@ -70,6 +74,7 @@ impl Published {
         let text = fs::read_to_string(&path).with_context(|| {
             format!("`{arg}` is neither a sha256 (64 hex digits) nor a readable manifest file")
         })?;
+        let file_sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
         if let Ok(v) = serde_json::from_str::<Value>(&text) {
             let sha = v
                 .get("image_sha256")
@@ -81,6 +86,7 @@ impl Published {
                 path,
                 sha256: sha,
                 manifest: Some(v),
+                file_sha256,
             });
         }
         match text.split_whitespace().next() {
@@ -88,6 +94,7 @@ impl Published {
                 path,
                 sha256: s.to_ascii_lowercase(),
                 manifest: None,
+                file_sha256,
             }),
             _ => bail!(
                 "{} is neither a manifest (JSON with image_sha256) nor a sha256 file",
@@ -115,6 +122,14 @@ impl Published {
         let src = m.get("apt_sources")?;
         let get = |k: &str| src.get(k).and_then(Value::as_str).map(str::to_string);
         Some((get("debian")?, get("security")?))
+    }
+
+    /// The sha256 of the file's bytes (`None` for a bare sha256).
+    pub fn file_sha256(&self) -> Option<String> {
+        match self {
+            Published::Sha256(_) => None,
+            Published::File { file_sha256, .. } => Some(file_sha256.clone()),
+        }
     }
 
     /// Where the hash came from, for messages.
@@ -157,6 +172,10 @@ pub struct Against {
     pub sha256: String,
     /// Where it came from.
     pub source: String,
+    /// The sha256 of that file's bytes, when it came from a file (the
+    /// manifest rebuilt against).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_sha256: Option<String>,
 }
 
 /// `<name>.repro.json`: the result of `verify-repro`.
@@ -180,6 +199,16 @@ pub struct Record {
     pub date: String,
     /// The lock's `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: u64,
+    /// The `cargo xtask ci` run that made this record (its
+    /// `OPENCLAW_CI_RUN`), so that vm-test's BOOT-3 trusts only a rebuild
+    /// of its own run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_run: Option<String>,
+    /// The fake Hetzner token (`HCLOUD_TOKEN`, a CI canary) the rebuild ran
+    /// with, for vm-test's INF-1 to search the image for. Only a value
+    /// with the canary prefix is ever recorded, never a real token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hcloud_canary: Option<String>,
 }
 
 impl Record {

@@ -56,6 +56,17 @@ pub enum ApiError {
         /// The transport's error.
         reason: String,
     },
+    /// No answer in time: the request may still have taken effect.
+    #[error(
+        "{what}: no answer from the Hetzner API within {secs:.1} s (timed out); \
+         a request that changes something may still have taken effect"
+    )]
+    TimedOut {
+        /// The request.
+        what: String,
+        /// The client's timeout.
+        secs: f64,
+    },
     /// The answer is not the documented JSON.
     #[error("{what}: unexpected answer from the Hetzner API: {reason}")]
     Decode {

@@ -18,7 +18,7 @@ fn ca_bundles() -> Vec<std::path::PathBuf> {
 }
 
 /// The agent every API call goes through.
-pub(super) fn agent() -> Result<ureq::Agent, String> {
+pub(super) fn agent(timeout: Duration) -> Result<ureq::Agent, String> {
     let mut certs = Vec::new();
     for file in ca_bundles() {
         let pem = std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
@@ -34,8 +34,8 @@ pub(super) fn agent() -> Result<ureq::Agent, String> {
     Ok(ureq::Agent::config_builder()
         .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
         .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(20)))
-        .timeout_global(Some(Duration::from_secs(120)))
+        .timeout_connect(Some(timeout.min(Duration::from_secs(20))))
+        .timeout_global(Some(timeout))
         .user_agent("openclaw-image-upload")
         .build()
         .new_agent())

@@ -2,17 +2,21 @@
 //!
 //! Every call sends the token as a bearer header, answers with typed values
 //! ([`types`]), turns the error envelope `{"error":{"code","message","details"}}`
-//! into an [`ApiError`], waits and retries on 429 (`Retry-After`, else
-//! `RateLimit-Reset`), follows `meta.pagination.next_page`, and polls actions
-//! through `GET /actions?id=…` ([`Client::wait_for`]).
+//! into an [`ApiError`], retries by hcloud-go's rules ([`retry`]: `locked`,
+//! `conflict`, `rate_limit_exceeded`, `bad_gateway`, `timeout`, 429/502/504,
+//! network timeouts of `GET`/`DELETE`; jittered backoff, `Retry-After` and
+//! `RateLimit-Reset` honoured), follows `meta.pagination.next_page`, and
+//! polls actions through `GET /actions?id=…` ([`Client::wait_for`]). With
+//! [`ClientOptions::debug`] each call is logged (never the token).
 
 mod actions;
 mod error;
 mod http;
 mod resources;
+pub mod retry;
 pub mod types;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -42,10 +46,17 @@ pub struct ClientOptions {
     pub poll_interval: Duration,
     /// How long an action may run before the client gives up on it.
     pub action_timeout: Duration,
-    /// How many times a request is sent while the API answers 429.
-    pub rate_limit_attempts: u32,
-    /// The longest pause after a 429, whatever the headers say.
+    /// How many times a request is sent while the answer is retried
+    /// ([`retry`]: `locked`, `conflict`, 429, 502, 504, …).
+    pub attempts: u32,
+    /// The first pause before a retry; it doubles (jittered) after each.
+    pub retry_base: Duration,
+    /// The longest pause before a retry, whatever the headers say.
     pub max_backoff: Duration,
+    /// How long one request may take before it counts as a network timeout.
+    pub request_timeout: Duration,
+    /// Log each call (method, path, query, status, time; never the token or a body) on stderr.
+    pub debug: bool,
 }
 
 impl Default for ClientOptions {
@@ -53,8 +64,11 @@ impl Default for ClientOptions {
         ClientOptions {
             poll_interval: Duration::from_millis(1000),
             action_timeout: Duration::from_secs(30 * 60),
-            rate_limit_attempts: 6,
-            max_backoff: Duration::from_secs(120),
+            attempts: 6,
+            retry_base: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(120),
+            debug: false,
         }
     }
 }
@@ -95,34 +109,11 @@ fn page_items(body: Value, key: &str) -> Result<(Vec<Value>, Option<u64>), Strin
     }
 }
 
-/// How long to wait after a 429: `Retry-After` seconds, else until
-/// `RateLimit-Reset` (a UNIX time), else exponential; at most `cap`.
-fn backoff(
-    retry_after: Option<&str>,
-    reset: Option<&str>,
-    attempt: u32,
-    cap: Duration,
-) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let secs = retry_after
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .or_else(|| {
-            reset
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|t| t.saturating_sub(now).max(1))
-        })
-        .unwrap_or(1u64 << attempt.min(6));
-    Duration::from_secs(secs).min(cap)
-}
-
 impl Client {
     /// A client for `endpoint` (e.g. [`DEFAULT_ENDPOINT`]) with `token`.
     pub fn new(endpoint: &str, token: Token, options: ClientOptions) -> Result<Client, ApiError> {
         let endpoint = endpoint.trim_end_matches('/').to_string();
-        let agent = http::agent().map_err(|reason| ApiError::Transport {
+        let agent = http::agent(options.request_timeout).map_err(|reason| ApiError::Transport {
             what: "setting up TLS".into(),
             endpoint: endpoint.clone(),
             reason,
@@ -140,7 +131,8 @@ impl Client {
         &self.options
     }
 
-    /// Send one request (retrying on 429) and return the JSON body (`Null` for 204).
+    /// Send one request, retried by the [`retry`] rules; the JSON body
+    /// (`Null` for 204).
     fn send(
         &self,
         method: Method,
@@ -149,77 +141,149 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
         let what = format!("{} {path}", method.name());
+        let attempts = self.options.attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            let answer = self.send_once(method, path, query, body);
+            self.log(method, path, query, &answer, started);
+            let wait = match &answer {
+                Err(Sent::Transport { timed_out, .. })
+                    if retry::retried_transport(method.name(), *timed_out) =>
+                {
+                    retry::backoff(
+                        None,
+                        None,
+                        attempt,
+                        self.options.retry_base,
+                        self.options.max_backoff,
+                    )
+                }
+                Ok(a) if retry::retried_answer(a.status, a.code().as_deref()) => retry::backoff(
+                    a.retry_after.as_deref(),
+                    a.reset.as_deref(),
+                    attempt,
+                    self.options.retry_base,
+                    self.options.max_backoff,
+                ),
+                _ => return self.finish(what, answer),
+            };
+            attempt += 1;
+            if attempt >= attempts {
+                return match answer {
+                    Ok(a) if a.status == 429 => Err(ApiError::RateLimited { what, attempts }),
+                    other => self.finish(what, other),
+                };
+            }
+            eprintln!(
+                "upload: {what}: {}, retrying in {wait:.1?} ({attempt}/{})",
+                describe(&answer),
+                attempts - 1
+            );
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// One request on the wire; its status, headers and body.
+    fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Answer, Sent> {
         let url = format!("{}{path}", self.endpoint);
         let auth = format!("Bearer {}", self.token.expose());
-        let attempts = self.options.rate_limit_attempts.max(1);
-        for attempt in 0..attempts {
-            let sent = match method {
-                Method::Get | Method::Delete => {
-                    let req = match method {
-                        Method::Get => self.agent.get(&url),
-                        _ => self.agent.delete(&url),
-                    };
-                    req.header("Authorization", &auth)
-                        .query_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
-                        .call()
-                }
-                Method::Post => {
-                    let bytes = body.map(Value::to_string).unwrap_or_else(|| "{}".into());
-                    self.agent
-                        .post(&url)
-                        .header("Authorization", &auth)
-                        .header("Content-Type", "application/json")
-                        .query_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
-                        .send(bytes.as_bytes())
-                }
-            };
-            let mut resp = sent.map_err(|e| ApiError::Transport {
+        let pairs = query.iter().map(|(k, v)| (*k, v.as_str()));
+        let sent = match method {
+            Method::Get | Method::Delete => {
+                let req = match method {
+                    Method::Get => self.agent.get(&url),
+                    _ => self.agent.delete(&url),
+                };
+                req.header("Authorization", &auth).query_pairs(pairs).call()
+            }
+            Method::Post => {
+                let bytes = body.map(Value::to_string).unwrap_or_else(|| "{}".into());
+                self.agent
+                    .post(&url)
+                    .header("Authorization", &auth)
+                    .header("Content-Type", "application/json")
+                    .query_pairs(pairs)
+                    .send(bytes.as_bytes())
+            }
+        };
+        let transport = |e: ureq::Error| Sent::Transport {
+            timed_out: matches!(e, ureq::Error::Timeout(_))
+                || matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut),
+            reason: e.to_string(),
+        };
+        let mut resp = sent.map_err(transport)?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (retry_after, reset) = (header("retry-after"), header("ratelimit-reset"));
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().map_err(transport)?;
+        Ok(Answer {
+            status,
+            text,
+            retry_after,
+            reset,
+        })
+    }
+
+    /// The value of a final answer, or its error.
+    fn finish(&self, what: String, answer: Result<Answer, Sent>) -> Result<Value, ApiError> {
+        let a = answer.map_err(|Sent::Transport { timed_out, reason }| match timed_out {
+            true => ApiError::TimedOut {
+                what: what.clone(),
+                secs: self.options.request_timeout.as_secs_f64(),
+            },
+            false => ApiError::Transport {
                 what: what.clone(),
                 endpoint: self.endpoint.clone(),
-                reason: e.to_string(),
-            })?;
-            let status = resp.status().as_u16();
-            let header = |name: &str| {
-                resp.headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            };
-            if status == 429 {
-                let wait = backoff(
-                    header("retry-after").as_deref(),
-                    header("ratelimit-reset").as_deref(),
-                    attempt,
-                    self.options.max_backoff,
-                );
-                if attempt + 1 < attempts {
-                    eprintln!(
-                        "upload: {what}: rate limited (429), retrying in {:.0?}",
-                        wait
-                    );
-                    std::thread::sleep(wait);
-                }
-                continue;
-            }
-            let text = resp
-                .body_mut()
-                .read_to_string()
-                .map_err(|e| ApiError::Decode {
-                    what: what.clone(),
-                    reason: format!("reading the body: {e}"),
-                })?;
-            if (200..300).contains(&status) {
-                if text.trim().is_empty() {
-                    return Ok(Value::Null);
-                }
-                return serde_json::from_str(&text).map_err(|e| ApiError::Decode {
-                    what,
-                    reason: e.to_string(),
-                });
-            }
-            return Err(error_from(what, status, &text));
+                reason,
+            },
+        })?;
+        if !(200..300).contains(&a.status) {
+            return Err(error_from(what, a.status, &a.text));
         }
-        Err(ApiError::RateLimited { what, attempts })
+        if a.text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&a.text).map_err(|e| ApiError::Decode {
+            what,
+            reason: e.to_string(),
+        })
+    }
+
+    /// `--debug`: one line per call. The token is a header and never shown.
+    fn log(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        answer: &Result<Answer, Sent>,
+        started: Instant,
+    ) {
+        if !self.options.debug {
+            return;
+        }
+        let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let q = match q.is_empty() {
+            true => String::new(),
+            false => format!("?{}", q.join("&")),
+        };
+        eprintln!(
+            "api: {} {path}{q} → {} ({} ms)",
+            method.name(),
+            describe(answer),
+            started.elapsed().as_millis()
+        );
     }
 
     fn typed<T: DeserializeOwned>(
@@ -266,6 +330,45 @@ impl Client {
     }
 }
 
+/// An answer as received.
+struct Answer {
+    status: u16,
+    text: String,
+    retry_after: Option<String>,
+    reset: Option<String>,
+}
+
+impl Answer {
+    /// The error envelope's code, if there is one.
+    fn code(&self) -> Option<String> {
+        serde_json::from_str::<Value>(&self.text)
+            .ok()?
+            .pointer("/error/code")?
+            .as_str()
+            .map(str::to_string)
+    }
+}
+
+/// A request that got no answer.
+enum Sent {
+    /// The network failed (`timed_out`: no answer in time).
+    Transport { timed_out: bool, reason: String },
+}
+
+/// A short account of an answer, for logs and retry notes.
+fn describe(answer: &Result<Answer, Sent>) -> String {
+    match answer {
+        Ok(a) => match a.code() {
+            Some(code) => format!("{} {code}", a.status),
+            None => a.status.to_string(),
+        },
+        Err(Sent::Transport {
+            timed_out: true, ..
+        }) => "timed out".into(),
+        Err(Sent::Transport { reason, .. }) => format!("network error: {reason}"),
+    }
+}
+
 /// An [`ApiError`] from a non-2xx answer: the error envelope when there is one.
 fn error_from(what: String, status: u16, text: &str) -> ApiError {
     let envelope: Option<Value> = serde_json::from_str::<Value>(text)
@@ -307,25 +410,6 @@ fn error_from(what: String, status: u16, text: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_prefers_retry_after_then_reset_and_is_capped() {
-        let cap = Duration::from_secs(60);
-        assert_eq!(backoff(Some("3"), None, 0, cap), Duration::from_secs(3));
-        assert_eq!(backoff(Some("3000"), None, 0, cap), cap);
-        let soon = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 5;
-        let d = backoff(None, Some(&soon.to_string()), 0, cap);
-        assert!(
-            d >= Duration::from_secs(4) && d <= Duration::from_secs(5),
-            "{d:?}"
-        );
-        assert_eq!(backoff(None, Some("1"), 0, cap), Duration::from_secs(1));
-        assert_eq!(backoff(None, None, 2, cap), Duration::from_secs(4));
-    }
 
     #[test]
     fn envelope_is_shown_with_code_and_message() {

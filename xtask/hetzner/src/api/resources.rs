@@ -13,14 +13,9 @@ fn json(body: &impl Serialize) -> Value {
 }
 
 impl Client {
-    /// `GET /server_types?name=…`: the server type, if it exists.
-    pub fn server_type(&self, name: &str) -> Result<Option<ServerType>, ApiError> {
-        let types: Vec<ServerType> = self.list(
-            "/server_types",
-            "server_types",
-            &[("name", name.to_string())],
-        )?;
-        Ok(types.into_iter().find(|t| t.name == name))
+    /// `GET /server_types`, every page.
+    pub fn server_types(&self) -> Result<Vec<ServerType>, ApiError> {
+        self.list("/server_types", "server_types", &[])
     }
 
     /// `POST /ssh_keys`
@@ -103,6 +98,12 @@ impl Client {
         };
         let path = format!("/servers/{id}/actions/create_image");
         self.typed(Method::Post, &path, &[], Some(&json(&body)))
+    }
+
+    /// `GET /images/{id}`
+    pub fn image(&self, id: i64) -> Result<Image, ApiError> {
+        let r: ImageResponse = self.typed(Method::Get, &format!("/images/{id}"), &[], None)?;
+        Ok(r.image)
     }
 
     /// `GET /images?type=snapshot&label_selector=…`, every page.

@@ -41,6 +41,9 @@ pub struct Server {
     pub status: String,
     /// Its public addresses.
     pub public_net: PublicNet,
+    /// When it was created (RFC 3339).
+    #[serde(default)]
+    pub created: String,
     /// Its labels.
     #[serde(default)]
     pub labels: Labels,
@@ -67,6 +70,9 @@ pub struct SshKey {
     pub id: i64,
     /// Its name.
     pub name: String,
+    /// When it was created (RFC 3339).
+    #[serde(default)]
+    pub created: String,
     /// Its labels.
     #[serde(default)]
     pub labels: Labels,
@@ -102,6 +108,41 @@ pub struct ServerType {
     pub name: String,
     /// `x86` or `arm`.
     pub architecture: String,
+    /// The disk of a server of this type, in GB (10^9 bytes).
+    pub disk: f64,
+    /// Deprecated everywhere (the API's older field).
+    #[serde(default)]
+    pub deprecated: Option<bool>,
+    /// Deprecated everywhere, with dates (the API's older field).
+    #[serde(default)]
+    pub deprecation: Option<serde_json::Value>,
+    /// The locations it is offered in.
+    #[serde(default)]
+    pub locations: Vec<ServerTypeLocation>,
+}
+
+/// A location a server type is offered in.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerTypeLocation {
+    /// e.g. `fsn1`.
+    pub name: String,
+    /// Set when the type is deprecated in this location.
+    #[serde(default)]
+    pub deprecation: Option<serde_json::Value>,
+}
+
+impl ServerType {
+    /// Deprecated as a whole.
+    pub fn is_deprecated(&self) -> bool {
+        self.deprecated == Some(true) || self.deprecation.is_some()
+    }
+
+    /// Offered, not deprecated, in `location`.
+    pub fn offered_in(&self, location: &str) -> bool {
+        self.locations
+            .iter()
+            .any(|l| l.name == location && l.deprecation.is_none())
+    }
 }
 
 /// `POST /ssh_keys`
@@ -196,4 +237,11 @@ pub struct ServerResponse {
 pub struct SshKeyResponse {
     /// The key.
     pub ssh_key: SshKey,
+}
+
+/// `{ "image": … }`
+#[derive(Debug, Deserialize)]
+pub struct ImageResponse {
+    /// The image.
+    pub image: Image,
 }

@@ -1,8 +1,12 @@
 //! The cleanup guard: whatever the flow created is deleted again, on
 //! success, on every error, on Ctrl-C, and (as a last resort) on drop.
+//! Besides the ids it was told, it deletes every server and key carrying
+//! the run's label: a `POST` that timed out on the client may have created
+//! one whose id never arrived.
 
 use std::time::{Duration, Instant};
 
+use super::cleanup;
 use crate::api::{ApiError, Client};
 
 /// The temporary resources of one upload.
@@ -12,10 +16,12 @@ pub(crate) struct Temporaries<'c> {
     pub server: Option<i64>,
     /// The temporary SSH key, once registered.
     pub ssh_key: Option<i64>,
+    /// The label selector of this run's resources, once any may exist.
+    pub run_selector: Option<String>,
 }
 
 /// `not_found` means somebody (or an earlier try) already deleted it.
-fn gone(e: &ApiError) -> bool {
+pub(crate) fn gone(e: &ApiError) -> bool {
     matches!(e, ApiError::Api { status: 404, .. })
 }
 
@@ -25,6 +31,7 @@ impl<'c> Temporaries<'c> {
             client,
             server: None,
             ssh_key: None,
+            run_selector: None,
         }
     }
 
@@ -52,6 +59,12 @@ impl<'c> Temporaries<'c> {
                 Err(e) => left.push(format!("SSH key {id} ({e})")),
             }
         }
+        if let Some(selector) = self.run_selector.clone() {
+            match self.sweep(&selector) {
+                Ok(()) => self.run_selector = None,
+                Err(more) => left.extend(more),
+            }
+        }
         if left.is_empty() {
             Ok(())
         } else {
@@ -59,6 +72,26 @@ impl<'c> Temporaries<'c> {
                 "could not delete {}: run `cargo xtask upload cleanup`, or delete them in the Hetzner console (they cost money)",
                 left.join(", ")
             ))
+        }
+    }
+}
+
+impl Temporaries<'_> {
+    /// Delete what carries the run's label but was not known by id.
+    fn sweep(&self, selector: &str) -> Result<(), Vec<String>> {
+        let mut left = Vec::new();
+        for r in cleanup::labelled(self.client, selector, &mut left) {
+            eprintln!(
+                "upload: deleting the temporary {} {} ({}), found by its label",
+                r.kind, r.id, r.name
+            );
+            if let Err(e) = cleanup::delete(self.client, &r) {
+                left.push(format!("{} {} ({e})", r.kind, r.id));
+            }
+        }
+        match left.is_empty() {
+            true => Ok(()),
+            false => Err(left),
         }
     }
 }
@@ -91,7 +124,7 @@ pub(crate) fn delete_server(client: &Client, id: i64) -> Result<(), ApiError> {
 
 impl Drop for Temporaries<'_> {
     fn drop(&mut self) {
-        if (self.server.is_some() || self.ssh_key.is_some())
+        if (self.server.is_some() || self.ssh_key.is_some() || self.run_selector.is_some())
             && let Err(e) = self.delete_all()
         {
             eprintln!("upload: {e}");

@@ -1,7 +1,11 @@
 //! The upload flow, `cleanup` of leftovers, and the duplicate check.
 
+mod cleanup;
 mod guard;
+pub mod preflight;
 mod remote;
+mod report;
+mod snapshot;
 
 use std::time::{Duration, Instant};
 
@@ -14,11 +18,19 @@ use crate::ssh::{self, SshError, Target, TempKey};
 use crate::stream::{self, StreamError};
 
 use guard::Temporaries;
+use remote::{Facts, Zeros};
+
+pub use cleanup::{Cleaned, CleanupOptions, Resource, cleanup};
+pub use report::{Report, WrittenReport};
+pub use snapshot::find_existing;
 
 /// The label every temporary server and key carries; `cleanup` selects it.
 pub const TEMPORARY_LABEL: &str = "openclaw-image/temporary";
 /// The prefix of the labels `upload` sets on snapshots.
 pub const LABEL_PREFIX: &str = "openclaw-image/";
+/// The label naming one run; its resources are found by it after a
+/// client-side timeout.
+pub const RUN_LABEL: &str = "openclaw-image/run";
 /// A sha256 (64 hex) is longer than a label value may be (63): it is split
 /// into two labels of 32 characters; both together match exactly.
 pub const SHA256_LABELS: [&str; 2] = ["openclaw-image/sha256-1", "openclaw-image/sha256-2"];
@@ -28,8 +40,9 @@ pub const SHA256_LABELS: [&str; 2] = ["openclaw-image/sha256-1", "openclaw-image
 pub struct UploadOptions {
     /// Location of the temporary server, e.g. `fsn1`.
     pub location: String,
-    /// Server type of the temporary server; its architecture must be the image's.
-    pub server_type: String,
+    /// Server type of the temporary server; `None`: `cx23` for an x86
+    /// image, `cax11` for an arm one ([`preflight::default_server_type`]).
+    pub server_type: Option<String>,
     /// The system image the temporary server is created with (never booted).
     pub base_image: String,
     /// Extra labels for the snapshot.
@@ -58,7 +71,7 @@ impl Default for UploadOptions {
     fn default() -> Self {
         UploadOptions {
             location: "fsn1".into(),
-            server_type: "cx23".into(),
+            server_type: None,
             base_image: "debian-13".into(),
             labels: Labels::new(),
             description: None,
@@ -77,10 +90,24 @@ impl Default for UploadOptions {
 /// How an upload ended.
 #[derive(Debug)]
 pub enum Outcome {
-    /// A new snapshot.
-    Uploaded(Image),
+    /// A new snapshot, and how its bytes were written.
+    Uploaded(Image, Written),
     /// A snapshot with the same image sha256 existed; nothing was uploaded.
     AlreadyPresent(Image),
+}
+
+/// How the image reached the disk.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The server type used.
+    pub server_type: String,
+    /// The sha256 the rescue system computed of the device's first
+    /// image-length bytes (equal to the image's).
+    pub sha256: String,
+    /// Writes needed (2: the first read back wrong and was redone).
+    pub attempts: u32,
+    /// Whether the final write skipped zero blocks after a discard.
+    pub sparse: bool,
 }
 
 /// Why an upload failed.
@@ -180,17 +207,6 @@ pub fn description(image: &ImageInfo) -> String {
     )
 }
 
-/// Snapshots labelled with exactly this image sha256.
-pub fn find_existing(client: &Client, sha256: &str) -> Result<Vec<Image>, ApiError> {
-    let wanted = sha256_labels(sha256);
-    let found = client.snapshots(&labels::selector(&wanted))?;
-    // The selector already matches exactly; check again, it is cheap.
-    Ok(found
-        .into_iter()
-        .filter(|i| wanted.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
-        .collect())
-}
-
 /// A short random id for the temporary resources' names.
 fn run_id() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -225,32 +241,26 @@ pub fn upload(
             )));
         }
     }
-    let st = client
-        .server_type(&options.server_type)
-        .map_err(step("looking up the server type"))?
-        .ok_or_else(|| {
-            UploadError::Invalid(format!(
-                "server type `{}` does not exist (see `hcloud server-type list`)",
-                options.server_type
-            ))
-        })?;
-    if st.architecture != image.architecture {
+    if image.len == 0 || image.len & 511 != 0 {
+        // The read-back uses O_DIRECT, which reads whole sectors.
         return Err(UploadError::Invalid(format!(
-            "server type `{}` is {}, the image is {}: choose a {} server type (e.g. {})",
-            st.name,
-            st.architecture,
-            image.architecture,
-            image.architecture,
-            if image.architecture == "arm" {
-                "cax11"
-            } else {
-                "cx23"
-            }
+            "{} is {} bytes, not a whole number of 512-byte sectors: not a disk image; rebuild it with `cargo xtask build-image`",
+            image.path.display(),
+            image.len
         )));
     }
-    let existing =
-        find_existing(client, &image.sha256).map_err(step("looking for an existing snapshot"))?;
-    if let Some(first) = existing.into_iter().next() {
+    let types = client
+        .server_types()
+        .map_err(step("looking up the server types"))?;
+    let server_type = preflight::check(
+        &types,
+        options.server_type.as_deref(),
+        image,
+        &options.location,
+    )
+    .map_err(UploadError::Invalid)?
+    .name;
+    if let Some(first) = snapshot::usable_existing(client, &image.sha256, interrupt)? {
         if !options.force {
             return Ok(Outcome::AlreadyPresent(first));
         }
@@ -260,12 +270,12 @@ pub fn upload(
         );
     }
     let mut temps = Temporaries::new(client);
-    let result = run(&mut temps, image, options, &labels, interrupt);
+    let result = run(&mut temps, image, options, &server_type, &labels, interrupt);
     let cleanup = temps.delete_all();
     match (result, cleanup) {
-        (Ok(img), Ok(())) => Ok(Outcome::Uploaded(img)),
+        (Ok((img, w)), Ok(())) => Ok(Outcome::Uploaded(img, w)),
         (Err(e), Ok(())) => Err(e),
-        (Ok(img), Err(c)) => Err(UploadError::CleanupFailed {
+        (Ok((img, _)), Err(c)) => Err(UploadError::CleanupFailed {
             original: format!("snapshot {} was created", img.id),
             cleanup: c,
         }),
@@ -281,18 +291,16 @@ fn run(
     temps: &mut Temporaries,
     image: &ImageInfo,
     options: &UploadOptions,
+    server_type: &str,
     snapshot_labels: &Labels,
     interrupt: &Interrupt,
-) -> Result<Image, UploadError> {
+) -> Result<(Image, Written), UploadError> {
     let client = temps_client(temps);
     let name = format!("openclaw-upload-{}", run_id());
-    let temp_labels: Labels = [
-        (TEMPORARY_LABEL, "upload"),
-        ("openclaw-image/run", &name[16..]),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let temp_labels: Labels = [(TEMPORARY_LABEL, "upload"), (RUN_LABEL, &name[16..])]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let check = |interrupt: &Interrupt| match interrupt.is_set() {
         true => Err(UploadError::Interrupted),
         false => Ok(()),
@@ -300,6 +308,9 @@ fn run(
 
     say(1, "registering a temporary SSH key");
     let key = TempKey::generate(&name).map_err(step("making a temporary SSH key"))?;
+    // From here on, what carries the run's label is deleted at the end
+    // even if its id never arrived (a `POST` that timed out).
+    temps.run_selector = Some(format!("{RUN_LABEL}={}", &name[16..]));
     let registered = client
         .create_ssh_key(&CreateSshKey {
             name: &name,
@@ -313,14 +324,14 @@ fn run(
     say(
         2,
         &format!(
-            "creating the temporary server {name} ({}, {}), powered off",
-            options.server_type, options.location
+            "creating the temporary server {name} ({server_type}, {}), powered off",
+            options.location
         ),
     );
     let created = client
         .create_server(&CreateServer {
             name: &name,
-            server_type: &options.server_type,
+            server_type,
             image: &options.base_image,
             location: &options.location,
             start_after_create: false,
@@ -370,43 +381,25 @@ fn run(
 
     say(
         5,
-        &format!("waiting for SSH on {}:{}", target.host, target.port),
+        &format!(
+            "waiting for SSH on {}:{} and checking it is the rescue system",
+            target.host, target.port
+        ),
     );
     target
         .wait_until_up(options.ssh_attempts, options.ssh_retry_interval, interrupt)
         .map_err(step("waiting for the rescue system"))?;
-    target
-        .run(&remote::check_tools())
-        .map_err(step("checking the rescue system's tools"))?;
+    let facts = target
+        .run(&remote::facts())
+        .map_err(step("checking the rescue system"))?;
+    Facts::parse(&facts)
+        .check_rescue(&options.target_device)
+        .map_err(|reason| UploadError::Step {
+            step: "checking the rescue system".into(),
+            reason,
+        })?;
 
-    say(
-        6,
-        &format!(
-            "streaming {} ({} MiB, zstd) into {}",
-            image.path.display(),
-            image.len >> 20,
-            options.target_device
-        ),
-    );
-    stream_to(&target, image, options, interrupt)?;
-
-    say(7, "checking the sha256 of the written bytes on the server");
-    let out = target
-        .run(&remote::hash(&options.target_device, image.len))
-        .map_err(step("hashing the written disk"))?;
-    let written = remote::parse_hash(&out).ok_or_else(|| UploadError::Step {
-        step: "hashing the written disk".into(),
-        reason: format!("no sha256 in `{}`", out.trim()),
-    })?;
-    if written != image.sha256 {
-        return Err(UploadError::Step {
-            step: "checking the written disk".into(),
-            reason: format!(
-                "the server's disk hashes to {written}, the image to {}: the bytes were damaged on the way",
-                image.sha256
-            ),
-        });
-    }
+    let written = write_and_verify(&target, image, options, server_type, interrupt)?;
     check(interrupt)?;
 
     say(8, "shutting the server down");
@@ -425,7 +418,76 @@ fn run(
     client
         .wait_for(&[snap.action], None)
         .map_err(step("waiting for the snapshot"))?;
-    Ok(snap.image)
+    let image = snapshot::wait_available(client, snap.image, None)?;
+    Ok((image, written))
+}
+
+/// Write the image (steps 6 and 7) and hash the device; on a mismatch
+/// write again, every byte, once; then fail with both hashes.
+fn write_and_verify(
+    target: &Target,
+    image: &ImageInfo,
+    options: &UploadOptions,
+    server_type: &str,
+    interrupt: &Interrupt,
+) -> Result<Written, UploadError> {
+    let mut zeros = Zeros::DiscardThenSparse;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        say(
+            6,
+            &format!(
+                "streaming {} ({} MiB, zstd) into {}{}",
+                image.path.display(),
+                image.len >> 20,
+                options.target_device,
+                match zeros {
+                    Zeros::DiscardThenSparse => "",
+                    Zeros::WriteAll => ", every byte (second try)",
+                }
+            ),
+        );
+        let stderr = stream_to(target, image, options, zeros, interrupt)?;
+        let sparse = zeros == Zeros::DiscardThenSparse && !stderr.contains(remote::NO_DISCARD);
+        if zeros == Zeros::DiscardThenSparse && !sparse {
+            eprintln!("upload: blkdiscard failed on the server; every byte was written");
+        }
+        say(
+            7,
+            "reading the disk back (O_DIRECT) and hashing it on the server",
+        );
+        let out = target
+            .run(&remote::hash(&options.target_device, image.len))
+            .map_err(step("hashing the written disk"))?;
+        let written = remote::read_back(&out).ok_or_else(|| UploadError::Step {
+            step: "hashing the written disk".into(),
+            reason: format!("no sha256 in `{}`", out.trim()),
+        })?;
+        if written == image.sha256 {
+            return Ok(Written {
+                server_type: server_type.to_string(),
+                sha256: written,
+                attempts,
+                sparse,
+            });
+        }
+        if zeros == Zeros::WriteAll {
+            return Err(UploadError::Step {
+                step: "checking the written disk".into(),
+                reason: format!(
+                    "after two writes the server's disk still hashes to {written}, the image to {}: \
+                     the bytes were damaged on the way or the disk does not keep them; upload again",
+                    image.sha256
+                ),
+            });
+        }
+        eprintln!(
+            "upload: the server's disk hashes to {written}, the image to {}; writing every byte again",
+            image.sha256
+        );
+        zeros = Zeros::WriteAll;
+    }
 }
 
 fn temps_client<'c>(temps: &Temporaries<'c>) -> &'c Client {
@@ -433,16 +495,17 @@ fn temps_client<'c>(temps: &Temporaries<'c>) -> &'c Client {
 }
 
 /// Stream the image over SSH into the remote `dd`; check that what was
-/// read is what the manifest says.
+/// read is what the manifest says. The remote stderr (the discard's note).
 fn stream_to(
     target: &Target,
     image: &ImageInfo,
     options: &UploadOptions,
+    zeros: Zeros,
     interrupt: &Interrupt,
-) -> Result<(), UploadError> {
+) -> Result<String, UploadError> {
     let what = "streaming the image";
     let mut child = target
-        .spawn_with_stdin(&remote::write(&options.target_device))
+        .spawn_with_stdin(&remote::write(&options.target_device, zeros))
         .map_err(step(what))?;
     let Some(stdin) = child.child.stdin.take() else {
         child.kill();
@@ -476,7 +539,7 @@ fn stream_to(
             });
         }
     };
-    child.finish().map_err(step(what))?;
+    let (_, stderr) = child.finish().map_err(step(what))?;
     if read_hash != image.sha256 {
         return Err(UploadError::Invalid(format!(
             "{} hashes to {read_hash}, its manifest says {}: the image changed after it was built; rebuild it",
@@ -484,7 +547,7 @@ fn stream_to(
             image.sha256
         )));
     }
-    Ok(())
+    Ok(stderr)
 }
 
 /// `shutdown` (ACPI) and wait until the server is `off`; `poweroff` when it
@@ -517,47 +580,14 @@ fn shut_down(
     client.wait_for(&[a], Some(interrupt)).map_err(step(what))
 }
 
-/// What `cleanup` removed.
-#[derive(Debug, Default)]
-pub struct Cleaned {
-    /// Names of the deleted servers.
-    pub servers: Vec<String>,
-    /// Names of the deleted SSH keys.
-    pub ssh_keys: Vec<String>,
-}
-
-/// Delete every server and SSH key labelled [`TEMPORARY_LABEL`] (leftovers
-/// of uploads that could not clean up). Snapshots are never touched.
-pub fn cleanup(client: &Client) -> Result<Cleaned, UploadError> {
-    let mut done = Cleaned::default();
-    for s in client
-        .servers(TEMPORARY_LABEL)
-        .map_err(step("listing temporary servers"))?
-    {
-        guard::delete_server(client, s.id)
-            .map_err(step(&format!("deleting server {} ({})", s.id, s.name)))?;
-        done.servers.push(s.name);
-    }
-    for k in client
-        .ssh_keys(TEMPORARY_LABEL)
-        .map_err(step("listing temporary SSH keys"))?
-    {
-        client
-            .delete_ssh_key(k.id)
-            .map_err(step(&format!("deleting SSH key {} ({})", k.id, k.name)))?;
-        done.ssh_keys.push(k.name);
-    }
-    Ok(done)
-}
-
 /// How to use the snapshot: printed after an upload (and when it existed).
-pub fn usage(image: &Image, options: &UploadOptions) -> String {
+pub fn usage(image: &Image, server_type: &str, options: &UploadOptions) -> String {
     let id = image.id;
     format!(
         "Create a server from it, with the first-boot user-data (docs/first-boot.md) and a firewall without inbound rules (docs/hetzner.md):\n  \
          hcloud server create --name openclaw --image {id} --type {} --location {} --user-data-from-file userdata.toml --firewall openclaw-no-inbound\n\
          Or move an existing server to it (its disk is replaced):\n  \
          hcloud server rebuild --image {id} <server>\n",
-        options.server_type, options.location
+        server_type, options.location
     )
 }

@@ -30,20 +30,65 @@ pub struct Call {
     pub status: u16,
 }
 
-/// An injected error: the first request matching `method` whose path
-/// contains `path_contains` is answered with the envelope (once).
+/// An injected failure of the first `times` requests matching `method`
+/// whose path contains `path_contains`: answered with the envelope, or
+/// (`status` 0) carried out but answered only after `delay` — a client
+/// with a shorter timeout sees a timeout after the resource exists.
 #[derive(Debug, Clone)]
 pub struct Fault {
     /// The method to fail.
     pub method: &'static str,
     /// A part of the path to fail (e.g. `/actions/poweron`).
     pub path_contains: &'static str,
-    /// HTTP status.
+    /// HTTP status (0: carry it out, answer late).
     pub status: u16,
-    /// Envelope code.
+    /// Envelope code (empty: a bare body, as a proxy's 502 page).
     pub code: &'static str,
     /// Envelope message.
     pub message: &'static str,
+    /// How many matching requests fail.
+    pub times: u32,
+    /// How late a carried-out request is answered.
+    pub delay: std::time::Duration,
+}
+
+impl Fault {
+    /// The first matching request is answered with this error envelope.
+    pub fn error(
+        method: &'static str,
+        path_contains: &'static str,
+        status: u16,
+        code: &'static str,
+        message: &'static str,
+    ) -> Fault {
+        Fault {
+            method,
+            path_contains,
+            status,
+            code,
+            message,
+            times: 1,
+            delay: std::time::Duration::ZERO,
+        }
+    }
+
+    /// The first `times` matching requests fail.
+    pub fn times(mut self, times: u32) -> Fault {
+        self.times = times;
+        self
+    }
+
+    /// The first matching request is carried out, then answered after `delay`.
+    pub fn late(
+        method: &'static str,
+        path_contains: &'static str,
+        delay: std::time::Duration,
+    ) -> Fault {
+        Fault {
+            delay,
+            ..Fault::error(method, path_contains, 0, "", "")
+        }
+    }
 }
 
 struct ActionState {
@@ -77,6 +122,19 @@ pub struct State {
     pub per_page: usize,
     /// Polls before an action succeeds.
     pub action_polls: u32,
+    /// What `GET /server_types` lists.
+    pub server_types: Vec<Value>,
+    /// `GET /images/{id}` answers before a `creating` image is `available`
+    /// (new snapshots start `creating` when this is above 0).
+    pub creating_polls: u32,
+    /// Per image: `GET /images/{id}` answers left while `creating`.
+    pub image_polls: BTreeMap<i64, u32>,
+    /// A file that exists while the server runs the rescue system (the
+    /// loopback sshd's fake `hostname` and `findmnt` read it): made at
+    /// `poweron` after `enable_rescue`, removed at `shutdown`/`poweroff`.
+    pub rescue_flag: Option<PathBuf>,
+    /// `poweron` boots the normal system although rescue was enabled.
+    pub rescue_does_not_take: bool,
 }
 
 /// The running stand-in; stops when dropped.
@@ -95,22 +153,64 @@ fn location() -> Value {
            "city": "Falkenstein", "latitude": 50.47612, "longitude": 12.370071, "network_zone": "eu-central"})
 }
 
-/// The server type `cx23` (x86) and `cax11` (arm).
-fn server_type(name: &str) -> Value {
-    let arch = if name.starts_with("cax") {
-        "arm"
-    } else {
-        "x86"
-    };
-    json!({"id": if arch == "arm" { 45 } else { 104 }, "name": name, "description": name.to_uppercase(),
-           "category": "cost_optimized", "cores": 2, "memory": 4.0, "disk": 40, "deprecated": false,
-           "deprecation": null, "cpu_type": "shared", "storage_type": "local", "architecture": arch,
-           "locations": [{"id": 1, "name": "fsn1", "deprecation": null}],
-           "prices": [{"location": "fsn1",
+/// A server type as the API lists it.
+pub fn server_type_json(
+    name: &str,
+    arch: &str,
+    disk: f64,
+    locations: &[&str],
+    deprecated: bool,
+) -> Value {
+    let deprecation = deprecated.then(|| {
+        json!({"announced": "2026-01-01T00:00:00+00:00", "unavailable_after": "2026-04-01T00:00:00+00:00"})
+    });
+    let locs: Vec<Value> = locations
+        .iter()
+        .enumerate()
+        .map(|(i, l)| json!({"id": i + 1, "name": l, "deprecation": deprecation}))
+        .collect();
+    let prices: Vec<Value> = locations
+        .iter()
+        .map(|l| json!({"location": l,
                        "price_hourly": {"net": "0.0060000000", "gross": "0.0071400000000000"},
                        "price_monthly": {"net": "3.4900000000", "gross": "4.1531000000000000"},
                        "included_traffic": 21_990_232_555_520_i64,
-                       "price_per_tb_traffic": {"net": "1.0000000000", "gross": "1.1900000000000000"}}]})
+                       "price_per_tb_traffic": {"net": "1.0000000000", "gross": "1.1900000000000000"}}))
+        .collect();
+    json!({"id": 100 + name.len() as i64 + disk as i64, "name": name, "description": name.to_uppercase(),
+           "category": "cost_optimized", "cores": 2, "memory": 4.0, "disk": disk, "deprecated": deprecated,
+           "deprecation": deprecation, "cpu_type": "shared", "storage_type": "local", "architecture": arch,
+           "locations": locs, "prices": prices})
+}
+
+/// The server types the stand-in offers: `cx23` (x86, 40 GB, fsn1 and
+/// nbg1), `cx33` (x86, 80 GB, fsn1), `cx11` (deprecated), `cax11` (arm,
+/// fsn1), `cpx11` (x86, only in ash).
+pub fn default_server_types() -> Vec<Value> {
+    vec![
+        server_type_json("cx23", "x86", 40.0, &["fsn1", "nbg1"], false),
+        server_type_json("cx33", "x86", 80.0, &["fsn1"], false),
+        server_type_json("cx11", "x86", 20.0, &["fsn1"], true),
+        server_type_json("cax11", "arm", 40.0, &["fsn1"], false),
+        server_type_json("cpx11", "x86", 40.0, &["ash"], false),
+    ]
+}
+
+fn server_type(name: &str) -> Value {
+    default_server_types()
+        .into_iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| server_type_json(name, "x86", 40.0, &["fsn1"], false))
+}
+
+/// A snapshot of `status` labelled with `sha256` (split as upload does).
+pub fn snapshot_json(id: i64, status: &str, sha256: &str) -> Value {
+    json!({"id": id, "type": "snapshot", "status": status, "name": null,
+           "description": "earlier upload", "image_size": 0.4, "disk_size": 40, "created": NOW,
+           "created_from": null, "bound_to": null, "os_flavor": "debian", "os_version": null,
+           "rapid_deploy": false, "protection": {"delete": false}, "deprecated": null, "deleted": null,
+           "labels": {"openclaw-image/sha256-1": &sha256[..32], "openclaw-image/sha256-2": &sha256[32..]},
+           "architecture": "x86"})
 }
 
 fn system_image() -> Value {
@@ -239,10 +339,11 @@ impl State {
                     .iter()
                     .find(|(k, _)| k == "name")
                     .map(|(_, v)| v.as_str());
-                let all: Vec<Value> = ["cx23", "cax11"]
-                    .into_iter()
-                    .filter(|n| name.is_none_or(|w| w == *n))
-                    .map(server_type)
+                let all: Vec<Value> = self
+                    .server_types
+                    .iter()
+                    .filter(|t| name.is_none_or(|w| t["name"] == w))
+                    .cloned()
                     .collect();
                 (200, Some(self.page("server_types", all, query)))
             }
@@ -315,6 +416,24 @@ impl State {
                 let found: Vec<Value> = ids.into_iter().filter_map(|i| self.poll(i)).collect();
                 (200, Some(json!({"actions": found})))
             }
+            ("GET", ["images", id]) => {
+                let Some(i) = id
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|i| self.images.contains_key(i))
+                else {
+                    return (404, Some(envelope("not_found", "image not found")));
+                };
+                if let Some(left) = self.image_polls.get_mut(&i) {
+                    if *left == 0 {
+                        self.images.get_mut(&i).expect("image")["status"] = json!("available");
+                        self.image_polls.remove(&i);
+                    } else {
+                        *left -= 1;
+                    }
+                }
+                (200, Some(json!({"image": self.images[&i]})))
+            }
             ("GET", ["images"]) => {
                 let kind = query
                     .iter()
@@ -357,6 +476,17 @@ impl State {
                 (201, Some(json!({"action": a, "root_password": "not-used"})))
             }
             "poweron" | "shutdown" | "poweroff" => {
+                let rescue = command == "poweron"
+                    && !self.rescue_does_not_take
+                    && self.servers[&sid]["rescue_enabled"] == true;
+                if let Some(flag) = &self.rescue_flag {
+                    match rescue {
+                        true => std::fs::write(flag, "").expect("writing the rescue flag"),
+                        false => {
+                            let _ = std::fs::remove_file(flag);
+                        }
+                    }
+                }
                 set(
                     self,
                     "status",
@@ -373,7 +503,14 @@ impl State {
             }
             "create_image" => {
                 let id = self.id();
-                let img = json!({"id": id, "type": body["type"], "status": "available", "name": null,
+                let status = match self.creating_polls {
+                    0 => "available",
+                    n => {
+                        self.image_polls.insert(id, n);
+                        "creating"
+                    }
+                };
+                let img = json!({"id": id, "type": body["type"], "status": status, "name": null,
                                  "description": body["description"], "image_size": 0.42, "disk_size": 40,
                                  "created": NOW, "created_from": {"id": sid, "name": "upload"},
                                  "bound_to": null, "os_flavor": "debian", "os_version": null,
@@ -432,11 +569,17 @@ impl Mock {
             faults: Vec::new(),
             per_page: 50,
             action_polls: 2,
+            server_types: default_server_types(),
+            creating_polls: 0,
+            image_polls: BTreeMap::new(),
+            rescue_flag: None,
+            rescue_does_not_take: false,
         }));
         let (srv, st) = (server.clone(), state.clone());
         let thread = std::thread::spawn(move || {
             for req in srv.incoming_requests() {
-                handle(&st, req);
+                let st = st.clone();
+                std::thread::spawn(move || handle(&st, req));
             }
         });
         Mock {
@@ -500,6 +643,8 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
     let mut violations = openapi::check_request(&method, &path, &query, body.as_ref());
     let mut headers: Vec<(&str, String)> = Vec::new();
+    let mut delay = std::time::Duration::ZERO;
+    let mut from_proxy = false;
     let (status, answer) = if auth.as_deref() != Some(&format!("Bearer {}", st.token)) {
         (
             401,
@@ -528,18 +673,36 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
         .iter()
         .position(|f| f.method == method && path.contains(f.path_contains))
     {
-        let f = st.faults.remove(i);
-        (f.status, Some(envelope(f.code, f.message)))
+        let f = st.faults[i].clone();
+        st.faults[i].times -= 1;
+        if st.faults[i].times == 0 {
+            st.faults.remove(i);
+        }
+        match (f.status, f.code) {
+            (0, _) => {
+                delay = f.delay;
+                let empty = json!({});
+                st.route(&method, &path, &query, body.as_ref().unwrap_or(&empty))
+            }
+            (status, "") => {
+                // A proxy's bare page, not the API: nothing to check.
+                from_proxy = true;
+                (status, None)
+            }
+            (status, code) => (status, Some(envelope(code, f.message))),
+        }
     } else {
         let empty = json!({});
         st.route(&method, &path, &query, body.as_ref().unwrap_or(&empty))
     };
-    violations.extend(openapi::check_response(
-        &method,
-        &path,
-        status,
-        answer.as_ref(),
-    ));
+    if !from_proxy {
+        violations.extend(openapi::check_response(
+            &method,
+            &path,
+            status,
+            answer.as_ref(),
+        ));
+    }
     st.violations.extend(violations);
     st.calls.push(Call {
         method,
@@ -549,6 +712,7 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
         status,
     });
     drop(st);
+    std::thread::sleep(delay);
 
     let text = answer.map(|a| a.to_string()).unwrap_or_default();
     let mut resp = tiny_http::Response::from_string(text).with_status_code(status);

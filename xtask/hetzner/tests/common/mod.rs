@@ -4,6 +4,7 @@
 
 pub mod mock;
 pub mod openapi;
+pub mod pattern;
 pub mod sshd;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,11 @@ pub fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'stat
 /// A raw image of `mib` MiB: pseudo-random runs with zero runs between
 /// them and at the end, and its manifest beside it.
 pub fn make_image(dir: &Path, mib: usize) -> ImageInfo {
+    make_image_for(dir, mib, "amd64")
+}
+
+/// [`make_image`] of a Debian architecture (`amd64`, `arm64`).
+pub fn make_image_for(dir: &Path, mib: usize, debian_arch: &str) -> ImageInfo {
     let mut bytes = vec![0u8; mib << 20];
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let chunks = mib * 2;
@@ -49,15 +55,20 @@ pub fn make_image(dir: &Path, mib: usize) -> ImageInfo {
             *b = x as u8;
         }
     }
+    image_of(dir, &bytes, debian_arch)
+}
+
+/// `bytes` as the image, with its manifest beside it.
+pub fn image_of(dir: &Path, bytes: &[u8], debian_arch: &str) -> ImageInfo {
     let path = dir.join("appliance.raw");
-    std::fs::write(&path, &bytes).expect("writing the image");
-    let sha = hex::encode(Sha256::digest(&bytes));
+    std::fs::write(&path, bytes).expect("writing the image");
+    let sha = hex::encode(Sha256::digest(bytes));
     std::fs::write(
         dir.join("appliance.manifest.json"),
         serde_json::json!({
             "name": "openclaw-appliance", "image_sha256": sha, "source_date_epoch": 1763942400,
             "openclaw": {"version": "2026.9.6"},
-            "debian_packages": [{"architecture": "amd64"}, {"architecture": "all"}]
+            "debian_packages": [{"architecture": debian_arch}, {"architecture": "all"}]
         })
         .to_string(),
     )
@@ -65,15 +76,23 @@ pub fn make_image(dir: &Path, mib: usize) -> ImageInfo {
     ImageInfo::load(&path).expect("loading the image")
 }
 
-/// A client of the stand-in with short polls.
-pub fn client(url: &str, token: &str) -> Client {
-    let options = ClientOptions {
+/// The options of a client of the stand-in: short polls and retries,
+/// every call logged.
+pub fn client_options() -> ClientOptions {
+    ClientOptions {
         poll_interval: Duration::from_millis(20),
         action_timeout: Duration::from_secs(20),
-        rate_limit_attempts: 4,
+        attempts: 4,
+        retry_base: Duration::from_millis(20),
         max_backoff: Duration::from_secs(2),
-    };
-    Client::new(url, Token::new(token), options).expect("client")
+        request_timeout: Duration::from_secs(10),
+        debug: true,
+    }
+}
+
+/// A client of the stand-in with [`client_options`].
+pub fn client(url: &str, token: &str) -> Client {
+    Client::new(url, Token::new(token), client_options()).expect("client")
 }
 
 /// Options aimed at the loopback sshd, writing to `target`.

@@ -1,10 +1,18 @@
 //! Checks JSON against the Hetzner Cloud API's OpenAPI description
 //! (`../shared/hetzner/hcloud-openapi.json`): the client's requests and the
 //! stand-in's responses, so both follow Hetzner's shapes, not our guess.
+//!
+//! Checked: `$ref`, `nullable`, `allOf`/`oneOf`/`anyOf`, `enum`, `type`,
+//! `required`, `properties`/`additionalProperties`, `items`,
+//! `minItems`/`maxItems`, `minLength`/`maxLength`, `pattern`,
+//! `minimum`/`maximum`, `format` (`int32`, `int64`, `double`, `date-time`),
+//! and every query and path parameter against its schema.
 
 use std::sync::OnceLock;
 
 use serde_json::Value;
+
+use super::pattern;
 
 const SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -112,6 +120,7 @@ pub fn check(schema: &Value, value: &Value, at: &str, errs: &mut Vec<String>) {
         errs.push(format!("{at}: expected {}, got {value}", ty.unwrap_or("?")));
         return;
     }
+    scalar_limits(schema, value, at, errs);
     if let (Some(items), Some(arr)) = (schema.get("items"), value.as_array()) {
         for (i, v) in arr.iter().enumerate() {
             check(items, v, &format!("{at}[{i}]"), errs);
@@ -146,6 +155,107 @@ pub fn check(schema: &Value, value: &Value, at: &str, errs: &mut Vec<String>) {
     }
 }
 
+/// Lengths, pattern, bounds, item counts and formats.
+fn scalar_limits(schema: &Value, value: &Value, at: &str, errs: &mut Vec<String>) {
+    let num = |k: &str| schema.get(k).and_then(Value::as_f64);
+    if let Some(text) = value.as_str() {
+        let len = text.chars().count() as f64;
+        if num("maxLength").is_some_and(|m| len > m) {
+            errs.push(format!(
+                "{at}: {value} is longer than maxLength {}",
+                schema["maxLength"]
+            ));
+        }
+        if num("minLength").is_some_and(|m| len < m) {
+            errs.push(format!(
+                "{at}: {value} is shorter than minLength {}",
+                schema["minLength"]
+            ));
+        }
+        if let Some(p) = schema.get("pattern").and_then(Value::as_str)
+            && !pattern::is_match(p, text)
+        {
+            errs.push(format!("{at}: {value} does not match the pattern {p}"));
+        }
+        if schema.get("format").and_then(Value::as_str) == Some("date-time")
+            && image_spec::time::parse_rfc3339(text).is_none()
+        {
+            errs.push(format!("{at}: {value} is not an RFC 3339 date-time"));
+        }
+    }
+    if let Some(n) = value.as_f64() {
+        if num("minimum").is_some_and(|m| n < m) {
+            errs.push(format!(
+                "{at}: {value} is below the minimum {}",
+                schema["minimum"]
+            ));
+        }
+        if num("maximum").is_some_and(|m| n > m) {
+            errs.push(format!(
+                "{at}: {value} is above the maximum {}",
+                schema["maximum"]
+            ));
+        }
+        let fits = match schema.get("format").and_then(Value::as_str) {
+            Some("int64") => value.is_i64(),
+            Some("int32") => value.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
+            _ => true,
+        };
+        if !fits {
+            errs.push(format!(
+                "{at}: {value} does not fit the format {}",
+                schema["format"]
+            ));
+        }
+    }
+    if let Some(arr) = value.as_array() {
+        let len = arr.len() as f64;
+        if num("maxItems").is_some_and(|m| len > m) || num("minItems").is_some_and(|m| len < m) {
+            errs.push(format!(
+                "{at}: {} items, outside minItems/maxItems",
+                arr.len()
+            ));
+        }
+    }
+}
+
+/// A query or path parameter's text as the JSON value its schema describes.
+fn parameter_value(schema: &Value, text: &str) -> Value {
+    let schema = resolve(schema);
+    match schema.get("type").and_then(Value::as_str) {
+        Some("integer") => text
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(text.into())),
+        Some("number") => text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(text.into())),
+        Some("boolean") => match text {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::String(text.into()),
+        },
+        Some("array") => match schema.get("items") {
+            Some(items) => parameter_value(items, text),
+            None => Value::String(text.into()),
+        },
+        _ => Value::String(text.into()),
+    }
+}
+
+/// The schema of a parameter: its `items` when it is an array (a
+/// repeated query parameter is one item each time).
+fn parameter_schema(p: &Value) -> Option<&Value> {
+    let schema = resolve(p.get("schema")?);
+    match schema.get("type").and_then(Value::as_str) {
+        Some("array") => schema.get("items"),
+        _ => Some(schema),
+    }
+}
+
 fn json_schema(container: &Value) -> Option<&Value> {
     resolve(container).pointer("/content/application~1json/schema")
 }
@@ -164,22 +274,49 @@ pub fn check_request(
             "{method} {path}: no such operation in the API description"
         )];
     };
-    let declared: Vec<String> = op
+    let params: Vec<&Value> = op
         .get("parameters")
         .and_then(Value::as_array)
-        .map(|ps| {
-            ps.iter()
-                .map(resolve)
-                .filter(|p| p.get("in").and_then(Value::as_str) == Some("query"))
-                .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
+        .map(|ps| ps.iter().map(resolve).collect())
         .unwrap_or_default();
-    for (k, _) in query {
-        if !declared.contains(k) {
-            errs.push(format!(
+    let named = |place: &str, name: &str| {
+        params.iter().copied().find(|p| {
+            p.get("in").and_then(Value::as_str) == Some(place)
+                && p.get("name").and_then(Value::as_str) == Some(name)
+        })
+    };
+    for (k, v) in query {
+        match named("query", k) {
+            None => errs.push(format!(
                 "{method} {template}: query parameter `{k}` is not declared"
+            )),
+            Some(p) => {
+                if let Some(schema) = parameter_schema(p) {
+                    let at = format!("{method} {template} query `{k}`");
+                    check(schema, &parameter_value(schema, v), &at, &mut errs);
+                }
+            }
+        }
+    }
+    for p in &params {
+        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+        if p.get("in").and_then(Value::as_str) == Some("query")
+            && p.get("required") == Some(&Value::Bool(true))
+            && !query.iter().any(|(k, _)| k == name)
+        {
+            errs.push(format!(
+                "{method} {template}: required query parameter `{name}` is missing"
             ));
+        }
+    }
+    let t_segs = template.trim_matches('/').split('/');
+    for (t, actual) in t_segs.zip(path.trim_matches('/').split('/')) {
+        let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) else {
+            continue;
+        };
+        if let Some(schema) = named("path", name).and_then(parameter_schema) {
+            let at = format!("{method} {template} path `{name}`");
+            check(schema, &parameter_value(schema, actual), &at, &mut errs);
         }
     }
     match (op.get("requestBody").and_then(json_schema), body) {

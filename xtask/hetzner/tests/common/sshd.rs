@@ -1,6 +1,16 @@
 //! A real `sshd` on a random loopback port, standing in for the rescue
 //! system: its own config, host key and authorized_keys in a temporary
 //! directory (the mock API fills authorized_keys at `enable_rescue`).
+//!
+//! Its sessions get a `PATH` starting with fakes of what tells a rescue
+//! system from a normal one and of what can go wrong in the write:
+//! `hostname` and `findmnt` say `rescue` and a RAM root while
+//! [`Sshd::rescue_flag`] exists (the mock makes it at `poweron` after
+//! `enable_rescue`), else a normal Debian on `/dev/sda1`; `blkdiscard`
+//! fails unless [`Sshd::discard_ok`] exists, and then does nothing (the
+//! old bytes stay, as BLKDISCARD allows); `zstd` passes only its first MiB
+//! once (or, if it says `always`, every time) when [`Sshd::short_write`]
+//! exists.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -20,6 +30,13 @@ pub struct Sshd {
     pub authorized_keys: PathBuf,
     /// Its log.
     pub log: PathBuf,
+    /// Exists while the "server" runs the rescue system.
+    pub rescue_flag: PathBuf,
+    /// Exists: `blkdiscard` succeeds without discarding anything.
+    pub discard_ok: PathBuf,
+    /// Exists: the next `zstd` passes only its first MiB (then the file is
+    /// removed, unless it says `always`).
+    pub short_write: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -56,6 +73,61 @@ impl Sshd {
             // Privilege separation directory that Debian's sshd insists on.
             std::fs::create_dir_all("/run/sshd").expect("creating /run/sshd");
         }
+        let (rescue_flag, discard_ok, short_write) = (
+            dir.path().join("rescue"),
+            dir.path().join("discard-ok"),
+            dir.path().join("short-write"),
+        );
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).expect("bin directory");
+        let real_zstd = std::env::var_os("PATH")
+            .and_then(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join("zstd"))
+                    .find(|z| z.is_file())
+            })
+            .expect("zstd on PATH: the upload tests need it (apt-get install zstd)")
+            .display()
+            .to_string();
+        let fakes = [
+            (
+                "hostname",
+                format!(
+                    "if [ -e '{}' ]; then echo rescue; else echo openclaw-upload-normal; fi",
+                    rescue_flag.display()
+                ),
+            ),
+            (
+                "findmnt",
+                format!(
+                    "if [ -e '{}' ]; then printf 'tmpfs / tmpfs\\nproc /proc proc\\n'; \
+                     else printf '/dev/sda1 / ext4\\n/dev/sda15 /boot/efi vfat\\n'; fi",
+                    rescue_flag.display()
+                ),
+            ),
+            (
+                "blkdiscard",
+                format!(
+                    "[ -e '{}' ] && exit 0\necho \"blkdiscard: $1: BLKDISCARD ioctl failed: Operation not supported\" >&2\nexit 1",
+                    discard_ok.display()
+                ),
+            ),
+            (
+                "zstd",
+                format!(
+                    "if [ -e '{f}' ]; then grep -q always '{f}' || rm -f '{f}'; {real_zstd} \"$@\" | {{ head -c 1048576; cat >/dev/null; }}; \
+                     else exec {real_zstd} \"$@\"; fi",
+                    f = short_write.display()
+                ),
+            ),
+        ];
+        for (name, body) in fakes {
+            let path = bin.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("a fake tool");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod a fake tool");
+        }
         let config = dir.path().join("sshd_config");
         std::fs::write(
             &config,
@@ -63,9 +135,11 @@ impl Sshd {
                 "ListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\n\
                  StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nAllowUsers {user}\n\
-                 LoginGraceTime 20\nMaxStartups 50\nLogLevel INFO\n",
+                 LoginGraceTime 20\nMaxStartups 50\nLogLevel INFO\n\
+                 SetEnv PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
                 host_key.display(),
-                authorized_keys.display()
+                authorized_keys.display(),
+                bin.display()
             ),
         )
         .expect("sshd_config");
@@ -89,6 +163,9 @@ impl Sshd {
             user,
             authorized_keys,
             log,
+            rescue_flag,
+            discard_ok,
+            short_write,
             _dir: dir,
         };
         let started = Instant::now();
