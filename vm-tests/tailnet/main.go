@@ -242,7 +242,7 @@ func admin(args []string) error {
 	fs := flag.NewFlagSet("admin", flag.ExitOnError)
 	controlURL := fs.String("control", "", "the control server's URL (as `tailnet control` printed it)")
 	keyFile := fs.String("authkey-file", "", "file holding the auth key")
-	state := fs.String("state", "", "state directory of the admin node (kept between calls)")
+	state := fs.String("state", "", "state directory of the admin node: a fresh one per call (the node is ephemeral; testcontrol asks for the auth key at every registration)")
 	hostname := fs.String("hostname", "admin-laptop", "the admin node's name in the tailnet")
 	timeout := fs.Duration("timeout", 60*time.Second, "limit for login plus the operation")
 	fs.Parse(args)
@@ -259,6 +259,7 @@ func admin(args []string) error {
 		Dir:        *state,
 		Hostname:   *hostname,
 		AuthKey:    authKey,
+		Ephemeral:  true,
 		ControlURL: *controlURL,
 		Logf:       logger.Discard,
 		UserLogf:   log.Printf,

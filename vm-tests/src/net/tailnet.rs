@@ -279,13 +279,20 @@ impl TestTailnet {
             write_private(&bearer_path, token)?;
             extra = vec!["-bearer-file".into(), bearer_path.display().to_string()];
         }
+        // A fresh node per call: the test control server wants the auth
+        // key at every registration, and a node starting from saved state
+        // registers without it (it then waits for an interactive login).
+        let state = tempfile::Builder::new()
+            .prefix("admin-state-")
+            .tempdir_in(self.dir.path())
+            .context("creating the admin node's state directory")?;
         let out = Command::new("ip")
             .args(["netns", "exec", &self.peer_ns])
             .arg(&self.binary)
             .args(["admin", "-control", &self.info.control_url, "-authkey-file"])
             .arg(self.dir.path().join("authkey"))
             .arg("-state")
-            .arg(self.dir.path().join("admin-state"))
+            .arg(state.path())
             .args(["-timeout", "120s"])
             .args(op)
             .args(&extra)
