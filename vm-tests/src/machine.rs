@@ -16,7 +16,7 @@ use crate::log::{Log, secs};
 use crate::qemu::{self, DirectKernel, FirmwareArgs, ImageFormat, Launch, QemuProcess, tail};
 use crate::qmp::Qmp;
 use crate::retry::{Attempt, retry};
-use crate::shell::{self, CommandOutput, ShellChannel, quote};
+use crate::shell::{self, CommandOutput, NoReply, ShellChannel, quote};
 
 /// How a machine is built and booted. [`MachineConfig::new`] gives the
 /// defaults; the fields are public so a test can adjust any of them.
@@ -106,6 +106,8 @@ struct Running {
     serial_log: PathBuf,
     console_pos: usize,
     booted_at: Instant,
+    /// Set once the guest stopped answering (see [`Machine::stalled`]).
+    stall: Option<String>,
 }
 
 /// A QEMU virtual machine booted from a copy-on-write overlay of an image,
@@ -133,6 +135,37 @@ pub struct Machine {
 /// How long `shutdown` waits after pressing the power button before it
 /// presses it again.
 const POWER_BUTTON_REPEAT: Duration = Duration::from_secs(10);
+
+/// Guest-side timeout of the liveness probe that follows a command that got
+/// no answer: a guest that cannot run `true` in this long is stalled.
+const STALL_PROBE: Duration = Duration::from_secs(45);
+
+/// Serial console lines that say the guest kernel is in trouble; a stall
+/// report quotes them.
+const KERNEL_TROUBLE: &[&str] = &[
+    "Kernel panic",
+    "double fault",
+    "BUG: ",
+    "Oops",
+    "soft lockup",
+    "hard LOCKUP",
+    "rcu_preempt detected stalls",
+    "rcu_sched detected stalls",
+    "blocked for more than",
+    "Out of memory",
+    "invoked oom-killer",
+];
+
+/// The lines of a serial log that match [`KERNEL_TROUBLE`] (at most
+/// `limit`, the first ones: the first sign is the cause).
+pub fn kernel_trouble(serial: &str, limit: usize) -> Vec<String> {
+    serial
+        .lines()
+        .filter(|l| KERNEL_TROUBLE.iter().any(|t| l.contains(t)))
+        .take(limit)
+        .map(str::to_string)
+        .collect()
+}
 
 /// Longest command text shown in log lines.
 const LOGGED_COMMAND_LEN: usize = 160;
@@ -401,6 +434,7 @@ impl Machine {
             serial_log,
             console_pos: 0,
             booted_at: Instant::now(),
+            stall: None,
         });
         Ok(())
     }
@@ -508,6 +542,9 @@ impl Machine {
         timeout: Duration,
         logged: bool,
     ) -> Result<CommandOutput> {
+        if let Some(stall) = self.stalled() {
+            bail!("{stall}");
+        }
         self.wait_for_shell(self.config.boot_timeout)?;
         let timeout = self.budget(timeout)?;
         let start = Instant::now();
@@ -527,9 +564,55 @@ impl Machine {
             }
             Err(e) => {
                 self.running()?;
+                if e.downcast_ref::<NoReply>().is_some() {
+                    self.probe_stall(command, start.elapsed())?;
+                }
                 Err(e).with_context(|| format!("running `{}` in the guest", short(command)))
             }
         }
+    }
+
+    /// Why the guest of this boot stopped answering, once it did: a command
+    /// got no answer within its timeout and then neither did `true`. Every
+    /// later command fails at once with this text (a stalled guest would
+    /// cost each one its whole timeout); [`Machine::power_on`] starts over.
+    pub fn stalled(&self) -> Option<&str> {
+        self.run.as_ref().and_then(|r| r.stall.as_deref())
+    }
+
+    /// After `command` got no answer in `waited`: runs `true` with
+    /// [`STALL_PROBE`]; no answer marks the boot stalled (with the serial
+    /// console's tail and any kernel trouble in it) and is the error.
+    fn probe_stall(&mut self, command: &str, waited: Duration) -> Result<()> {
+        let name = self.config.name.clone();
+        let run = self.running()?;
+        let t = Instant::now();
+        let Err(probe) = run.shell.run("true", STALL_PROBE) else {
+            return Ok(());
+        };
+        let uptime = run.booted_at.elapsed();
+        let serial = String::from_utf8_lossy(&std::fs::read(&run.serial_log).unwrap_or_default())
+            .into_owned();
+        let trouble = kernel_trouble(&serial, 12);
+        let why = format!(
+            "{name}: the guest stopped answering {} after boot: `{}` got no answer in {}, then `true` none in {} ({probe:#})\n\
+             --- kernel trouble on the serial console ({}) ---\n{}\n\
+             --- serial console (tail) ---\n{}",
+            secs(uptime),
+            short(command),
+            secs(waited),
+            secs(t.elapsed()),
+            run.serial_log.display(),
+            if trouble.is_empty() {
+                "(none)".to_string()
+            } else {
+                trouble.join("\n")
+            },
+            tail(&serial, 25)
+        );
+        run.stall = Some(why.clone());
+        self.log.info(format_args!("{why}"));
+        bail!(why)
     }
 
     /// Runs `command`; returns its exit status and standard output.
@@ -1066,6 +1149,24 @@ pub fn listening_tcp_ports(proc_net_tcp: &str) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_trouble_quotes_the_first_signs() {
+        let serial = "[    1.0] systemd[1]: Started foo.service\n\
+            [  612.3] traps: PANIC: double fault, error_code: 0x0\n\
+            [  612.3] RIP: 0010:kmem_cache_alloc_noprof+0x7c/0x2f0\n\
+            [  612.4] Kernel panic - not syncing: Machine halted.\n\
+            [  700.0] python3 invoked oom-killer: gfp_mask=0xcc0\n";
+        assert_eq!(
+            kernel_trouble(serial, 2),
+            [
+                "[  612.3] traps: PANIC: double fault, error_code: 0x0",
+                "[  612.4] Kernel panic - not syncing: Machine halted."
+            ]
+        );
+        assert_eq!(kernel_trouble(serial, 12).len(), 3);
+        assert!(kernel_trouble("[ 1.0] all is well\n", 12).is_empty());
+    }
 
     fn check(show: &str, expected: &str) {
         let got = match UnitState::parse(show).verdict() {

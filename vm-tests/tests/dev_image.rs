@@ -252,3 +252,36 @@ fn firmware_boots_from_the_disk() -> Result<()> {
     }
     Ok(())
 }
+
+/// A guest that stops answering (here: paused over QMP) fails the command
+/// that waited for it, then every later command at once, naming the stall;
+/// a new boot starts over.
+#[test]
+#[ignore = "needs VMTEST_DEV_IMAGE=<path to a raw disk image>; run with --ignored"]
+fn a_stalled_guest_fails_fast() -> Result<()> {
+    let config = dev_config("a_stalled_guest_fails_fast")?;
+    let mut m = Machine::start(config)?;
+    m.wait_for_shell(5 * MIN)?;
+    m.succeed("true")?;
+    assert!(m.stalled().is_none());
+    m.pause()?;
+    let err = m
+        .run_timeout("echo never", Duration::from_secs(5))
+        .expect_err("a paused guest cannot answer");
+    assert!(
+        format!("{err:#}").contains("stopped answering"),
+        "the error names the stall: {err:#}"
+    );
+    assert!(m.stalled().is_some());
+    let t = Instant::now();
+    let again = m.run("true").expect_err("a stalled boot refuses commands");
+    assert!(t.elapsed() < Duration::from_secs(1), "no second wait");
+    assert!(format!("{again:#}").contains("stopped answering"));
+    m.resume()?;
+    m.crash()?;
+    m.power_on()?;
+    m.succeed("true")?;
+    assert!(m.stalled().is_none(), "a new boot is not stalled");
+    m.crash()?;
+    Ok(())
+}

@@ -199,74 +199,55 @@ fn finish(root: &std::path::Path, timings: &mut CiTimings, started: Instant) {
 }
 
 /// The tests `#[ignore]`d for a prerequisite (so `cargo test` counts
-/// them ignored, never passed), run by name where it holds; each one not
-/// run is said. Those gated on an image or the network are not here: the
-/// vm-test step proves what they do.
-fn gated_tests(cargo: &str) -> Vec<Step> {
-    let mut steps = Vec::new();
+/// them ignored, never passed), run by exact name where it holds; each one
+/// not run is said. One `cargo test --workspace` step, as the main test
+/// step's: it reuses that build (a `-p` build would unify features anew
+/// and compile again). Those gated on an image or the network are not
+/// here: the vm-test step proves what they do.
+fn gated_tests(cargo: &str) -> Option<Step> {
+    let mut names: Vec<&str> = Vec::new();
+    let mut needs: Vec<&str> = Vec::new();
     let root = std::process::Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if root {
-        steps.push(step(
-            "tests that need root: the test network",
-            &[
-                cargo,
-                "test",
-                "--quiet",
-                "-p",
-                "vm-tests",
-                "--test",
-                "net",
-                "testnet_on_the_host",
-                "--",
-                "--ignored",
-                "--exact",
-            ],
-        ));
-        steps.push(step(
-            "tests that need root: the metadata service",
-            &[
-                cargo,
-                "test",
-                "--quiet",
-                "-p",
-                "vm-tests",
-                "--lib",
-                "net::metadata::tests::serves_over_tcp_in_own_namespace",
-                "--",
-                "--ignored",
-                "--exact",
-            ],
-        ));
+        // vm-tests/tests/net.rs and vm-tests/src/net/metadata.rs
+        names.push("testnet_on_the_host");
+        names.push("net::metadata::tests::serves_over_tcp_in_own_namespace");
+        needs.push("root");
     } else {
         eprintln!(
             "ci: not root: testnet_on_the_host and serves_over_tcp_in_own_namespace NOT run (run ci as root)"
         );
     }
     if std::path::Path::new(builder::debian::release::ARCHIVE_KEYRING).is_file() {
-        steps.push(step(
-            "tests that need the Debian keyring",
-            &[
-                cargo,
-                "test",
-                "--quiet",
-                "-p",
-                "builder",
-                "--lib",
-                "debian::release::tests::tampered_inrelease_fails_verification",
-                "--",
-                "--ignored",
-                "--exact",
-            ],
-        ));
+        names.push("debian::release::tests::tampered_inrelease_fails_verification");
+        needs.push("the Debian keyring");
     } else {
         eprintln!(
             "ci: no Debian archive keyring: tampered_inrelease_fails_verification NOT run (apt-get install debian-archive-keyring)"
         );
     }
-    steps
+    if names.is_empty() {
+        return None;
+    }
+    let name: &'static str = match needs.as_slice() {
+        ["root"] => "tests that need root",
+        ["the Debian keyring"] => "tests that need the Debian keyring",
+        _ => "tests that need root or the Debian keyring",
+    };
+    let mut argv = vec![
+        cargo,
+        "test",
+        "--workspace",
+        "--quiet",
+        "--",
+        "--ignored",
+        "--exact",
+    ];
+    argv.extend(names);
+    Some(step(name, &argv))
 }
 
 fn which(tool: &str) -> bool {

@@ -510,6 +510,9 @@ pub fn esc_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let memory = ctx.machine.succeed(&read("memory.max"))?;
     let cpu = ctx.machine.succeed(&read("cpu.max"))?;
     let mut problems = limits_problems(&pids, &memory, &cpu);
+    let before = ctx
+        .machine
+        .succeed("grep -E '^(MemTotal|MemAvailable):' /proc/meminfo | tr -s ' ' | tr '\\n' ' '")?;
     ctx.machine.succeed(&format!(
         "docker exec -d {name} bash -c {}",
         shell_quote(ESC3_ATTACK)
@@ -519,7 +522,8 @@ pub fn esc_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let hit = ctx.machine.succeed(&format!(
         "echo \"pids.events: $(cat {cgroup}/pids.events 2>/dev/null | tr '\\n' ' ')\"; \
          echo \"memory.events: $(grep -E '^(max|oom_kill) ' {cgroup}/memory.events 2>/dev/null | tr '\\n' ' ')\"; \
-         echo \"load: $(cut -d' ' -f1-3 /proc/loadavg)\""
+         echo \"load: $(cut -d' ' -f1-3 /proc/loadavg)\"; \
+         echo \"host $(grep MemAvailable /proc/meminfo | tr -s ' ')\""
     ))?;
     // The attack ends with the container's processes; OpenClaw's container
     // itself stays (restarted, same configuration).
@@ -542,11 +546,12 @@ pub fn esc_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         ));
     }
     let seen = format!(
-        "{}\nlimits in {cgroup}: pids.max {}, memory.max {}, cpu.max {}\n{}\n{}\nhost services: {active}",
+        "{}\nlimits in {cgroup}: pids.max {}, memory.max {}, cpu.max {}\nhost before the attack: {}\n{}\n{}\nhost services: {active}",
         sb.origin,
         pids.trim(),
         memory.trim(),
         cpu.trim(),
+        before.trim(),
         health_verdict.unwrap_or_else(|e| e),
         hit.trim()
     );
