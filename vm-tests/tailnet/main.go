@@ -43,7 +43,9 @@ const usage = `usage:
   tailnet control -listen IP:PORT [-authkey-file FILE] [-v]
   tailnet admin -control URL -authkey-file FILE -state DIR [-timeout D] OP ...
     OP: up | dial HOST:PORT | http METHOD URL [-bearer-file FILE] [-data BODY] [-host NAME:PORT]
-        | ssh USER HOST:PORT COMMAND`
+        | ssh USER HOST:PORT COMMAND | listen PORT
+    listen prints its line once it accepts on PORT of its tailnet address,
+    then answers every connection with one line until -timeout or a signal`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -302,6 +304,11 @@ func admin(args []string) error {
 		if err != nil {
 			return err
 		}
+	case "listen":
+		if len(rest) != 1 {
+			return errors.New("listen PORT")
+		}
+		return listen(ctx, s, st.TailscaleIPs, rest[0])
 	case "ssh":
 		if len(rest) != 3 {
 			return errors.New("ssh USER HOST:PORT COMMAND")
@@ -311,6 +318,36 @@ func admin(args []string) error {
 		return fmt.Errorf("unknown operation %q\n%s", op, usage)
 	}
 	return emit(res)
+}
+
+// listen accepts TCP connections on port of the node's tailnet addresses
+// and answers each with one line, until ctx ends; its JSON line (the
+// node's addresses) goes out once the listener is up.
+func listen(ctx context.Context, s *tsnet.Server, ips []netip.Addr, port string) error {
+	ln, err := s.Listen("tcp", ":"+port)
+	if err != nil {
+		return fmt.Errorf("listening on tailnet port %s: %w", port, err)
+	}
+	defer ln.Close()
+	res := Result{OK: true}
+	for _, ip := range ips {
+		res.Self = append(res.Self, ip.String())
+	}
+	if err := emit(res); err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return nil
+		}
+		c.Write([]byte("tailnet-listener\n"))
+		c.Close()
+	}
 }
 
 // dial connects through the tailnet and reads what the server sends.

@@ -331,6 +331,19 @@ fn tailnet_admin_against_tailscaled() -> Result<()> {
             ensure!(ssh.ok && ssh.output.trim() == "root", "{ssh:?}");
             let closed = tailnet.admin(&["dial", &format!("{ip}:9")], None)?;
             ensure!(!closed.ok, "{closed:?}");
+            // LAT-1's tailnet peer: a listening node another node reaches.
+            let listener = tailnet.admin_listener(80, Duration::from_secs(120))?;
+            let lip = listener
+                .ips
+                .first()
+                .context("the listener has no address")?;
+            let reached = tailnet.admin(&["dial", &format!("{lip}:80")], None)?;
+            eprintln!("listener {lip}: {reached:?}");
+            ensure!(
+                reached.ok && reached.output == "tailnet-listener\n",
+                "{reached:?}"
+            );
+            drop(listener);
             Ok(())
         })();
         let _ = gateway.kill();

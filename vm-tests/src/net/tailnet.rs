@@ -279,24 +279,10 @@ impl TestTailnet {
             write_private(&bearer_path, token)?;
             extra = vec!["-bearer-file".into(), bearer_path.display().to_string()];
         }
-        // A fresh node per call: the test control server wants the auth
-        // key at every registration, and a node starting from saved state
-        // registers without it (it then waits for an interactive login).
-        let state = tempfile::Builder::new()
-            .prefix("admin-state-")
-            .tempdir_in(self.dir.path())
-            .context("creating the admin node's state directory")?;
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.peer_ns])
-            .arg(&self.binary)
-            .args(["admin", "-control", &self.info.control_url, "-authkey-file"])
-            .arg(self.dir.path().join("authkey"))
-            .arg("-state")
-            .arg(state.path())
-            .args(["-timeout", "120s"])
+        let (mut cmd, _state) = self.admin_command(Duration::from_secs(120))?;
+        let out = cmd
             .args(op)
             .args(&extra)
-            .env("TS_NO_LOGS_NO_SUPPORT", "true")
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("running the admin node ({})", op.join(" ")));
@@ -314,6 +300,88 @@ impl TestTailnet {
             );
         }
         parse_admin_result(stdout.lines().last().unwrap_or(""))
+    }
+}
+
+impl TestTailnet {
+    /// The admin program's command line up to the operation, with a fresh
+    /// state directory (returned: it lives as long as the node). A fresh
+    /// node per call: the test control server wants the auth key at every
+    /// registration, and a node starting from saved state registers without
+    /// it (it then waits for an interactive login).
+    fn admin_command(&self, limit: Duration) -> Result<(Command, TempDir)> {
+        let state = tempfile::Builder::new()
+            .prefix("admin-state-")
+            .tempdir_in(self.dir.path())
+            .context("creating the admin node's state directory")?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.peer_ns])
+            .arg(&self.binary)
+            .args(["admin", "-control", &self.info.control_url, "-authkey-file"])
+            .arg(self.dir.path().join("authkey"))
+            .arg("-state")
+            .arg(state.path())
+            .arg("-timeout")
+            .arg(format!("{}s", limit.as_secs().max(1)))
+            .env("TS_NO_LOGS_NO_SUPPORT", "true");
+        Ok((cmd, state))
+    }
+
+    /// Starts an admin node that accepts TCP on `port` of its tailnet
+    /// addresses (answering one line) for up to `life`: a tailnet peer for
+    /// LAT-1 to reach. Returns once it listens; dropping it stops it.
+    pub fn admin_listener(&self, port: u16, life: Duration) -> Result<AdminListener> {
+        let (mut cmd, state) = self.admin_command(life)?;
+        let log_path = state.path().join("listener.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        cmd.args(["listen", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        die_with_parent(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .context("starting the admin node's listener in the peer's namespace")?;
+        let line = child.stdout.take().map(first_line);
+        match line.map(|rx| rx.recv_timeout(Duration::from_secs(120))) {
+            Some(Ok(Ok(line))) if !line.trim().is_empty() => {
+                let result = parse_admin_result(&line)?;
+                Ok(AdminListener {
+                    child,
+                    ips: result.self_ips,
+                    _state: state,
+                })
+            }
+            other => {
+                stop_child(&mut child);
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                bail!(
+                    "the admin node did not listen on tailnet port {port} ({}); its log:\n{}",
+                    match other {
+                        Some(Ok(Err(e))) => format!("{e:#}"),
+                        Some(Err(_)) => "timed out after 120 s".into(),
+                        _ => "it closed stdout".into(),
+                    },
+                    tail(&log, 20)
+                )
+            }
+        }
+    }
+}
+
+/// An admin node listening on the tailnet ([`TestTailnet::admin_listener`]);
+/// stopped when dropped.
+pub struct AdminListener {
+    child: Child,
+    /// The node's tailnet addresses (IPv4 first, as Tailscale lists them).
+    pub ips: Vec<String>,
+    _state: TempDir,
+}
+
+impl Drop for AdminListener {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
     }
 }
 

@@ -1292,13 +1292,38 @@ pub(super) const LAT_PEERS: &[&str] = &[
 /// The port the planted peers listen on.
 pub(super) const LAT_PORT: u16 = 80;
 
+/// Whether `peer` is a tailnet address (Tailscale's CGNAT range
+/// 100.64.0.0/10 or its ULA prefix fd7a:115c:a1e0::/48).
+fn in_tailnet_range(peer: &str) -> bool {
+    match peer.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            let [a, b, ..] = ip.octets();
+            a == 100 && (64..128).contains(&b)
+        }
+        Ok(std::net::IpAddr::V6(ip)) => ip.segments()[..3] == [0xfd7a, 0x115c, 0xa1e0],
+        Err(_) => false,
+    }
+}
+
+/// The peers to plant: all of [`LAT_PEERS`], or with a real tailnet only
+/// the private-range ones (tailscaled routes its whole range into
+/// tailscale0 ahead of the main table, so a planted tailnet address would
+/// not answer even the guest; a real tailnet node stands in for them).
+pub(super) fn lat_peers(real_tailnet: bool) -> Vec<&'static str> {
+    LAT_PEERS
+        .iter()
+        .copied()
+        .filter(|p| !(real_tailnet && in_tailnet_range(p)))
+        .collect()
+}
+
 /// Builds the namespace `vmtest-lat` behind veth `vmt-lat0`, routes each of
 /// [`LAT_PEERS`] to it (host routes only: the guest's real routes stay),
 /// and starts a TCP listener there (`systemd-socket-activate`, part of
 /// systemd). Traffic from the sandbox reaches it the way it would reach a
 /// tailnet or LAN peer: forwarded by the guest, out of a non-Docker
 /// interface.
-pub(super) fn lat_setup_script() -> String {
+pub(super) fn lat_setup_script(peers: &[&str]) -> String {
     let mut s = String::from(
         "ip netns add vmtest-lat\n\
          ip link add vmt-lat0 type veth peer name vmt-lat1\n\
@@ -1311,7 +1336,7 @@ pub(super) fn lat_setup_script() -> String {
          ip -n vmtest-lat route add 198.18.0.1/32 dev vmt-lat1\n\
          ip -n vmtest-lat route add default via 198.18.0.1 dev vmt-lat1\n",
     );
-    for peer in LAT_PEERS {
+    for peer in peers {
         if peer.contains(':') {
             let _ = writeln!(
                 s,
@@ -1349,21 +1374,42 @@ pub fn lat_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         Ok(sb) => sb,
         Err(why) => return Ok(Outcome::NotRun(why)),
     };
+    // With the test tailnet: a real tailnet node (the admin's laptop)
+    // listens while LAT-1 probes, in place of planted tailnet addresses.
+    let listener = match ctx.tailnet {
+        Some(tailnet) => Some(
+            tailnet
+                .admin_listener(LAT_PORT, Duration::from_secs(600))
+                .context("LAT-1: a listening node on the test tailnet")?,
+        ),
+        None => None,
+    };
+    let peers = lat_peers(listener.is_some());
     ctx.machine.succeed(LAT_TEARDOWN)?;
-    let setup = ctx.machine.succeed(&lat_setup_script());
-    let result = setup.and_then(|_| lat_probe(ctx, &sb));
+    let setup = ctx.machine.succeed(&lat_setup_script(&peers));
+    let tailnet_peer = listener
+        .as_ref()
+        .and_then(|l| l.ips.iter().find(|ip| !ip.contains(':')).cloned());
+    let result = setup.and_then(|_| lat_probe(ctx, &sb, &peers, tailnet_peer));
     let teardown = ctx.machine.succeed(LAT_TEARDOWN);
+    drop(listener);
     let outcome = result?;
     teardown.context("removing LAT-1's test namespace")?;
     Ok(outcome)
 }
 
-/// LAT-1's probes, with the test namespace in place.
-fn lat_probe(ctx: &mut Ctx<'_>, sb: &Sandbox) -> Result<Outcome> {
-    let mut targets: Vec<(String, u16)> = LAT_PEERS
-        .iter()
-        .map(|p| (p.to_string(), LAT_PORT))
-        .collect();
+/// LAT-1's probes, with the test namespace in place: the planted `peers`
+/// and, with the test tailnet, the listening tailnet node `tailnet_peer`.
+fn lat_probe(
+    ctx: &mut Ctx<'_>,
+    sb: &Sandbox,
+    peers: &[&str],
+    tailnet_peer: Option<String>,
+) -> Result<Outcome> {
+    let mut targets: Vec<(String, u16)> = peers.iter().map(|p| (p.to_string(), LAT_PORT)).collect();
+    if let Some(ip) = &tailnet_peer {
+        targets.push((ip.clone(), LAT_PORT));
+    }
     // The guest's own default gateway (on Hetzner 172.31.1.1, under QEMU's
     // user network 10.0.2.2): a private host of its real network, when
     // some common port of it answers the guest (a reset counts).
@@ -1423,14 +1469,22 @@ fn lat_probe(ctx: &mut Ctx<'_>, sb: &Sandbox) -> Result<Outcome> {
     }
     let silent: Vec<String> = baseline
         .iter()
-        .filter(|p| LAT_PEERS.contains(&p.host.as_str()) && !p.answered())
+        .filter(|p| {
+            (peers.contains(&p.host.as_str()) || tailnet_peer.as_deref() == Some(p.host.as_str()))
+                && !p.answered()
+        })
         .map(|p| p.to_string())
         .collect();
     if !silent.is_empty() {
         bail!(
-            "LAT-1's planted peers do not answer even the guest, so probing them from the sandbox proves nothing: {}",
+            "LAT-1's planted peers (and the tailnet node, if any) do not answer even the guest, so probing them from the sandbox proves nothing: {}",
             silent.join(", ")
         );
+    }
+    if let Some(ip) = &tailnet_peer {
+        lines.push(format!(
+            "  the tailnet peer {ip} is a real node of the test tailnet (reached over tailscale0); tailnet addresses are not planted"
+        ));
     }
     let head = format!(
         "{tested} of {} target(s) answer the guest itself; from the sandbox \
@@ -1687,10 +1741,15 @@ mod tests {
 
     #[test]
     fn the_lat_namespace_routes_only_planted_hosts() {
-        let script = lat_setup_script();
+        let script = lat_setup_script(LAT_PEERS);
         for peer in LAT_PEERS {
             assert!(script.contains(peer), "{peer}");
         }
+        // With a real tailnet, no tailnet address is planted.
+        let private = lat_peers(true);
+        assert_eq!(private, ["10.200.0.10", "172.31.200.10", "192.168.200.10"]);
+        assert_eq!(lat_peers(false), LAT_PEERS);
+        assert!(!lat_setup_script(&private).contains("100.64.0.1"));
         // Host routes only: the guest's real networks keep their routes.
         for line in script.lines().filter(|l| l.starts_with("ip route add")) {
             assert!(line.contains("/32 dev vmt-lat0"), "{line}");

@@ -697,8 +697,9 @@ fn esc5_daemon(
 
     // A container on the daemon's "host" network, as openclaw.
     ctx.machine.succeed(super::agt::LAT_TEARDOWN)?;
-    let setup = ctx.machine.succeed(&super::agt::lat_setup_script());
-    let mut targets: Vec<(String, u16)> = super::agt::LAT_PEERS
+    let peers = super::agt::lat_peers(ctx.tailnet.is_some());
+    let setup = ctx.machine.succeed(&super::agt::lat_setup_script(&peers));
+    let mut targets: Vec<(String, u16)> = peers
         .iter()
         .map(|p| (p.to_string(), super::agt::LAT_PORT))
         .collect();
