@@ -118,7 +118,7 @@ func control(args []string) error {
 	if *verbose {
 		logf = log.Printf
 	}
-	info := ControlInfo{DERPHost: host, SSHPolicy: "any tailnet node may open a session as root or any other local user"}
+	info := ControlInfo{DERPHost: host, Funnel: true, SSHPolicy: "any tailnet node may open a session as root or any other local user"}
 	authKey := ""
 	if *keyFile != "" {
 		if authKey, err = readSecret(*keyFile); err != nil {
@@ -177,9 +177,15 @@ func control(args []string) error {
 				InsecureForTests: true,
 			}}},
 		}},
-		// HTTPS (Serve's prerequisite) but not Funnel: what the operator's
-		// ACLs grant in a real tailnet (docs/tailscale.md).
-		DefaultNodeCapabilities: &tailcfg.NodeCapMap{tailcfg.CapabilityHTTPS: nil},
+		// HTTPS (Serve's prerequisite) and Funnel on Funnel's ports: more
+		// than an operator should grant (docs/tailscale.md), so that only
+		// the appliance itself stands between openclaw and Funnel — TS-2's
+		// attempt then meets the appliance's refusal, not the tailnet's.
+		DefaultNodeCapabilities: &tailcfg.NodeCapMap{
+			tailcfg.CapabilityHTTPS:                                 nil,
+			tailcfg.NodeAttrFunnel:                                  nil,
+			tailcfg.CapabilityFunnelPorts + "?ports=443,8443,10000": nil,
+		},
 		SSHPolicy: &tailcfg.SSHPolicy{Rules: []*tailcfg.SSHRule{{
 			Principals: []*tailcfg.SSHPrincipal{{Any: true}},
 			// "*": "=" excludes root (autogroup:nonroot); root is named.

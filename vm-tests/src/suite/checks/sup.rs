@@ -127,7 +127,32 @@ fn manifest_pins(m: &Value) -> (bool, String) {
     };
     let node = hex64(m.pointer("/node/sha256")) && sha512("/node/integrity");
     let oc = hex64(m.pointer("/openclaw/npm_lockfile_sha256")) && sha512("/openclaw/integrity");
-    let ts = hex64(m.pointer("/tailscale/sha256"));
+    // Tailscale built from its Go module pins the module and its go.mod
+    // by `h1:` hash (the lock holds every module of the closure so), the
+    // toolchain and the closure's size; a release tarball pins a sha256;
+    // an image without Tailscale pins nothing.
+    let h1 = |p: &str| {
+        m.pointer(p)
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.starts_with("h1:") && s.len() > 10)
+    };
+    let ts = match (
+        m.pointer("/tailscale/present").and_then(Value::as_bool),
+        m.pointer("/tailscale/source").and_then(Value::as_str),
+    ) {
+        (Some(false), _) => true,
+        (_, Some("module")) => {
+            h1("/tailscale/module/h1")
+                && h1("/tailscale/module/go_mod_h1")
+                && m.pointer("/tailscale/go_toolchain")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.starts_with("go1."))
+                && m.pointer("/tailscale/modules")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|n| n > 0)
+        }
+        _ => hex64(m.pointer("/tailscale/sha256")),
+    };
     (
         !debs.is_empty() && unpinned.is_empty() && node && oc && ts,
         format!(
@@ -396,6 +421,22 @@ mod tests {
             serde_json::json!({"npm_lockfile_sha256": "ab".repeat(32), "integrity": "sha512-x"});
         m["tailscale"] = serde_json::json!({"sha256": "ab".repeat(32)});
         assert!(manifest_pins(&m).0);
+        let module = serde_json::json!({"present": true, "source": "module",
+            "go_toolchain": "go1.26.8", "modules": 93,
+            "module": {"path": "tailscale.com", "version": "v1.102.5",
+                "h1": "h1:2jK9VxQU4Vq/tyR7f2U2NqINxU0pV7R14TDBFsfguHE=",
+                "go_mod_h1": "h1:47bv91Xbg4K1p5wti7F1dmKvUVWV5BXF78d9EWJ+d6c="}});
+        m["tailscale"] = module.clone();
+        assert!(manifest_pins(&m).0, "a module build pins by h1");
+        m["tailscale"]["module"]["h1"] = Value::from("");
+        assert!(!manifest_pins(&m).0, "a module build without its hash");
+        m["tailscale"] = module;
+        m["tailscale"]["modules"] = Value::from(0);
+        assert!(!manifest_pins(&m).0, "no module closure");
+        m["tailscale"] = serde_json::json!({"present": true, "source": "tarball"});
+        assert!(!manifest_pins(&m).0, "a tarball without its sha256");
+        m["tailscale"] = serde_json::json!({"present": false});
+        assert!(manifest_pins(&m).0, "no Tailscale, nothing to pin");
         m["debian_packages"][1]["sha256"] = Value::from("short");
         let (ok, seen) = manifest_pins(&m);
         assert!(!ok && seen.contains("bash"), "{seen}");

@@ -293,9 +293,10 @@ const TS_2_ATTEMPTS: &[&str] = &[
     "tailscale set --ssh=false",
 ];
 
-/// Whether an attempt was refused: a non-zero exit that is not the CLI
-/// rejecting its own arguments (a usage error would pass for the wrong
-/// reason).
+/// Whether an attempt was refused for want of the right: a non-zero exit
+/// with tailscaled's access refusal. Anything else — the CLI rejecting its
+/// own arguments, or the tailnet not granting a feature (Funnel without the
+/// node attribute) — would pass for the wrong reason.
 fn refused(status: i32, output: &str) -> bool {
     let lower = output.to_lowercase();
     let usage = [
@@ -306,7 +307,10 @@ fn refused(status: i32, output: &str) -> bool {
     ]
     .iter()
     .any(|u| lower.contains(u));
-    status != 0 && !usage
+    let denied = ["access denied", "permission denied"]
+        .iter()
+        .any(|d| lower.contains(d));
+    status != 0 && denied && !usage
 }
 
 /// TS-2: as `openclaw`, Funnel, a Serve reset, advertised routes, an exit
@@ -570,7 +574,17 @@ mod tests {
     #[test]
     fn a_refusal_is_a_failure_that_is_not_a_usage_error() {
         assert!(refused(1, "Access denied: prefs write access denied\n"));
+        assert!(refused(
+            1,
+            "sending serve config: Access denied: serve config denied\n"
+        ));
         assert!(!refused(0, ""));
+        // The tailnet's refusal is not the appliance's.
+        assert!(!refused(
+            1,
+            "Funnel not available; \"funnel\" node attribute not set. See https://tailscale.com/s/no-funnel.\n"
+        ));
+        assert!(!refused(1, "some other failure\n"));
         assert!(!refused(
             2,
             "flag provided but not defined: -advertise-exit-nod\n"
