@@ -11,6 +11,7 @@ mod doctor;
 mod fetch;
 mod flags;
 mod lock;
+mod output;
 mod sources;
 mod upload;
 mod verify_repro;

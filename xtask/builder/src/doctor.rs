@@ -109,7 +109,7 @@ pub const REQUIREMENTS: &[Requirement] = &[
 ];
 
 /// The outcome of one check.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Finding {
     /// What was checked.
     pub what: String,
@@ -174,6 +174,22 @@ pub fn check(work_dirs: &[&Path]) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// `doctor --json`: `{"ok": …, "findings": [{"what", "ok", "detail", "package"}, …]}`
+/// (docs/cli.md).
+pub fn to_json(findings: &[Finding]) -> String {
+    #[derive(serde::Serialize)]
+    struct Report<'a> {
+        ok: bool,
+        findings: &'a [Finding],
+    }
+    let report = Report {
+        ok: findings.iter().all(|f| f.ok),
+        findings,
+    };
+    // Strings and booleans only: serializing cannot fail.
+    serde_json::to_string_pretty(&report).unwrap_or_default()
 }
 
 fn free_bytes(dir: &Path) -> Result<u64> {

@@ -12,6 +12,7 @@ pub mod build;
 pub mod debian;
 pub mod disk;
 pub mod doctor;
+pub mod fetching;
 pub mod fsutil;
 pub mod gomod;
 pub mod http;

@@ -502,3 +502,22 @@ fn f() {
         );
     }
 }
+
+#[test]
+fn json_shape() {
+    let findings = [
+        super::Finding {
+            what: "mmdebstrap (bootstrap Debian root filesystems)".into(),
+            ok: true,
+            detail: "found /usr/bin/mmdebstrap".into(),
+            package: Some("mmdebstrap"),
+        },
+        super::Finding {
+            what: "free space at /src/target".into(),
+            ok: false,
+            detail: "3.1 GiB free; a build needs about 20 GiB".into(),
+            package: None,
+        },
+    ];
+    insta::assert_snapshot!(super::to_json(&findings));
+}
