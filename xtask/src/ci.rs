@@ -67,7 +67,7 @@ pub fn run(args: &CiArgs) -> Result<()> {
         "lock is current",
         &[&cargo, "xtask", "lock", "--check"],
     ));
-    if which("nix-instantiate") {
+    if builder::host::which("nix-instantiate").is_some() {
         steps.push(step(
             "flake.nix parses",
             &["nix-instantiate", "--parse", "flake.nix"],
@@ -221,7 +221,7 @@ fn gated_tests(cargo: &str) -> Option<Step> {
             "ci: not root: testnet_on_the_host and serves_over_tcp_in_own_namespace NOT run (run ci as root)"
         );
     }
-    if std::path::Path::new(builder::debian::release::ARCHIVE_KEYRING).is_file() {
+    if builder::host::debian_keyring().is_file() {
         names.push("debian::release::tests::tampered_inrelease_fails_verification");
         needs.push("the Debian keyring");
     } else {
@@ -248,9 +248,4 @@ fn gated_tests(cargo: &str) -> Option<Step> {
     ];
     argv.extend(names);
     Some(step(name, &argv))
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }

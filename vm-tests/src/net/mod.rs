@@ -685,7 +685,7 @@ fn preflight() -> Result<()> {
 }
 
 /// `tool`'s path on `PATH` (plus the sbin directories).
-fn which(tool: &str) -> Option<PathBuf> {
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))

@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod fetching;
 pub mod fsutil;
 pub mod gomod;
+pub mod host;
 pub mod http;
 pub mod locking;
 pub mod npm;

@@ -376,8 +376,8 @@ fn host_spawns() -> Vec<Spawn> {
 fn provided() -> BTreeSet<&'static str> {
     REQUIREMENTS
         .iter()
-        .flat_map(|r| r.paths)
-        .filter_map(|p| p.rsplit('/').next())
+        .flat_map(|r| r.programs())
+        .copied()
         .collect()
 }
 
@@ -423,11 +423,7 @@ fn every_program_run_on_the_host_is_a_doctor_requirement_or_essential() {
         by_program.entry(&s.program).or_default().push(&s.place);
     }
     for (program, places) in &by_program {
-        let how = match REQUIREMENTS.iter().find(|r| {
-            r.paths
-                .iter()
-                .any(|p| p.rsplit('/').next() == Some(*program))
-        }) {
+        let how = match REQUIREMENTS.iter().find(|r| r.programs().contains(program)) {
             Some(r) => format!("doctor: {}", r.package),
             None => match ESSENTIAL.iter().find(|(p, _)| p == program) {
                 Some((_, why)) => why.to_string(),
@@ -509,15 +505,114 @@ fn json_shape() {
         super::Finding {
             what: "mmdebstrap (bootstrap Debian root filesystems)".into(),
             ok: true,
+            found: Some("/usr/bin/mmdebstrap".into()),
             detail: "found /usr/bin/mmdebstrap".into(),
-            package: Some("mmdebstrap"),
+            package: Some(super::Packages {
+                debian: "mmdebstrap",
+                nixpkgs: "mmdebstrap",
+            }),
+        },
+        super::Finding {
+            what: "VMTEST_OVMF_CODE (UEFI firmware code for vm-test)".into(),
+            ok: false,
+            found: None,
+            detail:
+                "missing, looked $VMTEST_OVMF_CODE = /nix/store/x/FV/OVMF_CODE.fd: install the \
+                     Debian package `ovmf` (nixpkgs: `OVMF`)"
+                    .into(),
+            package: Some(super::Packages {
+                debian: "ovmf",
+                nixpkgs: "OVMF",
+            }),
         },
         super::Finding {
             what: "free space at /src/target".into(),
             ok: false,
+            found: None,
             detail: "3.1 GiB free; a build needs about 20 GiB".into(),
             package: None,
         },
     ];
     insta::assert_snapshot!(super::to_json(&findings));
+}
+
+/// A stub program: the look-up needs a file, not the tool.
+fn stub(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Doctor passes with every tool in a non-Debian layout (a Nix-like
+/// profile of symlinks): programs found on `PATH`, data files through
+/// their variables, each where the layout puts it. A tool this host lacks
+/// is a stub script: the test is about the look-up, not the tools.
+#[test]
+fn passes_with_tools_in_a_non_debian_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile");
+    let bin = profile.join("bin");
+    let share = profile.join("share");
+    let stubs = dir.path().join("stubs");
+    for d in [&bin, &share, &stubs] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let real = super::HostEnv::current();
+    for r in REQUIREMENTS {
+        let link = match r.lookup {
+            super::Lookup::Program { names, .. } => bin.join(names[0]),
+            super::Lookup::File { env, .. } => share.join(env),
+        };
+        let target = match r.find(&real) {
+            Some(p) => p,
+            None => {
+                let s = stubs.join(r.name());
+                stub(&s);
+                s
+            }
+        };
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+    }
+    let vars: Vec<(&str, PathBuf)> = REQUIREMENTS
+        .iter()
+        .filter_map(|r| match r.lookup {
+            super::Lookup::File { env, .. } => Some((env, share.join(env))),
+            super::Lookup::Program { .. } => None,
+        })
+        .collect();
+    let var_refs: Vec<(&str, &Path)> = vars.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let env = super::HostEnv::new(std::env::join_paths([&bin]).unwrap(), &var_refs);
+    let findings = super::check_in(&env, &[]);
+    let bad: Vec<_> = findings.iter().filter(|f| !f.ok).collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+    for f in findings.iter().filter(|f| f.package.is_some()) {
+        let found = f.found.as_deref().unwrap();
+        assert!(
+            found.starts_with(&profile),
+            "{} found at {}",
+            f.what,
+            found.display()
+        );
+    }
+
+    // The same layout less one program and one file: each is missing, named
+    // with its Debian and nixpkgs package.
+    std::fs::remove_file(bin.join("mmdebstrap")).unwrap();
+    std::fs::remove_file(share.join("OPENCLAW_DEBIAN_KEYRING")).unwrap();
+    let findings = super::check_in(&env, &[]);
+    let missing: Vec<&str> = findings
+        .iter()
+        .filter(|f| !f.ok)
+        .map(|f| f.detail.as_str())
+        .collect();
+    assert_eq!(missing.len(), 2, "{missing:#?}");
+    assert!(
+        missing[0].contains("`mmdebstrap` (nixpkgs: `mmdebstrap`)"),
+        "{missing:#?}"
+    );
+    assert!(
+        missing[1].contains("`debian-archive-keyring` (nixpkgs: `debian-archive-keyring`)")
+            && missing[1].contains("$OPENCLAW_DEBIAN_KEYRING ="),
+        "{missing:#?}"
+    );
 }

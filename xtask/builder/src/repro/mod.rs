@@ -402,7 +402,7 @@ pub fn explain(a: &BuildDir, b: &BuildDir, scratch: &Path, limit: usize) -> Resu
     }
 
     // 3. diffoscope, when installed.
-    if let Some(diffoscope) = which("diffoscope") {
+    if let Some(diffoscope) = crate::host::which("diffoscope") {
         let (x, y) = first_tar.unwrap_or_else(|| (a.image.clone(), b.image.clone()));
         let report = scratch.join("diffoscope.txt");
         fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
@@ -515,14 +515,6 @@ fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
         .and_then(|_| f.read_exact(&mut buf))
         .with_context(|| format!("reading {len} bytes at {offset} of {}", path.display()))?;
     Ok(buf)
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    })
 }
 
 /// For `--against MANIFEST`: what differs between the published manifest
