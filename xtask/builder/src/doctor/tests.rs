@@ -74,7 +74,7 @@ const ESSENTIAL: &[(&str, Why)] = &[
     ("rustc", Why::RustToolchain),
     // The upload tests' SIGINT to their child upload.
     ("kill", Why::CiRun("procps")),
-    // ci's flake.nix parse (skipped, with a message, without it).
+    // ci's flake.nix evaluation (skipped, with a message, without it).
     ("nix-instantiate", Why::CiRun("nix-bin")),
     // `cargo xtask upload` and its tests; upload checks for it itself.
     ("ssh", Why::CiRun("openssh-client")),
@@ -615,4 +615,96 @@ fn passes_with_tools_in_a_non_debian_layout() {
             && missing[1].contains("$OPENCLAW_DEBIAN_KEYRING ="),
         "{missing:#?}"
     );
+}
+
+/// The variables `flake.nix` sets: `NAME = …;` with an all-capitals NAME.
+fn flake_vars(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| {
+            let (name, _) = l.trim_start().split_once(" = ")?;
+            let upper = name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            (upper && !name.is_empty()).then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// The variables of the table under "## Environment" in `docs/cli.md`.
+fn documented_vars(text: &str) -> BTreeSet<String> {
+    let section = text.split("\n## Environment").nth(1).unwrap_or("");
+    let section = section.split("\n## ").next().unwrap_or("");
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split_once('`'))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// Whether the host-side code reads `name`: its literal in a file that
+/// reads the environment (this file excepted).
+fn read_in_code(name: &str) -> Vec<String> {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for dir in HOST_DIRS {
+        rust_files(&root.join(dir), &mut files);
+    }
+    files
+        .iter()
+        .filter(|f| f.strip_prefix(&root).unwrap_or(f) != Path::new(file!()))
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.contains(&format!("\"{name}\"")) && text.contains("env::var")
+        })
+        .map(|f| f.strip_prefix(&root).unwrap_or(f).display().to_string())
+        .collect()
+}
+
+#[test]
+fn flake_sets_the_variables_the_code_reads_and_the_docs_name() {
+    let root = workspace_root();
+    let flake = flake_vars(&std::fs::read_to_string(root.join("flake.nix")).unwrap());
+    let documented = documented_vars(&std::fs::read_to_string(root.join("docs/cli.md")).unwrap());
+    let declared: BTreeSet<String> = crate::host::LOCATION_VARS
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    assert!(
+        flake.contains("VMTEST_OVMF_CODE"),
+        "the scan sees flake.nix: {flake:?}"
+    );
+    assert_eq!(
+        documented, declared,
+        "docs/cli.md's Environment table and host::LOCATION_VARS differ"
+    );
+    for name in &flake {
+        assert!(
+            declared.contains(name),
+            "flake.nix sets {name}, which is no location variable of host::LOCATION_VARS"
+        );
+    }
+    for name in &declared {
+        let readers = read_in_code(name);
+        assert!(
+            !readers.is_empty(),
+            "{name} is documented but no code reads it"
+        );
+    }
+    for r in REQUIREMENTS {
+        if let super::Lookup::File { env, .. } = r.lookup {
+            assert!(
+                flake.contains(env),
+                "flake.nix does not set {env} ({}): the dev shell would fall back to Debian's path",
+                r.purpose
+            );
+        }
+    }
+}
+
+#[test]
+fn flake_and_doc_scans() {
+    let flake = "  x = {\n    FOO_1 = \"${a}\";\n    packages = [ ];\n    lower = 1;\n  };\n";
+    assert_eq!(flake_vars(flake), BTreeSet::from(["FOO_1".to_string()]));
+    let doc = "# x\n| `NOT` |\n## Environment: where\n| variable |\n|---|\n| `A_B` | a |\n## Next\n| `C` |\n";
+    assert_eq!(documented_vars(doc), BTreeSet::from(["A_B".to_string()]));
 }
