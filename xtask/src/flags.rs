@@ -43,7 +43,7 @@ pub enum Task {
     /// errors and Ctrl-C. The token comes from HCLOUD_TOKEN, the
     /// API endpoint from HCLOUD_ENDPOINT (default: https://api.hetzner.cloud/v1).
     /// When a snapshot labelled with the image's sha256 exists, nothing is
-    /// uploaded. The snapshot id is printed on stdout (`-o json`: a report).
+    /// uploaded. The snapshot id is printed on stdout (`--json` or `-o json`: a report, docs/cli.md).
     /// Exit codes: 0 uploaded or already there, 1 failure (for `cleanup`: any
     /// resource it could not delete). See docs/hetzner.md.
     Upload(UploadArgs),
