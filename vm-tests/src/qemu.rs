@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::accel::Accel;
+use crate::host::which;
 use crate::log::Log;
 
 /// The QEMU binary, found on `PATH` unless `VMTEST_QEMU` names another.
@@ -20,22 +21,15 @@ pub fn qemu_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("VMTEST_QEMU") {
         return Ok(PathBuf::from(p));
     }
-    find_on_path("qemu-system-x86_64").context(
+    which("qemu-system-x86_64").context(
         "`qemu-system-x86_64` not found on PATH: install `qemu-system-x86` (run `cargo xtask doctor`)",
     )
 }
 
 /// `qemu-img`, found on `PATH`.
 pub fn qemu_img_binary() -> Result<PathBuf> {
-    find_on_path("qemu-img")
+    which("qemu-img")
         .context("`qemu-img` not found on PATH: install `qemu-utils` (run `cargo xtask doctor`)")
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 /// Escapes a value for QEMU's `key=value,…` option syntax (commas doubled).
@@ -639,7 +633,7 @@ mod tests {
     fn watchdog_kills_at_the_deadline_and_drop_kills() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::new("test");
-        let sleep = find_on_path("sleep").unwrap();
+        let sleep = which("sleep").unwrap();
         let argv = [OsString::from("30")];
         let deadline = Instant::now() + Duration::from_millis(300);
         let p =
@@ -662,7 +656,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("c.log");
         let pid = std::thread::spawn(move || {
-            let sleep = find_on_path("sleep").unwrap();
+            let sleep = which("sleep").unwrap();
             let far = Instant::now() + Duration::from_secs(3600);
             let p = QemuProcess::spawn(
                 &sleep,

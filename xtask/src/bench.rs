@@ -6,9 +6,11 @@ use anyhow::Result;
 use bench::{Options, Part};
 
 use crate::flags::{BenchArgs, FirmwareChoice};
+use crate::output::Out;
 use crate::sources::{open_store, project};
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    let out = Out::new(args.json)?;
     let root = crate::project_root();
     let parts = if args.only.is_empty() {
         Part::ALL.to_vec()
@@ -51,8 +53,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         parts,
         firmwares,
     })?;
-    if args.json {
-        print!("{}", result.json());
+    if out.is_json() {
+        out.report(&result.json())?;
     } else {
         print!("{}", result.table());
         println!("JSON: target/bench/bench.json; markdown table: target/bench/table.md");

@@ -5,9 +5,11 @@ use builder::build::{BuildOptions, build_image};
 use builder::sources::archives;
 
 use crate::flags::BuildImageArgs;
+use crate::output::{Out, say};
 use crate::sources::{open_store, project, source_flags};
 
 pub fn run(args: &BuildImageArgs) -> Result<()> {
+    let out = Out::new(args.fetch.json)?;
     let root = crate::project_root();
     let sources = &args.fetch.sources;
     let store = open_store(sources)?;
@@ -16,7 +18,7 @@ pub fn run(args: &BuildImageArgs) -> Result<()> {
         builder::doctor::ensure(&[store.root(), target.as_path()], true)?;
     }
     if !args.offline {
-        crate::fetch::run(&args.fetch)?;
+        crate::fetch::fetch_step(&args.fetch, out)?;
     }
     let project = project(sources);
     let spec = project.read_spec()?;
@@ -39,13 +41,15 @@ pub fn run(args: &BuildImageArgs) -> Result<()> {
         keep_root_tar: args.keep_root_tar,
     };
     let report = build_image(&opts)?;
-    println!("image:    {}", report.image.display());
-    println!("sha256:   {}", report.sha256);
-    println!("manifest: {}", report.manifest.display());
+    say!(out, "image:    {}", report.image.display());
+    say!(out, "sha256:   {}", report.sha256);
+    say!(out, "manifest: {}", report.manifest.display());
     if !report.tailscale {
-        println!(
+        say!(
+            out,
             "note:     built WITHOUT Tailscale (not in the store); see README, section Tailscale"
         );
     }
+    out.report(&report.to_json())?;
     Ok(())
 }

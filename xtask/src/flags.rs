@@ -43,7 +43,7 @@ pub enum Task {
     /// errors and Ctrl-C. The token comes from HCLOUD_TOKEN, the
     /// API endpoint from HCLOUD_ENDPOINT (default: https://api.hetzner.cloud/v1).
     /// When a snapshot labelled with the image's sha256 exists, nothing is
-    /// uploaded. The snapshot id is printed on stdout (`-o json`: a report).
+    /// uploaded. The snapshot id is printed on stdout (`--json` or `-o json`: a report, docs/cli.md).
     /// Exit codes: 0 uploaded or already there, 1 failure (for `cleanup`: any
     /// resource it could not delete). See docs/hetzner.md.
     Upload(UploadArgs),
@@ -86,6 +86,9 @@ pub struct LockArgs {
     /// Re-resolve everything against the mirror and registry now, moving pins.
     #[arg(long)]
     pub update: bool,
+    /// Print a JSON report on stdout (its shape and the exit codes: docs/cli.md); the human lines go to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cargo xtask fetch`
@@ -96,6 +99,9 @@ pub struct FetchArgs {
     /// A directory of inputs that cannot be downloaded here (e.g. tailscale_1.102.4_amd64.tgz).
     #[arg(long, value_name = "DIR")]
     pub input_dir: Option<PathBuf>,
+    /// Print a JSON report on stdout (its shape and the exit codes: docs/cli.md); the human lines go to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cargo xtask build-image`
@@ -150,6 +156,9 @@ pub struct VmTestArgs {
     /// Skip the host prerequisite check.
     #[arg(long)]
     pub no_doctor: bool,
+    /// Print a JSON report on stdout (its shape and the exit codes: docs/cli.md); the human lines go to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `--firmware`
@@ -169,6 +178,9 @@ pub struct DoctorArgs {
     /// Only report; never install.
     #[arg(long)]
     pub no_install: bool,
+    /// Print a JSON report on stdout (its shape and the exit codes: docs/cli.md); the human lines go to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cargo xtask ci`
@@ -238,7 +250,10 @@ pub struct UploadArgs {
     /// Limit the stream to this many image bytes per second (suffixes k, M, G: powers of 1024).
     #[arg(long, value_name = "BYTES", value_parser = parse_rate)]
     pub max_rate: Option<u64>,
-    /// `json`: print a JSON report on stdout instead of the snapshot id (docs/hetzner.md).
+    /// Print a JSON report on stdout instead of the snapshot id (docs/cli.md, docs/hetzner.md).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// `-o json` is `--json` (kept for scripts written before `--json`).
     #[arg(
         short = 'o',
         long = "output",
@@ -252,7 +267,7 @@ pub struct UploadArgs {
     pub debug: bool,
 }
 
-/// What `upload` prints on stdout.
+/// What `upload` prints on stdout (`-o json` is `--json`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputFormat {
     /// The snapshot id (`upload`) or nothing (`upload cleanup`).
@@ -305,7 +320,7 @@ fn parse_label(arg: &str) -> Result<(String, String), String> {
 pub struct BenchArgs {
     #[command(flatten)]
     pub sources: Sources,
-    /// Print the JSON (target/bench/bench.json) instead of the table.
+    /// Print the JSON (target/bench/bench.json; docs/cli.md) on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
     /// Runs of each cheap figure (no-op and warm rebuild); the median is reported.

@@ -1,19 +1,23 @@
 //! `cargo xtask lock`
 
 use anyhow::{Result, bail};
-use builder::locking::{LockOptions, LockOutcome, Project, lock};
+use builder::locking::{LockOptions, LockOutcome, LockReport, Project, lock};
 
 use crate::flags::LockArgs;
+use crate::output::{Out, say};
 use crate::sources::{open_store, project, source_flags};
 
 pub fn run(args: &LockArgs) -> Result<()> {
+    let out = Out::new(args.json)?;
     let project: Project = project(&args.sources);
     if args.check {
         let spec = project.read_spec()?;
         let lock = project.require_lock()?;
         let diffs = project.check(&spec, &lock)?;
+        out.report(&LockReport::checked(&project, diffs.clone()).to_json())?;
         if diffs.is_empty() {
-            println!(
+            say!(
+                out,
                 "{} matches {}",
                 project.lock.display(),
                 project.spec.display()
@@ -36,13 +40,16 @@ pub fn run(args: &LockArgs) -> Result<()> {
         update: args.update,
         cache_dir: store.root().join("index-cache"),
     };
-    match lock(&project, &store, &opts)? {
-        LockOutcome::UpToDate => println!("{} is up to date", project.lock.display()),
-        LockOutcome::Written { debs, npm_packages } => println!(
+    let outcome = lock(&project, &store, &opts)?;
+    match &outcome {
+        LockOutcome::UpToDate => say!(out, "{} is up to date", project.lock.display()),
+        LockOutcome::Written { debs, npm_packages } => say!(
+            out,
             "wrote {} ({debs} Debian packages) and {} ({npm_packages} npm packages)",
             project.lock.display(),
             project.npm_lock.display()
         ),
     }
+    out.report(&LockReport::locked(&project, &outcome).to_json())?;
     Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //! Parses flags, finds the project root and calls the libraries; the work
 //! lives in `builder`, `image-spec`, `vm-tests`, `hetzner` and `bench`. Exit codes: 0 success,
-//! 1 failure (the error chain is printed once), 2 bad usage (clap).
+//! 1 failure (the error chain is printed once), 2 bad usage (clap); each
+//! command's, and its `--json` output, in docs/cli.md.
 
 mod bench;
 mod build_image;
@@ -11,6 +12,7 @@ mod doctor;
 mod fetch;
 mod flags;
 mod lock;
+mod output;
 mod sources;
 mod upload;
 mod verify_repro;

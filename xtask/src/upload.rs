@@ -9,6 +9,7 @@ use hetzner::upload::{self, CleanupOptions, Outcome, Report, UploadOptions};
 use hetzner::{Interrupt, Token};
 
 use crate::flags::{CleanupArgs, OutputFormat, UploadArgs, UploadCommand};
+use crate::output::Out;
 
 pub fn run(args: &UploadArgs) -> Result<()> {
     let token = Token::from_env()?;
@@ -17,8 +18,10 @@ pub fn run(args: &UploadArgs) -> Result<()> {
         ..ClientOptions::default()
     };
     let client = Client::new(&endpoint_from_env(), token, client_options)?;
+    // `-o json` is the older spelling of `--json`.
+    let out = Out::new(args.json || args.output == OutputFormat::Json)?;
     if let Some(UploadCommand::Cleanup(c)) = &args.command {
-        return cleanup(&client, c, args.output);
+        return cleanup(&client, c, out);
     }
     let path = crate::built_image(args.image.as_deref())?;
     let image = ImageInfo::load(&path)?;
@@ -43,9 +46,10 @@ pub fn run(args: &UploadArgs) -> Result<()> {
             }),
         ),
     };
-    match args.output {
-        OutputFormat::Json => println!("{}", Report::new(&image, &outcome).to_json()),
-        OutputFormat::Text => println!("{}", snapshot.id),
+    if out.is_json() {
+        out.report(&Report::new(&image, &outcome).to_json())?;
+    } else {
+        println!("{}", snapshot.id);
     }
     eprintln!(
         "upload: snapshot {} {note} {} (sha256 {}){}\n{}",
@@ -61,7 +65,7 @@ pub fn run(args: &UploadArgs) -> Result<()> {
     Ok(())
 }
 
-fn cleanup(client: &Client, args: &CleanupArgs, output: OutputFormat) -> Result<()> {
+fn cleanup(client: &Client, args: &CleanupArgs, out: Out) -> Result<()> {
     if !(args.older_than.is_finite() && args.older_than >= 0.0) {
         bail!(
             "--older-than {}: give a number of hours ≥ 0",
@@ -73,9 +77,7 @@ fn cleanup(client: &Client, args: &CleanupArgs, output: OutputFormat) -> Result<
         all: args.all,
     };
     let done = upload::cleanup(client, &options);
-    if output == OutputFormat::Json {
-        println!("{}", done.to_json());
-    }
+    out.report(&done.to_json())?;
     eprintln!("upload cleanup:\n{}", done.summary());
     if !done.errors.is_empty() {
         bail!(

@@ -21,12 +21,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use builder::repro::{self, Against, AgentCheck, BuildDir, BuildRecord, Published, Record};
+use builder::repro::{
+    self, Against, AgentCheck, BuildDir, BuildRecord, Published, Record, ReproReport,
+};
 use builder::store::sha256_file;
 
 use vm_tests::suite::rebuild::{CI_RUN_ENV, HCLOUD_CANARY_PREFIX};
 
 use crate::flags::VerifyReproArgs;
+use crate::output::{Out, say};
 use crate::sources::{open_store, project};
 
 /// The environment one build runs in.
@@ -62,6 +65,7 @@ impl Built {
 }
 
 pub fn run(args: &VerifyReproArgs) -> Result<()> {
+    let out = Out::new(args.fetch.json)?;
     let root = crate::project_root();
     let sources = &args.fetch.sources;
     let store = open_store(sources)?;
@@ -75,14 +79,14 @@ pub fn run(args: &VerifyReproArgs) -> Result<()> {
         None => root.join("target/repro"),
     };
     if args.compare_only {
-        return compare_existing(&work, &name, args.max_diffs);
+        return compare_existing(out, &work, &name, args.max_diffs);
     }
     if !args.no_doctor {
         let target = root.join("target");
         builder::doctor::ensure(&[store.root(), target.as_path()], true)?;
     }
     if !args.offline {
-        crate::fetch::run(&args.fetch)?;
+        crate::fetch::fetch_step(&args.fetch, out)?;
     }
     let exe = private_exe(&work)?;
     let a_variant = Variant {
@@ -134,7 +138,7 @@ pub fn run(args: &VerifyReproArgs) -> Result<()> {
             }
         }
         return check_against(
-            args, &root, &work, &exe, &name, epoch, &published, &b_variant,
+            out, args, &root, &work, &exe, &name, epoch, &published, &b_variant,
         );
     }
 
@@ -159,22 +163,29 @@ pub fn run(args: &VerifyReproArgs) -> Result<()> {
         hcloud_canary: hcloud_canary(),
     };
     let written = write_records(&record, &a.image, &root, &name)?;
-    println!("build a:  {}  ({})", a.sha256, describe(&a.record));
-    println!("build b:  {}  ({})", b.sha256, describe(&b.record));
-    println!("agent:    {}", agent.summary());
+    say!(out, "build a:  {}  ({})", a.sha256, describe(&a.record));
+    say!(out, "build b:  {}  ({})", b.sha256, describe(&b.record));
+    say!(out, "agent:    {}", agent.summary());
     for w in &written {
-        println!("record:   {}", w.display());
+        say!(out, "record:   {}", w.display());
     }
+    let mut report = ReproReport {
+        identical: record.identical,
+        record: Some(record),
+        written,
+        ..ReproReport::default()
+    };
     if identical {
         if !args.keep {
             cleanup(&[a.stage_dir.clone(), b.dir.clone()]);
         }
+        out.report(&report.to_json())?;
         if !agent_same {
             bail!(
                 "the images are identical but the first-boot agent rebuilt in another directory is not (see `agent` above)"
             );
         }
-        println!("identical: {}", a.sha256);
+        say!(out, "identical: {}", a.sha256);
         return Ok(());
     }
     eprintln!(
@@ -188,8 +199,10 @@ pub fn run(args: &VerifyReproArgs) -> Result<()> {
         args.max_diffs,
     )?;
     for l in &ex.lines {
-        println!("{l}");
+        say!(out, "{l}");
     }
+    report.explained(&ex);
+    out.report(&report.to_json())?;
     bail!(
         "the two builds differ ({} vs {}); first diverging stage: {}",
         a.sha256,
@@ -201,7 +214,7 @@ pub fn run(args: &VerifyReproArgs) -> Result<()> {
 }
 
 /// `--compare-only`: explain `<work>/a` vs `<work>/b` as they are.
-fn compare_existing(work: &Path, name: &str, limit: usize) -> Result<()> {
+fn compare_existing(out: Out, work: &Path, name: &str, limit: usize) -> Result<()> {
     let side = |d: &str| {
         let dir = work.join(d);
         BuildDir {
@@ -221,15 +234,22 @@ fn compare_existing(work: &Path, name: &str, limit: usize) -> Result<()> {
         }
     }
     let (ha, hb) = (sha256_file(&a.image)?, sha256_file(&b.image)?);
-    println!("a: {ha}\nb: {hb}");
+    say!(out, "a: {ha}\nb: {hb}");
+    let mut report = ReproReport {
+        identical: ha == hb,
+        ..ReproReport::default()
+    };
     if ha == hb {
-        println!("identical: {ha}");
+        out.report(&report.to_json())?;
+        say!(out, "identical: {ha}");
         return Ok(());
     }
     let ex = repro::explain(&a, &b, &work.join("scratch"), limit)?;
     for l in &ex.lines {
-        println!("{l}");
+        say!(out, "{l}");
     }
+    report.explained(&ex);
+    out.report(&report.to_json())?;
     bail!(
         "the two builds differ; first diverging stage: {}",
         ex.first_diverged
@@ -241,6 +261,7 @@ fn compare_existing(work: &Path, name: &str, limit: usize) -> Result<()> {
 /// `--against`: one fresh build compared with a published hash.
 #[allow(clippy::too_many_arguments)]
 fn check_against(
+    out: Out,
     args: &VerifyReproArgs,
     root: &Path,
     work: &Path,
@@ -275,20 +296,33 @@ fn check_against(
         hcloud_canary: hcloud_canary(),
     };
     let written = write_records(&record, &built.image, root, name)?;
-    println!(
+    say!(
+        out,
         "published: {}  (from {})",
         published.sha256(),
         published.source()
     );
-    println!("rebuilt:   {}  ({})", built.sha256, describe(&built.record));
+    say!(
+        out,
+        "rebuilt:   {}  ({})",
+        built.sha256,
+        describe(&built.record)
+    );
     for w in &written {
-        println!("record:    {}", w.display());
+        say!(out, "record:    {}", w.display());
     }
+    let mut report = ReproReport {
+        identical,
+        record: Some(record),
+        written,
+        ..ReproReport::default()
+    };
     if identical {
         if !args.keep {
             cleanup(std::slice::from_ref(&built.stage_dir));
         }
-        println!("identical: {}", built.sha256);
+        out.report(&report.to_json())?;
+        say!(out, "identical: {}", built.sha256);
         return Ok(());
     }
     if let Published::File {
@@ -298,22 +332,27 @@ fn check_against(
         let rebuilt = repro::read_manifest(&built.manifest)?;
         let d = repro::compare_manifests(m, &rebuilt);
         if d.is_empty() {
-            println!(
+            say!(
+                out,
                 "the manifests agree on every input and stage key: the difference is in how a stage ran"
             );
         } else {
-            println!("the manifests differ:");
-            for l in d {
-                println!("  {l}");
+            say!(out, "the manifests differ:");
+            for l in &d {
+                say!(out, "  {l}");
             }
         }
+        report.manifest_differences = d;
     }
     // A local build of the published bytes (the usual case for the
     // publisher) can be compared file by file.
     let std_image = root.join("target/image").join(format!("{name}.raw"));
     let std_stages = root.join("target/build/stages");
     if std_image.is_file() && sha256_file(&std_image)? == published.sha256() {
-        println!("target/image holds the published image: comparing with its build");
+        say!(
+            out,
+            "target/image holds the published image: comparing with its build"
+        );
         let local = BuildDir {
             label: "published".into(),
             stage_dir: std_stages,
@@ -329,9 +368,11 @@ fn check_against(
             args.max_diffs,
         )?;
         for l in &ex.lines {
-            println!("{l}");
+            say!(out, "{l}");
         }
+        report.explained(&ex);
     }
+    out.report(&report.to_json())?;
     bail!(
         "the rebuilt image {} is not the published {}",
         built.sha256,

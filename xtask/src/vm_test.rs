@@ -2,11 +2,16 @@
 
 use anyhow::{Context, Result, bail};
 use vm_tests::Firmware;
-use vm_tests::suite::{PASSES_FILE, SuiteOptions, junit_xml, passes_json, run_suite, table};
+use vm_tests::suite::{
+    PASSES_FILE, REPORT_JSON_FILE, SuiteOptions, junit_xml, passes_json, report_json, run_suite,
+    table,
+};
 
 use crate::flags::{FirmwareChoice, VmTestArgs};
+use crate::output::{Out, say};
 
 pub fn run(args: &VmTestArgs) -> Result<()> {
+    let out = Out::new(args.json)?;
     let root = crate::project_root();
     if !args.no_doctor {
         let target = root.join("target");
@@ -26,11 +31,14 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
         split: args.ci,
     })?;
     let text = table(&report);
-    println!("{text}");
+    say!(out, "{text}");
+    let json = report_json(&report);
     builder::fsutil::write_atomic(&out_dir.join("report.txt"), text.as_bytes())?;
+    builder::fsutil::write_atomic(&out_dir.join(REPORT_JSON_FILE), json.as_bytes())?;
     builder::fsutil::write_atomic(&out_dir.join("junit.xml"), junit_xml(&report).as_bytes())?;
     builder::fsutil::write_atomic(&out_dir.join(PASSES_FILE), passes_json(&report).as_bytes())?;
-    println!("JUnit: {}", out_dir.join("junit.xml").display());
+    say!(out, "JUnit: {}", out_dir.join("junit.xml").display());
+    out.report(&json)?;
     if report.failures() > 0 {
         bail!(
             "{} invariant check(s) failed (serial logs under {})",

@@ -9,7 +9,7 @@
 //! host. The daemon listens on the peer's address only, inside its
 //! namespace: the host's own network never sees it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,6 @@ use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
 use super::{PEER_IP, TestNet, run_command};
-
-const SSHD: &str = "/usr/sbin/sshd";
 
 /// The branch the appliance's sync job pushes to.
 pub const BRANCH: &str = "main";
@@ -86,6 +84,8 @@ impl DeployKey {
 /// (removed on drop).
 pub struct GitRemote {
     dir: TempDir,
+    /// `sshd`, by its absolute path (sshd re-executes itself by it).
+    sshd: PathBuf,
     user: String,
     /// The daemon's public host key (`ssh-ed25519 AAAA… vmtest-peer`).
     host_key: String,
@@ -95,9 +95,10 @@ impl GitRemote {
     /// Makes the bare repository, a host key and an `authorized_keys`
     /// that admits `key` only, for git only.
     pub fn create(key: &DeployKey) -> Result<GitRemote> {
-        if !Path::new(SSHD).is_file() {
-            bail!("{SSHD} not found: install openssh-server for INF-2's git remote");
-        }
+        let sshd = crate::host::which("sshd").context(
+            "`sshd` not found on PATH or in /usr/sbin: install openssh-server (nixpkgs: openssh) \
+             for INF-2's git remote",
+        )?;
         let dir = tempfile::Builder::new()
             .prefix("vmtest-ws-")
             .tempdir()
@@ -107,6 +108,7 @@ impl GitRemote {
                 .trim()
                 .to_string(),
             dir,
+            sshd,
             host_key: String::new(),
         };
         run_command(
@@ -176,13 +178,15 @@ impl GitRemote {
         let stderr =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new("ip")
-            .args(["netns", "exec", net.peer_netns(), SSHD, "-D", "-e", "-f"])
+            .args(["netns", "exec", net.peer_netns()])
+            .arg(&self.sshd)
+            .args(["-D", "-e", "-f"])
             .arg(self.dir.path().join("sshd_config"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .with_context(|| format!("starting {SSHD} in the peer's namespace"))?;
+            .with_context(|| format!("starting {} in the peer's namespace", self.sshd.display()))?;
         let mut sshd = PeerSshd { child, log };
         let started = Instant::now();
         while !sshd.log_text().contains("Server listening on") {

@@ -96,6 +96,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use tempfile::TempDir;
 
+use crate::host::which;
 use crate::log::Log;
 pub use metadata::MetadataRequest;
 use metadata::{Documents, MetadataServer};
@@ -682,15 +683,6 @@ fn preflight() -> Result<()> {
         bail!("/dev/net/tun is missing: the kernel's tun driver is needed for QEMU's tap");
     }
     Ok(())
-}
-
-/// `tool`'s path on `PATH` (plus the sbin directories).
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
 }
 
 /// Runs `ip` with `args`; an error quotes its stderr.

@@ -11,7 +11,7 @@ mod run;
 
 pub use catalogue::{CATALOGUE, FIRMWARE_DEPENDENT, Invariant, Phase};
 pub use report::{
-    CaseResult, Outcome, PASSES_FILE, PassTiming, Report, junit_xml, passes_json, read_passes,
-    table,
+    CaseResult, Outcome, PASSES_FILE, PassTiming, REPORT_JSON_FILE, Report, Summary, junit_xml,
+    passes_json, read_passes, report_json, table,
 };
 pub use run::{PassRole, SuiteOptions, random_hex, run_suite};

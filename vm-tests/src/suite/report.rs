@@ -3,8 +3,10 @@
 use std::fmt::Write as _;
 
 /// The outcome of one case. Neither not-run nor not-applicable ever
-/// counts as pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// counts as pass. In JSON: `"outcome": "pass" | "fail" | "not-run" |
+/// "not-applicable"` with its `"detail"`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "kebab-case")]
 pub enum Outcome {
     /// Proven, with what was observed.
     Pass(String),
@@ -41,7 +43,7 @@ impl Outcome {
 }
 
 /// One case's result.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct CaseResult {
     /// Invariant ID.
     pub id: String,
@@ -50,6 +52,7 @@ pub struct CaseResult {
     /// Firmware it ran under (`bios`, `uefi`).
     pub firmware: String,
     /// Outcome.
+    #[serde(flatten)]
     pub outcome: Outcome,
     /// Seconds spent.
     pub seconds: f64,
@@ -78,7 +81,7 @@ pub struct PassTiming {
 }
 
 /// All results of a run, plus facts for the report.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Report {
     /// Case results, in run order.
     pub cases: Vec<CaseResult>,
@@ -98,6 +101,52 @@ impl Report {
     pub fn count(&self, which: impl Fn(&Outcome) -> bool) -> usize {
         self.cases.iter().filter(|c| which(&c.outcome)).count()
     }
+}
+
+/// The file in vm-test's output directory that holds [`report_json`].
+pub const REPORT_JSON_FILE: &str = "report.json";
+
+/// The counts of the summary line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Cases proven.
+    pub passed: usize,
+    /// Cases disproven or broken.
+    pub failed: usize,
+    /// Cases that could not run here (never counted as passed).
+    pub not_run: usize,
+    /// Cases about a feature the spec turns off (never counted as passed).
+    pub not_applicable: usize,
+}
+
+impl Report {
+    /// The counts of each outcome.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            passed: self.count(|o| matches!(o, Outcome::Pass(_))),
+            failed: self.failures(),
+            not_run: self.count(|o| matches!(o, Outcome::NotRun(_))),
+            not_applicable: self.count(|o| matches!(o, Outcome::NotApplicable(_))),
+        }
+    }
+}
+
+/// `vm-test --json` (and `target/vm-test/report.json`): the summary, then
+/// every case with its firmware, outcome and detail (the same outcomes as
+/// [`junit_xml`]), the notes and the passes' timings (docs/cli.md).
+pub fn report_json(report: &Report) -> String {
+    #[derive(serde::Serialize)]
+    struct Json<'a> {
+        summary: Summary,
+        #[serde(flatten)]
+        report: &'a Report,
+    }
+    let json = Json {
+        summary: report.summary(),
+        report,
+    };
+    // Strings and numbers only: serializing cannot fail.
+    serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
 }
 
 /// The run's [`PassTiming`]s as pretty JSON (for [`PASSES_FILE`]).
@@ -142,13 +191,11 @@ pub fn table(report: &Report) -> String {
             }
         }
     }
-    let pass = report.count(|o| matches!(o, Outcome::Pass(_)));
-    let notrun = report.count(|o| matches!(o, Outcome::NotRun(_)));
-    let na = report.count(|o| matches!(o, Outcome::NotApplicable(_)));
+    let s = report.summary();
     let _ = writeln!(
         out,
-        "\n{pass} passed, {} failed, {notrun} not run, {na} not applicable",
-        report.failures()
+        "\n{} passed, {} failed, {} not run, {} not applicable",
+        s.passed, s.failed, s.not_run, s.not_applicable
     );
     for n in &report.notes {
         let _ = writeln!(out, "note: {n}");
@@ -262,8 +309,20 @@ mod tests {
                 ),
             ],
             notes: vec!["accelerator: tcg".into()],
-            passes: Vec::new(),
+            passes: vec![PassTiming {
+                firmware: "bios".into(),
+                role: "primary".into(),
+                icount: true,
+                accel: "tcg".into(),
+                seconds: 1400.5,
+                cases: 4,
+            }],
         }
+    }
+
+    #[test]
+    fn json_carries_every_case_with_firmware_outcome_and_detail() {
+        insta::assert_snapshot!(report_json(&sample()));
     }
 
     #[test]

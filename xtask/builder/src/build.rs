@@ -56,8 +56,8 @@ pub struct BuildOptions {
     pub keep_root_tar: bool,
 }
 
-/// What `build-image` made.
-#[derive(Debug, Clone)]
+/// What `build-image` made (`build-image --json`, docs/cli.md).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct BuildReport {
     /// The raw image.
     pub image: PathBuf,
@@ -69,6 +69,14 @@ pub struct BuildReport {
     pub tailscale: bool,
     /// Allocated bytes of the raw image.
     pub allocated_bytes: u64,
+}
+
+impl BuildReport {
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        // Paths, strings and numbers: serializing cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
 }
 
 /// The cache key of a stage: its name, the recipe version and its inputs.
@@ -1064,6 +1072,18 @@ pub fn image_sha256(path: &Path) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn report_json_shape() {
+        let report = super::BuildReport {
+            image: "/src/target/image/openclaw-appliance.raw".into(),
+            sha256: "cd".repeat(32),
+            manifest: "/src/target/image/openclaw-appliance.manifest.json".into(),
+            tailscale: true,
+            allocated_bytes: 2_147_483_648,
+        };
+        insta::assert_snapshot!(report.to_json());
+    }
+
     use super::*;
 
     #[test]

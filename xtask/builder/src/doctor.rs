@@ -8,140 +8,284 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-/// One prerequisite: a file that must exist, and the Debian package that provides it.
+use crate::host::{self, HostEnv};
+
+/// How a prerequisite is found.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup {
+    /// A program: any of `names` on `PATH`, else in `also` (Debian
+    /// directories outside a user's `PATH`); `env`, when set, names the
+    /// program itself.
+    Program {
+        /// File names that satisfy it.
+        names: &'static [&'static str],
+        /// Directories tried after `PATH`.
+        also: &'static [&'static str],
+        /// A variable naming the program explicitly.
+        env: Option<&'static str>,
+    },
+    /// A data file: the variable `env` if set, else the first existing of
+    /// `defaults` (Debian's places).
+    File {
+        /// The variable naming the file (`docs/cli.md`, "Environment").
+        env: &'static str,
+        /// Debian's paths, most preferred first.
+        defaults: &'static [&'static str],
+    },
+}
+
+/// One prerequisite: how to find it, and the packages that provide it.
 #[derive(Debug, Clone, Copy)]
 pub struct Requirement {
     /// What it is for, in a few words.
     pub purpose: &'static str,
-    /// Any of these paths satisfies it.
-    pub paths: &'static [&'static str],
+    /// Where it is looked for.
+    pub lookup: Lookup,
     /// The Debian package that provides it.
     pub package: &'static str,
+    /// The nixpkgs attribute that provides it.
+    pub nixpkgs: &'static str,
+}
+
+impl Requirement {
+    /// The program names it provides (none for a data file).
+    pub fn programs(&self) -> &'static [&'static str] {
+        match self.lookup {
+            Lookup::Program { names, .. } => names,
+            Lookup::File { .. } => &[],
+        }
+    }
+
+    /// Its short name: the program, or the variable of a data file.
+    pub fn name(&self) -> &'static str {
+        match self.lookup {
+            Lookup::Program { names, .. } => names.first().copied().unwrap_or("?"),
+            Lookup::File { env, .. } => env,
+        }
+    }
+
+    /// Where it is on this host as `env` describes it, if anywhere.
+    pub fn find(&self, env: &HostEnv) -> Option<PathBuf> {
+        match self.lookup {
+            Lookup::Program {
+                names,
+                also,
+                env: var,
+            } => match var.and_then(|v| env.var(v)) {
+                Some(p) => Some(p.to_path_buf()).filter(|p| p.is_file()),
+                None => env.program(names, also),
+            },
+            Lookup::File { env: var, defaults } => env.file(var, defaults),
+        }
+    }
+}
+
+/// A program on `PATH` (or Debian's `/usr/sbin`, `/sbin`).
+const fn program(names: &'static [&'static str]) -> Lookup {
+    Lookup::Program {
+        names,
+        also: &["/usr/sbin", "/sbin"],
+        env: None,
+    }
 }
 
 /// Everything the stages and tests run on the host.
 pub const REQUIREMENTS: &[Requirement] = &[
     Requirement {
         purpose: "bootstrap Debian root filesystems",
-        paths: &["/usr/bin/mmdebstrap"],
+        lookup: program(&["mmdebstrap"]),
         package: "mmdebstrap",
+        nixpkgs: "mmdebstrap",
     },
     Requirement {
         purpose: "verify Debian release signatures",
-        paths: &["/usr/bin/gpgv"],
+        lookup: program(&["gpgv"]),
         package: "gpgv",
+        nixpkgs: "gnupg",
     },
     Requirement {
         purpose: "Debian archive signing keys",
-        paths: &["/usr/share/keyrings/debian-archive-keyring.gpg"],
+        lookup: Lookup::File {
+            env: host::DEBIAN_KEYRING_ENV,
+            defaults: &[host::DEBIAN_KEYRING_DEFAULT],
+        },
         package: "debian-archive-keyring",
+        nixpkgs: "debian-archive-keyring",
     },
     Requirement {
         purpose: "read .deb control fields for the local package repository",
-        paths: &["/usr/bin/dpkg-deb"],
+        lookup: program(&["dpkg-deb"]),
         package: "dpkg",
+        nixpkgs: "dpkg",
     },
     Requirement {
         purpose: "compress images (--compress) and zstd-compressed .debs",
-        paths: &["/usr/bin/zstd"],
+        lookup: program(&["zstd"]),
         package: "zstd",
+        nixpkgs: "zstd",
     },
     Requirement {
         purpose: "boot images in vm-test",
-        paths: &["/usr/bin/qemu-system-x86_64"],
+        lookup: Lookup::Program {
+            names: &["qemu-system-x86_64"],
+            also: &[],
+            env: Some(host::QEMU_ENV),
+        },
         package: "qemu-system-x86",
+        nixpkgs: "qemu",
     },
     Requirement {
         purpose: "copy-on-write overlays in vm-test",
-        paths: &["/usr/bin/qemu-img"],
+        lookup: program(&["qemu-img"]),
         package: "qemu-utils",
+        nixpkgs: "qemu",
     },
     Requirement {
-        purpose: "UEFI firmware for vm-test",
-        paths: &[
-            "/usr/share/OVMF/OVMF_CODE_4M.fd",
-            "/usr/share/OVMF/OVMF_CODE.fd",
-        ],
+        purpose: "UEFI firmware code for vm-test",
+        lookup: Lookup::File {
+            env: host::OVMF_CODE_ENV,
+            defaults: &[
+                "/usr/share/OVMF/OVMF_CODE_4M.fd",
+                "/usr/share/OVMF/OVMF_CODE.fd",
+            ],
+        },
         package: "ovmf",
+        nixpkgs: "OVMF",
+    },
+    Requirement {
+        purpose: "UEFI variable store template for vm-test",
+        lookup: Lookup::File {
+            env: host::OVMF_VARS_ENV,
+            defaults: &[
+                "/usr/share/OVMF/OVMF_VARS_4M.fd",
+                "/usr/share/OVMF/OVMF_VARS.fd",
+            ],
+        },
+        package: "ovmf",
+        nixpkgs: "OVMF",
     },
     Requirement {
         purpose: "DHCP on vm-test's test network",
-        paths: &["/usr/sbin/dnsmasq"],
+        lookup: program(&["dnsmasq"]),
         package: "dnsmasq-base",
+        nixpkgs: "dnsmasq",
     },
     Requirement {
         purpose: "map secret hits to files in vm-test's disk scans (SEC-1, SEC-3), read-only on the partition's offset",
-        paths: &["/usr/sbin/debugfs", "/sbin/debugfs"],
+        lookup: program(&["debugfs"]),
         package: "e2fsprogs",
+        nixpkgs: "e2fsprogs",
     },
     Requirement {
         purpose: "find the root partition for vm-test's disk scans (SEC-1, SEC-3)",
-        paths: &["/usr/sbin/sfdisk", "/sbin/sfdisk"],
+        lookup: program(&["sfdisk"]),
         package: "fdisk",
+        nixpkgs: "util-linux",
     },
     Requirement {
         purpose: "network namespaces and taps for vm-test's external peer",
-        paths: &["/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip"],
+        lookup: program(&["ip"]),
         package: "iproute2",
+        nixpkgs: "iproute2",
     },
     Requirement {
         purpose: "deploy and host keys for vm-test's git remote (INF-2)",
-        paths: &["/usr/bin/ssh-keygen"],
+        lookup: program(&["ssh-keygen"]),
         package: "openssh-client",
+        nixpkgs: "openssh",
     },
     Requirement {
         purpose: "serve vm-test's git remote to the guest (INF-2)",
-        paths: &["/usr/sbin/sshd", "/sbin/sshd"],
+        lookup: program(&["sshd"]),
         package: "openssh-server",
+        nixpkgs: "openssh",
     },
     Requirement {
         purpose: "build Tailscale from its Go module source (image.lock pins the Go version; \
                   an older Go can fetch it with GOTOOLCHAIN=<version>, docs/tailscale.md), \
                   and vm-test's test tailnet (vm-tests/tailnet)",
-        paths: &["/usr/local/go/bin/go", "/usr/bin/go", "/usr/lib/go/bin/go"],
+        lookup: Lookup::Program {
+            names: &["go"],
+            also: &["/usr/local/go/bin", "/usr/lib/go/bin"],
+            env: None,
+        },
         package: "golang-go",
+        nixpkgs: "go",
     },
     Requirement {
         purpose: "vm-test's git remote: a bare repository behind git-shell (INF-2)",
-        paths: &["/usr/bin/git"],
+        lookup: program(&["git"]),
         package: "git",
+        nixpkgs: "git",
     },
 ];
 
+/// The packages that provide a prerequisite, for the fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Packages {
+    /// The Debian package.
+    pub debian: &'static str,
+    /// The nixpkgs attribute.
+    pub nixpkgs: &'static str,
+}
+
 /// The outcome of one check.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Finding {
     /// What was checked.
     pub what: String,
     /// Whether it is fine.
     pub ok: bool,
+    /// Where it was found, if anywhere.
+    pub found: Option<PathBuf>,
     /// Details or the fix.
     pub detail: String,
-    /// The package that fixes it, if any.
-    pub package: Option<&'static str>,
+    /// The packages that provide it (`None` for checks no package fixes).
+    pub package: Option<Packages>,
 }
 
 /// Checks every requirement plus `/dev/kvm` and free disk at `work_dirs`
 /// (no loop device: the disk stage and vm-test's scans address
 /// filesystems by their offset in the image).
 pub fn check(work_dirs: &[&Path]) -> Vec<Finding> {
+    check_in(&HostEnv::current(), work_dirs)
+}
+
+/// [`check`] with `PATH` and the location variables of `env`.
+pub fn check_in(env: &HostEnv, work_dirs: &[&Path]) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in REQUIREMENTS {
-        let found = r.paths.iter().find(|p| Path::new(p).exists());
-        out.push(Finding {
-            what: format!("{} ({})", r.paths[0], r.purpose),
-            ok: found.is_some(),
-            detail: match found {
-                Some(p) => format!("found {p}"),
-                None => format!("missing: install the Debian package `{}`", r.package),
+        let found = r.find(env);
+        let how = match r.lookup {
+            Lookup::Program { env: Some(var), .. } => format!("on PATH, or ${var}"),
+            Lookup::Program { .. } => "on PATH".to_string(),
+            Lookup::File { env: var, defaults } => match env.var(var) {
+                Some(p) => format!("${var} = {}", p.display()),
+                None => format!("{} (or set ${var})", defaults.join(" or ")),
             },
-            package: Some(r.package),
+        };
+        out.push(Finding {
+            what: format!("{} ({})", r.name(), r.purpose),
+            ok: found.is_some(),
+            detail: match &found {
+                Some(p) => format!("found {}", p.display()),
+                None => format!(
+                    "missing, looked {how}: install the Debian package `{}` (nixpkgs: `{}`)",
+                    r.package, r.nixpkgs
+                ),
+            },
+            found,
+            package: Some(Packages {
+                debian: r.package,
+                nixpkgs: r.nixpkgs,
+            }),
         });
     }
     let kvm = Path::new("/dev/kvm").exists();
     out.push(Finding {
         what: "/dev/kvm".into(),
         ok: true,
+        found: kvm.then(|| PathBuf::from("/dev/kvm")),
         detail: if kvm {
             "present (vm-test probes whether it works and falls back to TCG)".into()
         } else {
@@ -169,11 +313,28 @@ pub fn check(work_dirs: &[&Path]) -> Vec<Finding> {
         out.push(Finding {
             what: format!("free space at {}", dir.display()),
             ok,
+            found: None,
             detail,
             package: None,
         });
     }
     out
+}
+
+/// `doctor --json`: `{"ok": …, "findings": [{"what", "ok", "found", "detail", "package": {"debian", "nixpkgs"}}, …]}`
+/// (docs/cli.md).
+pub fn to_json(findings: &[Finding]) -> String {
+    #[derive(serde::Serialize)]
+    struct Report<'a> {
+        ok: bool,
+        findings: &'a [Finding],
+    }
+    let report = Report {
+        ok: findings.iter().all(|f| f.ok),
+        findings,
+    };
+    // Strings and booleans only: serializing cannot fail.
+    serde_json::to_string_pretty(&report).unwrap_or_default()
 }
 
 fn free_bytes(dir: &Path) -> Result<u64> {
@@ -198,14 +359,7 @@ fn free_bytes(dir: &Path) -> Result<u64> {
 /// what is missing with apt. Fails when something is still missing.
 pub fn ensure(work_dirs: &[&Path], install: bool) -> Result<Vec<Finding>> {
     let findings = check(work_dirs);
-    let mut missing: Vec<&'static str> = findings
-        .iter()
-        .filter(|f| !f.ok)
-        .filter_map(|f| f.package)
-        .collect();
-    // One package can provide several requirements (openssh-client).
-    missing.sort_unstable();
-    missing.dedup();
+    let missing = missing_packages(&findings, |p| p.debian);
     if missing.is_empty() {
         return finish(findings);
     }
@@ -213,9 +367,13 @@ pub fn ensure(work_dirs: &[&Path], install: bool) -> Result<Vec<Finding>> {
         return finish(findings);
     }
     if !Path::new("/etc/debian_version").exists() {
+        let nix = missing_packages(&findings, |p| p.nixpkgs);
         bail!(
-            "missing host packages ({}) and this is not Debian: install them by hand",
-            missing.join(", ")
+            "missing host tools and this is not Debian: install them by hand (Debian packages: {}; \
+             nixpkgs: {}; or `nix develop` in this checkout), or point PATH and the variables of \
+             docs/cli.md at them",
+            missing.join(", "),
+            nix.join(", ")
         );
     }
     if !is_root() {
@@ -252,6 +410,22 @@ pub fn ensure(work_dirs: &[&Path], install: bool) -> Result<Vec<Finding>> {
     drop(no_starts);
     installed?;
     finish(check(work_dirs))
+}
+
+/// The packages (`which` of each: Debian or nixpkgs) that provide what
+/// `findings` lack, each once (one package can provide several).
+fn missing_packages(
+    findings: &[Finding],
+    which: fn(Packages) -> &'static str,
+) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = findings
+        .iter()
+        .filter(|f| !f.ok)
+        .filter_map(|f| f.package.map(which))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Debian's hook that `invoke-rc.d` asks before starting a service.
@@ -353,8 +527,10 @@ fn enable_backports(b: &Backports) -> Result<()> {
     let text = format!(
         "# Added by `cargo xtask doctor`: qemu-system-x86 to match the backported qemu-utils.\n\
          Types: deb\nURIs: {}\nSuites: {}\nComponents: main\n\
-         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
-        b.uri, b.suite
+         Signed-By: {}\n",
+        b.uri,
+        b.suite,
+        host::DEBIAN_KEYRING_DEFAULT
     );
     crate::fsutil::write_atomic(path, text.as_bytes())
 }

@@ -1,10 +1,24 @@
-//! Small filesystem helpers: atomic writes.
+//! Small filesystem helpers: atomic writes, stdout kept for a report.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+
+/// Points this process's stdout (fd 1, which every child inherits) at its
+/// stderr and returns the original stdout: a `--json` report written there
+/// is the only thing on it, whatever a child tool prints.
+pub fn divert_stdout() -> Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    std::io::stdout().flush().context("flushing stdout")?;
+    let original = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("duplicating stdout")?;
+    rustix::stdio::dup2_stdout(std::io::stderr().as_fd()).context("pointing stdout at stderr")?;
+    Ok(std::fs::File::from(original))
+}
 
 /// Writes `bytes` to `path` atomically: a temp file in the same directory,
 /// fsync, then rename. A reader sees the old file or the new one, never half.

@@ -115,6 +115,76 @@ pub enum LockOutcome {
     },
 }
 
+/// `lock --json`: what `lock` or `lock --check` found or did (docs/cli.md).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LockReport {
+    /// The spec file.
+    pub spec: PathBuf,
+    /// `image.lock`.
+    pub lock: PathBuf,
+    /// `image.npm-lock.json`.
+    pub npm_lock: PathBuf,
+    /// `matches` or `differs` (`--check`), `up-to-date` or `written`.
+    pub outcome: &'static str,
+    /// What no longer matches (`--check`), one line each.
+    pub differences: Vec<String>,
+    /// Debian packages in all closures (`written` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debs: Option<usize>,
+    /// npm packages in the OpenClaw tree (`written` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub npm_packages: Option<u64>,
+}
+
+impl LockReport {
+    /// The result of `lock --check`: `differences` empty means it matches.
+    pub fn checked(project: &Project, differences: Vec<String>) -> LockReport {
+        LockReport {
+            outcome: if differences.is_empty() {
+                "matches"
+            } else {
+                "differs"
+            },
+            differences,
+            ..LockReport::new(project)
+        }
+    }
+
+    /// The result of `lock` (with or without `--update`).
+    pub fn locked(project: &Project, outcome: &LockOutcome) -> LockReport {
+        match outcome {
+            LockOutcome::UpToDate => LockReport {
+                outcome: "up-to-date",
+                ..LockReport::new(project)
+            },
+            LockOutcome::Written { debs, npm_packages } => LockReport {
+                outcome: "written",
+                debs: Some(*debs),
+                npm_packages: Some(*npm_packages),
+                ..LockReport::new(project)
+            },
+        }
+    }
+
+    fn new(project: &Project) -> LockReport {
+        LockReport {
+            spec: project.spec.clone(),
+            lock: project.lock.clone(),
+            npm_lock: project.npm_lock.clone(),
+            outcome: "",
+            differences: Vec::new(),
+            debs: None,
+            npm_packages: None,
+        }
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        // Paths, strings and numbers: serializing cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
 /// Resolves `project`'s spec and writes the lock files atomically.
 pub fn lock(project: &Project, store: &Store, opts: &LockOptions) -> Result<LockOutcome> {
     let spec = project.read_spec()?;
@@ -277,5 +347,29 @@ fn lock_tailscale(
                 resolved.modules,
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shapes() {
+        let project = Project::new(Path::new("/src/image.toml"));
+        let differs = LockReport::checked(
+            &project,
+            vec!["openclaw.version: spec 2026.12.1, lock 2026.11.3".into()],
+        );
+        insta::assert_snapshot!("lock_check_differs", differs.to_json());
+        let written = LockReport::locked(
+            &project,
+            &LockOutcome::Written {
+                debs: 412,
+                npm_packages: 631,
+            },
+        );
+        insta::assert_snapshot!("lock_written", written.to_json());
+        assert_eq!(LockReport::checked(&project, vec![]).outcome, "matches");
     }
 }

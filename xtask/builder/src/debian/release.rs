@@ -18,9 +18,6 @@ use sha2::{Digest, Sha256};
 
 use super::control;
 
-/// The keyring `gpgv` checks release signatures against.
-pub const ARCHIVE_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-
 /// Largest InRelease accepted (Debian's are about 150 KiB).
 const MAX_INRELEASE: u64 = 16 << 20;
 
@@ -210,9 +207,14 @@ pub fn verify_inrelease(bytes: &[u8], suite: &str, url: &str) -> Result<String> 
     let text = std::str::from_utf8(bytes).with_context(|| format!("{url}: not UTF-8"))?;
     let body =
         clearsigned_body(text).with_context(|| format!("{url}: not a clearsigned InRelease"))?;
-    if !Path::new(ARCHIVE_KEYRING).is_file() {
+    // The keyring `gpgv` checks release signatures against.
+    let keyring = crate::host::debian_keyring();
+    if !keyring.is_file() {
         bail!(
-            "the Debian archive keyring {ARCHIVE_KEYRING} is missing: install debian-archive-keyring"
+            "the Debian archive keyring {} is missing: install debian-archive-keyring, or set {} \
+             to the keyring file",
+            keyring.display(),
+            crate::host::DEBIAN_KEYRING_ENV
         );
     }
     let dir = tempfile::tempdir().context("creating a temporary directory for gpgv")?;
@@ -221,7 +223,7 @@ pub fn verify_inrelease(bytes: &[u8], suite: &str, url: &str) -> Result<String> 
     fs::write(&file, bytes).with_context(|| format!("writing {}", file.display()))?;
     let args: Vec<OsString> = vec![
         "--keyring".into(),
-        ARCHIVE_KEYRING.into(),
+        keyring.into(),
         "--status-fd".into(),
         "1".into(),
         "--output".into(),
@@ -448,9 +450,11 @@ SHA256:\n 1111111111111111111111111111111111111111111111111111111111111111 1234 
     #[test]
     #[ignore = "needs the Debian archive keyring (apt-get install debian-archive-keyring); run with cargo test -p builder tampered_inrelease_fails_verification -- --ignored (`cargo xtask ci` does where the keyring is)"]
     fn tampered_inrelease_fails_verification() {
+        let keyring = crate::host::debian_keyring();
         assert!(
-            Path::new(ARCHIVE_KEYRING).is_file(),
-            "{ARCHIVE_KEYRING} is missing: apt-get install debian-archive-keyring"
+            keyring.is_file(),
+            "{} is missing: apt-get install debian-archive-keyring, or set OPENCLAW_DEBIAN_KEYRING",
+            keyring.display()
         );
         let text = clearsigned(BODY);
         let err = format!(

@@ -74,7 +74,7 @@ const ESSENTIAL: &[(&str, Why)] = &[
     ("rustc", Why::RustToolchain),
     // The upload tests' SIGINT to their child upload.
     ("kill", Why::CiRun("procps")),
-    // ci's flake.nix parse (skipped, with a message, without it).
+    // ci's flake.nix evaluation (skipped, with a message, without it).
     ("nix-instantiate", Why::CiRun("nix-bin")),
     // `cargo xtask upload` and its tests; upload checks for it itself.
     ("ssh", Why::CiRun("openssh-client")),
@@ -376,8 +376,8 @@ fn host_spawns() -> Vec<Spawn> {
 fn provided() -> BTreeSet<&'static str> {
     REQUIREMENTS
         .iter()
-        .flat_map(|r| r.paths)
-        .filter_map(|p| p.rsplit('/').next())
+        .flat_map(|r| r.programs())
+        .copied()
         .collect()
 }
 
@@ -423,11 +423,7 @@ fn every_program_run_on_the_host_is_a_doctor_requirement_or_essential() {
         by_program.entry(&s.program).or_default().push(&s.place);
     }
     for (program, places) in &by_program {
-        let how = match REQUIREMENTS.iter().find(|r| {
-            r.paths
-                .iter()
-                .any(|p| p.rsplit('/').next() == Some(*program))
-        }) {
+        let how = match REQUIREMENTS.iter().find(|r| r.programs().contains(program)) {
             Some(r) => format!("doctor: {}", r.package),
             None => match ESSENTIAL.iter().find(|(p, _)| p == program) {
                 Some((_, why)) => why.to_string(),
@@ -501,4 +497,214 @@ fn f() {
             "{problems:#?}"
         );
     }
+}
+
+#[test]
+fn json_shape() {
+    let findings = [
+        super::Finding {
+            what: "mmdebstrap (bootstrap Debian root filesystems)".into(),
+            ok: true,
+            found: Some("/usr/bin/mmdebstrap".into()),
+            detail: "found /usr/bin/mmdebstrap".into(),
+            package: Some(super::Packages {
+                debian: "mmdebstrap",
+                nixpkgs: "mmdebstrap",
+            }),
+        },
+        super::Finding {
+            what: "VMTEST_OVMF_CODE (UEFI firmware code for vm-test)".into(),
+            ok: false,
+            found: None,
+            detail:
+                "missing, looked $VMTEST_OVMF_CODE = /nix/store/x/FV/OVMF_CODE.fd: install the \
+                     Debian package `ovmf` (nixpkgs: `OVMF`)"
+                    .into(),
+            package: Some(super::Packages {
+                debian: "ovmf",
+                nixpkgs: "OVMF",
+            }),
+        },
+        super::Finding {
+            what: "free space at /src/target".into(),
+            ok: false,
+            found: None,
+            detail: "3.1 GiB free; a build needs about 20 GiB".into(),
+            package: None,
+        },
+    ];
+    insta::assert_snapshot!(super::to_json(&findings));
+}
+
+/// A stub program: the look-up needs a file, not the tool.
+fn stub(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Doctor passes with every tool in a non-Debian layout (a Nix-like
+/// profile of symlinks): programs found on `PATH`, data files through
+/// their variables, each where the layout puts it. A tool this host lacks
+/// is a stub script: the test is about the look-up, not the tools.
+#[test]
+fn passes_with_tools_in_a_non_debian_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile");
+    let bin = profile.join("bin");
+    let share = profile.join("share");
+    let stubs = dir.path().join("stubs");
+    for d in [&bin, &share, &stubs] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let real = super::HostEnv::current();
+    for r in REQUIREMENTS {
+        let link = match r.lookup {
+            super::Lookup::Program { names, .. } => bin.join(names[0]),
+            super::Lookup::File { env, .. } => share.join(env),
+        };
+        let target = match r.find(&real) {
+            Some(p) => p,
+            None => {
+                let s = stubs.join(r.name());
+                stub(&s);
+                s
+            }
+        };
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+    }
+    let vars: Vec<(&str, PathBuf)> = REQUIREMENTS
+        .iter()
+        .filter_map(|r| match r.lookup {
+            super::Lookup::File { env, .. } => Some((env, share.join(env))),
+            super::Lookup::Program { .. } => None,
+        })
+        .collect();
+    let var_refs: Vec<(&str, &Path)> = vars.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let env = super::HostEnv::new(std::env::join_paths([&bin]).unwrap(), &var_refs);
+    let findings = super::check_in(&env, &[]);
+    let bad: Vec<_> = findings.iter().filter(|f| !f.ok).collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+    for f in findings.iter().filter(|f| f.package.is_some()) {
+        let found = f.found.as_deref().unwrap();
+        assert!(
+            found.starts_with(&profile),
+            "{} found at {}",
+            f.what,
+            found.display()
+        );
+    }
+
+    // The same layout less one program and one file: each is missing, named
+    // with its Debian and nixpkgs package.
+    std::fs::remove_file(bin.join("mmdebstrap")).unwrap();
+    std::fs::remove_file(share.join("OPENCLAW_DEBIAN_KEYRING")).unwrap();
+    let findings = super::check_in(&env, &[]);
+    let missing: Vec<&str> = findings
+        .iter()
+        .filter(|f| !f.ok)
+        .map(|f| f.detail.as_str())
+        .collect();
+    assert_eq!(missing.len(), 2, "{missing:#?}");
+    assert!(
+        missing[0].contains("`mmdebstrap` (nixpkgs: `mmdebstrap`)"),
+        "{missing:#?}"
+    );
+    assert!(
+        missing[1].contains("`debian-archive-keyring` (nixpkgs: `debian-archive-keyring`)")
+            && missing[1].contains("$OPENCLAW_DEBIAN_KEYRING ="),
+        "{missing:#?}"
+    );
+}
+
+/// The variables `flake.nix` sets: `NAME = …;` with an all-capitals NAME.
+fn flake_vars(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| {
+            let (name, _) = l.trim_start().split_once(" = ")?;
+            let upper = name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            (upper && !name.is_empty()).then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// The variables of the table under "## Environment" in `docs/cli.md`.
+fn documented_vars(text: &str) -> BTreeSet<String> {
+    let section = text.split("\n## Environment").nth(1).unwrap_or("");
+    let section = section.split("\n## ").next().unwrap_or("");
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split_once('`'))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// Whether the host-side code reads `name`: its literal in a file that
+/// reads the environment (this file excepted).
+fn read_in_code(name: &str) -> Vec<String> {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for dir in HOST_DIRS {
+        rust_files(&root.join(dir), &mut files);
+    }
+    files
+        .iter()
+        .filter(|f| f.strip_prefix(&root).unwrap_or(f) != Path::new(file!()))
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.contains(&format!("\"{name}\"")) && text.contains("env::var")
+        })
+        .map(|f| f.strip_prefix(&root).unwrap_or(f).display().to_string())
+        .collect()
+}
+
+#[test]
+fn flake_sets_the_variables_the_code_reads_and_the_docs_name() {
+    let root = workspace_root();
+    let flake = flake_vars(&std::fs::read_to_string(root.join("flake.nix")).unwrap());
+    let documented = documented_vars(&std::fs::read_to_string(root.join("docs/cli.md")).unwrap());
+    let declared: BTreeSet<String> = crate::host::LOCATION_VARS
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    assert!(
+        flake.contains("VMTEST_OVMF_CODE"),
+        "the scan sees flake.nix: {flake:?}"
+    );
+    assert_eq!(
+        documented, declared,
+        "docs/cli.md's Environment table and host::LOCATION_VARS differ"
+    );
+    for name in &flake {
+        assert!(
+            declared.contains(name),
+            "flake.nix sets {name}, which is no location variable of host::LOCATION_VARS"
+        );
+    }
+    for name in &declared {
+        let readers = read_in_code(name);
+        assert!(
+            !readers.is_empty(),
+            "{name} is documented but no code reads it"
+        );
+    }
+    for r in REQUIREMENTS {
+        if let super::Lookup::File { env, .. } = r.lookup {
+            assert!(
+                flake.contains(env),
+                "flake.nix does not set {env} ({}): the dev shell would fall back to Debian's path",
+                r.purpose
+            );
+        }
+    }
+}
+
+#[test]
+fn flake_and_doc_scans() {
+    let flake = "  x = {\n    FOO_1 = \"${a}\";\n    packages = [ ];\n    lower = 1;\n  };\n";
+    assert_eq!(flake_vars(flake), BTreeSet::from(["FOO_1".to_string()]));
+    let doc = "# x\n| `NOT` |\n## Environment: where\n| variable |\n|---|\n| `A_B` | a |\n## Next\n| `C` |\n";
+    assert_eq!(documented_vars(doc), BTreeSet::from(["A_B".to_string()]));
 }

@@ -246,6 +246,39 @@ pub fn rfc3339(t: SystemTime) -> String {
     image_spec::time::rfc3339(i64::try_from(secs).unwrap_or(i64::MAX))
 }
 
+/// `verify-repro --json`: the verdict, the record written and, on a
+/// mismatch, where the builds differ (docs/cli.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReproReport {
+    /// Whether the builds (and the published hash, if any) agree.
+    pub identical: bool,
+    /// The record written beside the image (`None` for `--compare-only`).
+    pub record: Option<Record>,
+    /// Where the record was written.
+    pub written: Vec<PathBuf>,
+    /// What differs between the published and the rebuilt manifest
+    /// (`--against` a manifest, on a mismatch).
+    pub manifest_differences: Vec<String>,
+    /// The explanation of a mismatch, line by line ([`explain`]).
+    pub explanation: Vec<String>,
+    /// The first stage going into the image whose outputs differ.
+    pub first_diverged: Option<String>,
+}
+
+impl ReproReport {
+    /// Adds what [`explain`] found.
+    pub fn explained(&mut self, ex: &Explanation) {
+        self.explanation.extend(ex.lines.iter().cloned());
+        self.first_diverged = ex.first_diverged.clone();
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        // Strings, numbers and paths: serializing cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
 /// What [`explain`] found.
 #[derive(Debug, Clone, Default)]
 pub struct Explanation {
@@ -369,7 +402,7 @@ pub fn explain(a: &BuildDir, b: &BuildDir, scratch: &Path, limit: usize) -> Resu
     }
 
     // 3. diffoscope, when installed.
-    if let Some(diffoscope) = which("diffoscope") {
+    if let Some(diffoscope) = crate::host::which("diffoscope") {
         let (x, y) = first_tar.unwrap_or_else(|| (a.image.clone(), b.image.clone()));
         let report = scratch.join("diffoscope.txt");
         fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
@@ -484,14 +517,6 @@ fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    })
-}
-
 /// For `--against MANIFEST`: what differs between the published manifest
 /// and the rebuilt one (inputs, stage keys, the agent), line by line.
 pub fn compare_manifests(published: &Value, rebuilt: &Value) -> Vec<String> {
@@ -544,6 +569,47 @@ mod tests {
                      (a tools tree that `cargo xtask build-image` made) to run {test}"
                 )
             })
+    }
+
+    #[test]
+    fn report_json_shape() {
+        let build = |dir: &str, tz: &str| BuildRecord {
+            dir: dir.into(),
+            sha256: "ab".repeat(32),
+            started: "2026-12-06T20:00:00Z".into(),
+            seconds: 640,
+            tz: tz.into(),
+            lc_all: "C.UTF-8".into(),
+            umask: "022".into(),
+        };
+        let record = Record {
+            name: "openclaw-appliance".into(),
+            sha256: "ab".repeat(32),
+            identical: false,
+            builds: vec![build("/src/target/repro/check", "<+1245>-12:45")],
+            against: Some(Against {
+                sha256: "cd".repeat(32),
+                source: "target/image/openclaw-appliance.manifest.json".into(),
+                file_sha256: Some("ef".repeat(32)),
+            }),
+            agent_check: None,
+            date: "2026-12-06T20:11:00Z".into(),
+            source_date_epoch: 1_764_000_000,
+            ci_run: None,
+            hcloud_canary: None,
+        };
+        let mut report = ReproReport {
+            identical: false,
+            record: Some(record),
+            written: vec!["/src/target/repro/check/image/openclaw-appliance.repro.json".into()],
+            manifest_differences: vec!["stage root: a1… vs b2…".into()],
+            ..ReproReport::default()
+        };
+        report.explained(&Explanation {
+            lines: vec!["partition 2 (root): 3 files differ".into()],
+            first_diverged: Some("root".into()),
+        });
+        insta::assert_snapshot!(report.to_json());
     }
 
     #[test]

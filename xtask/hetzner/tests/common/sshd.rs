@@ -17,7 +17,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SSHD: &str = "/usr/sbin/sshd";
+/// `tool` on `PATH`, else in Debian's `/usr/sbin` or `/sbin` (outside a
+/// user's `PATH`); sshd must be started by its absolute path.
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
 
 /// The running daemon; killed when dropped.
 pub struct Sshd {
@@ -56,11 +64,13 @@ impl Sshd {
     /// Start it, or fail saying how to install it: these tests never pass
     /// silently without a real SSH daemon.
     pub fn start() -> Sshd {
-        assert!(
-            std::path::Path::new(SSHD).is_file(),
-            "{SSHD} not found: the upload tests need a real SSH daemon on loopback as the rescue system; \
-             install it with `apt-get install openssh-server` (.ci/run does)"
-        );
+        let sshd_bin = which("sshd").unwrap_or_else(|| {
+            panic!(
+                "`sshd` not found on PATH or in /usr/sbin: the upload tests need a real SSH daemon on \
+                 loopback as the rescue system; install it with `apt-get install openssh-server` \
+                 (.ci/run does; nixpkgs: openssh)"
+            )
+        });
         let dir = tempfile::tempdir().expect("temporary directory");
         let host_key = dir.path().join("host_ed25519");
         run(Command::new("ssh-keygen")
@@ -148,7 +158,7 @@ impl Sshd {
             .expect("a free port")
             .port();
         let log = dir.path().join("sshd.log");
-        let child = Command::new(SSHD)
+        let child = Command::new(&sshd_bin)
             .args(["-D", "-e", "-f"])
             .arg(&config)
             .args(["-p", &port.to_string()])
@@ -156,7 +166,7 @@ impl Sshd {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("sshd log"))
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {SSHD}: {e}"));
+            .unwrap_or_else(|e| panic!("starting {}: {e}", sshd_bin.display()));
         let mut sshd = Sshd {
             child,
             port,
