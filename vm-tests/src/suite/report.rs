@@ -114,11 +114,11 @@ pub fn read_passes(out_dir: &std::path::Path) -> Vec<PassTiming> {
         .unwrap_or_default()
 }
 
-/// The human table: ID, title, outcome, seconds, per firmware.
 /// Lines of a passing (or not run, not applicable) case's detail the
 /// table shows; a failure's detail is shown whole.
 const DETAIL_LINES: usize = 12;
 
+/// The human table: ID, title, outcome, seconds, per firmware.
 pub fn table(report: &Report) -> String {
     let mut out = String::new();
     let mut fw = "";
