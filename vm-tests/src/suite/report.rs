@@ -163,6 +163,10 @@ pub fn read_passes(out_dir: &std::path::Path) -> Vec<PassTiming> {
         .unwrap_or_default()
 }
 
+/// Lines of a passing (or not run, not applicable) case's detail the
+/// table shows; a failure's detail is shown whole.
+const DETAIL_LINES: usize = 12;
+
 /// The human table: ID, title, outcome, seconds, per firmware.
 pub fn table(report: &Report) -> String {
     let mut out = String::new();
@@ -185,10 +189,23 @@ pub fn table(report: &Report) -> String {
             c.outcome.label(),
             c.seconds
         );
-        if !matches!(c.outcome, Outcome::Pass(_)) || !c.outcome.detail().is_empty() {
-            for line in c.outcome.detail().lines().take(12) {
-                let _ = writeln!(out, "        {line}");
-            }
+        // A failure's detail in full (it is what the reader needs); any
+        // other detail up to DETAIL_LINES, then how much junit.xml has more.
+        let lines: Vec<&str> = c.outcome.detail().lines().collect();
+        let shown = if matches!(c.outcome, Outcome::Fail(_)) {
+            lines.len()
+        } else {
+            lines.len().min(DETAIL_LINES)
+        };
+        for line in &lines[..shown] {
+            let _ = writeln!(out, "        {line}");
+        }
+        if shown < lines.len() {
+            let _ = writeln!(
+                out,
+                "        … {} more line(s) in junit.xml",
+                lines.len() - shown
+            );
         }
     }
     let s = report.summary();
@@ -360,5 +377,17 @@ mod tests {
         );
         assert!(t.contains("SSH-1") && t.contains("n/a"), "{t}");
         assert_eq!(sample().failures(), 1);
+    }
+
+    #[test]
+    fn a_failure_shows_its_whole_detail_a_pass_the_first_lines() {
+        let long: String = (1..=20).map(|i| format!("line {i}\n")).collect();
+        let mut r = sample();
+        r.cases[0].outcome = Outcome::Pass(long.clone());
+        r.cases[1].outcome = Outcome::Fail(long.replace("line", "why"));
+        let t = table(&r);
+        assert!(t.contains("line 12") && !t.contains("line 13"), "{t}");
+        assert!(t.contains("… 8 more line(s) in junit.xml"), "{t}");
+        assert!(t.contains("why 20"), "{t}");
     }
 }

@@ -466,16 +466,25 @@ fn judge_health(watch: &str) -> std::result::Result<String, String> {
 }
 
 /// The limits a cgroup v2 directory must hold: `pids.max`, `memory.max`
-/// and `cpu.max`'s quota are not `max`.
-fn limits_problems(pids: &str, memory: &str, cpu: &str) -> Vec<String> {
+/// and `cpu.max`'s quota are not `max`, and `memory.swap.max` is 0 (the
+/// appliance has a swap file: a sandbox allowed to swap would page the
+/// host's services out instead of being killed at its limit).
+fn limits_problems(pids: &str, memory: &str, swap: &str, cpu: &str) -> Vec<String> {
     let mut out = Vec::new();
-    if pids.trim().is_empty() || pids.trim() == "max" {
+    if swap.trim() != "0" {
+        out.push(format!("memory.swap.max is {:?}, not 0", swap.trim()));
+    }
+    if ["", "max", "missing"].contains(&pids.trim()) {
         out.push(format!("pids.max is {:?}", pids.trim()));
     }
-    if memory.trim().is_empty() || memory.trim() == "max" {
+    if ["", "max", "missing"].contains(&memory.trim()) {
         out.push(format!("memory.max is {:?}", memory.trim()));
     }
-    if cpu.split_whitespace().next().is_none_or(|q| q == "max") {
+    if cpu
+        .split_whitespace()
+        .next()
+        .is_none_or(|q| q == "max" || q == "missing")
+    {
         out.push(format!("cpu.max is {:?}", cpu.trim()));
     }
     out
@@ -508,8 +517,9 @@ pub fn esc_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let read = |file: &str| format!("cat {cgroup}/{file} 2>/dev/null || echo missing");
     let pids = ctx.machine.succeed(&read("pids.max"))?;
     let memory = ctx.machine.succeed(&read("memory.max"))?;
+    let swap = ctx.machine.succeed(&read("memory.swap.max"))?;
     let cpu = ctx.machine.succeed(&read("cpu.max"))?;
-    let mut problems = limits_problems(&pids, &memory, &cpu);
+    let mut problems = limits_problems(&pids, &memory, &swap, &cpu);
     let before = ctx
         .machine
         .succeed("grep -E '^(MemTotal|MemAvailable):' /proc/meminfo | tr -s ' ' | tr '\\n' ' '")?;
@@ -546,10 +556,11 @@ pub fn esc_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         ));
     }
     let seen = format!(
-        "{}\nlimits in {cgroup}: pids.max {}, memory.max {}, cpu.max {}\nhost before the attack: {}\n{}\n{}\nhost services: {active}",
+        "{}\nlimits in {cgroup}: pids.max {}, memory.max {}, memory.swap.max {}, cpu.max {}\nhost before the attack: {}\n{}\n{}\nhost services: {active}",
         sb.origin,
         pids.trim(),
         memory.trim(),
+        swap.trim(),
         cpu.trim(),
         before.trim(),
         health_verdict.unwrap_or_else(|e| e),
@@ -922,12 +933,21 @@ mod tests {
 
     #[test]
     fn limits_must_all_be_set() {
-        assert!(limits_problems("512", "1073741824", "100000 100000").is_empty());
+        assert!(limits_problems("512", "1073741824", "0", "100000 100000").is_empty());
         assert_eq!(
-            limits_problems("max", "1073741824", "100000 100000").len(),
+            limits_problems("max", "1073741824", "0", "100000 100000").len(),
             1
         );
-        assert_eq!(limits_problems("512", "max", "max 100000").len(), 2);
-        assert_eq!(limits_problems("missing", "", "").len(), 2);
+        assert_eq!(limits_problems("512", "max", "0", "max 100000").len(), 2);
+        assert_eq!(limits_problems("missing", "", "0", "").len(), 3);
+        // A sandbox that may swap: Docker's default for --memory alone.
+        assert_eq!(
+            limits_problems("512", "1073741824", "1073741824", "100000 100000"),
+            ["memory.swap.max is \"1073741824\", not 0"]
+        );
+        assert_eq!(
+            limits_problems("512", "1073741824", "missing", "100000 100000").len(),
+            1
+        );
     }
 }
