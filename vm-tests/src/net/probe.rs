@@ -569,9 +569,19 @@ mod tests {
     #[test]
     fn probes_on_loopback_in_own_namespace() {
         // Runs in the test's own namespace (no root needed): a closed port
-        // on loopback is refused, a listening one is open.
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        // on loopback is refused, a listening one is open. The port lies
+        // below the ephemeral range: a freed ephemeral port may come back as
+        // the probe's own source port, and a TCP connection to itself is
+        // "open" (this flaked once in CI).
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32768);
+        let l = (low.saturating_sub(2000)..low)
+            .find_map(|p| TcpListener::bind(("127.0.0.1", p)).ok())
+            .expect("a free port below the ephemeral range");
         let port = l.local_addr().unwrap().port();
+        assert!(port < low);
         let (p, _) = tcp_connect(
             SocketAddr::from(([127, 0, 0, 1], port)),
             Duration::from_secs(2),
@@ -585,7 +595,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p, Probe::Closed);
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let u = (low.saturating_sub(2000)..low)
+            .find_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok())
+            .expect("a free UDP port below the ephemeral range");
         let uport = u.local_addr().unwrap().port();
         drop(u);
         let r = udp_probe(
