@@ -181,6 +181,9 @@ func control(args []string) error {
 		// than an operator should grant (docs/tailscale.md), so that only
 		// the appliance itself stands between openclaw and Funnel — TS-2's
 		// attempt then meets the appliance's refusal, not the tailnet's.
+		// Without the attribute tailscaled asks /machine/feature/query,
+		// which testcontrol does not handle: it panics, and the tailnet
+		// (control and DERP) is gone for the rest of the run.
 		DefaultNodeCapabilities: &tailcfg.NodeCapMap{
 			tailcfg.CapabilityHTTPS:                                 nil,
 			tailcfg.NodeAttrFunnel:                                  nil,

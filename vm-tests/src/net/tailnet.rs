@@ -267,6 +267,23 @@ impl TestTailnet {
         &self.info
     }
 
+    /// Why the control server (and DERP with it) is gone, if it is: the
+    /// tail of its log. testcontrol panics on a request it does not handle
+    /// (e.g. the feature query a node sends for Funnel without the
+    /// attribute), which ends the whole tailnet for the rest of the pass.
+    pub fn control_gone(&self) -> Option<String> {
+        let pid = self.control.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if !process_ended(&stat) {
+            return None;
+        }
+        let log = std::fs::read_to_string(self.dir.path().join("control.log")).unwrap_or_default();
+        Some(format!(
+            "the test control server has exited; its log:\n{}",
+            tail(&log, 12)
+        ))
+    }
+
     /// Runs one admin operation (`up`, `dial HOST:PORT`, `http METHOD URL
     /// …`, `ssh USER HOST:PORT COMMAND`) as the admin node, from the peer's
     /// namespace; `bearer` goes to the program as a 0600 file, removed
@@ -293,10 +310,13 @@ impl TestTailnet {
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             bail!(
-                "the admin node failed ({}; {}): {}",
+                "the admin node failed ({}; {}): {}{}",
                 op.join(" "),
                 out.status,
-                tail(&String::from_utf8_lossy(&out.stderr), 10)
+                tail(&String::from_utf8_lossy(&out.stderr), 10),
+                self.control_gone()
+                    .map(|why| format!("\n{why}"))
+                    .unwrap_or_default()
             );
         }
         parse_admin_result(stdout.lines().last().unwrap_or(""))
@@ -357,13 +377,16 @@ impl TestTailnet {
                 stop_child(&mut child);
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 bail!(
-                    "the admin node did not listen on tailnet port {port} ({}); its log:\n{}",
+                    "the admin node did not listen on tailnet port {port} ({}); its log:\n{}{}",
                     match other {
                         Some(Ok(Err(e))) => format!("{e:#}"),
                         Some(Err(_)) => "timed out after 120 s".into(),
                         _ => "it closed stdout".into(),
                     },
-                    tail(&log, 20)
+                    tail(&log, 20),
+                    self.control_gone()
+                        .map(|why| format!("\n{why}"))
+                        .unwrap_or_default()
                 )
             }
         }
@@ -421,6 +444,16 @@ fn first_line(out: impl Read + Send + 'static) -> mpsc::Receiver<Result<String>>
     rx
 }
 
+/// Whether a `/proc/<pid>/stat` text (empty: no such process) shows a
+/// process that has ended (a zombie not yet reaped, or gone).
+fn process_ended(stat: &str) -> bool {
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or("X");
+    state == "Z" || state == "X"
+}
+
 /// The last `n` lines of `text`.
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -430,6 +463,16 @@ fn tail(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ended_control_server_is_seen() {
+        assert!(!process_ended("4242 (tailnet) S 1 4242 4242 0 -1"));
+        assert!(!process_ended("4242 (a) b) R 1 4242"));
+        assert!(process_ended("4242 (tailnet) Z 1 4242 4242 0 -1"));
+        assert!(process_ended(""));
+        let me = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(!process_ended(&me));
+    }
 
     #[test]
     fn control_info_from_the_programs_line() {
