@@ -928,7 +928,7 @@ impl Ctx<'_> {
                     &raw.trusted_proxies,
                     "gateway.trusted-proxies",
                     format!("`{p}` is not an IP address or CIDR"),
-                    "list addresses or CIDRs, e.g. [\"127.0.0.1\", \"100.64.0.0/10\"]",
+                    "list addresses or CIDRs, e.g. [\"127.0.0.1\"]",
                 ));
             }
         }

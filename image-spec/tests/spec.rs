@@ -219,7 +219,10 @@ fn suites_out_of_order() {
 
 #[test]
 fn bad_trusted_proxy() {
-    insta::assert_snapshot!(error_after("\"100.64.0.0/10\"", "\"100.64.0.0/99\""));
+    insta::assert_snapshot!(error_after(
+        "trusted-proxies = [\"127.0.0.1\"]",
+        "trusted-proxies = [\"127.0.0.1\", \"100.64.0.0/99\"]"
+    ));
 }
 
 #[test]

@@ -173,6 +173,14 @@ pub fn key_is(cfg: &Value, pointer: &str, want: &Value, seen: &mut Vec<String>) 
     ok
 }
 
+/// The `gateway.trustedProxies` NET-6 expects: loopback only, where Serve
+/// connects from. A documented deviation from NET-6's literal
+/// `["127.0.0.1","100.64.0.0/10"]` (docs/openclaw-config.md).
+pub const TRUSTED_PROXIES: [&str; 1] = ["127.0.0.1"];
+
+/// Why [`TRUSTED_PROXIES`] is narrower than NET-6's list (the report says it).
+pub const TRUSTED_PROXIES_WHY: &str = "trustedProxies = [\"127.0.0.1\"] is a documented deviation from NET-6's list: with 100.64.0.0/10 trusted as a proxy the pinned OpenClaw cannot attribute any Serve client, so Serve answers 403 even with the token (NET-8)";
+
 /// NET-6: the baked and first-boot config, valid under the pinned OpenClaw.
 pub fn net_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let cfg = openclaw_json(ctx)?;
@@ -188,7 +196,7 @@ pub fn net_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         ("/gateway/auth/allowTailscale", Value::from(true)),
         (
             "/gateway/trustedProxies",
-            serde_json::json!(["127.0.0.1", "100.64.0.0/10"]),
+            serde_json::json!(TRUSTED_PROXIES),
         ),
         ("/gateway/tailscale/mode", Value::from(serve)),
         ("/update/checkOnStart", Value::from(false)),
@@ -205,6 +213,7 @@ pub fn net_6(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .execute(&as_user(ctx, "openclaw config validate --json"))?;
     seen.push(format!("openclaw config validate: rc {rc}: {}", out.trim()));
     ok &= rc == 0;
+    seen.push(TRUSTED_PROXIES_WHY.into());
     seen.push(if ctx.facts.tailscale {
         "gateway.tailscale.mode = off: Serve is configured by root at first boot (TS-2); NET-8 checks its route".into()
     } else {
@@ -287,7 +296,50 @@ pub fn net_7(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 
 #[cfg(test)]
 mod tests {
-    use super::tailscaled_stray_accepts;
+    use serde_json::json;
+
+    use super::{TRUSTED_PROXIES, key_is, tailscaled_stray_accepts};
+
+    #[test]
+    fn trusted_proxies_must_be_exactly_loopback() {
+        let want = json!(TRUSTED_PROXIES);
+        let check = |got: serde_json::Value| {
+            let cfg = json!({"gateway": {"trustedProxies": got}});
+            let mut seen = Vec::new();
+            let ok = key_is(&cfg, "/gateway/trustedProxies", &want, &mut seen);
+            (ok, seen.concat())
+        };
+        assert_eq!(
+            check(json!(["127.0.0.1"])),
+            (
+                true,
+                r#"ok  /gateway/trustedProxies = ["127.0.0.1"]"#.into()
+            )
+        );
+        // NET-6's literal list: Serve clients would be unattributable (403).
+        let (ok, line) = check(json!(["127.0.0.1", "100.64.0.0/10"]));
+        assert!(!ok);
+        assert!(line.starts_with("BAD ") && line.ends_with(r#"(want ["127.0.0.1"])"#));
+        for bad in [
+            json!(["100.64.0.0/10", "127.0.0.1"]),
+            json!(["100.64.0.0/10"]),
+            json!(["127.0.0.1", "127.0.0.1"]),
+            json!(["127.0.0.0/8"]),
+            json!(["::1"]),
+            json!([]),
+            json!("127.0.0.1"),
+            json!(null),
+        ] {
+            assert!(!check(bad.clone()).0, "{bad} was accepted");
+        }
+        let unset = json!({"gateway": {}});
+        assert!(!key_is(
+            &unset,
+            "/gateway/trustedProxies",
+            &want,
+            &mut Vec::new()
+        ));
+    }
 
     #[test]
     fn tailscaled_may_accept_only_its_own() {
