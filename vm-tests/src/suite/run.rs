@@ -351,13 +351,7 @@ fn run_firmware(
                     "the machine never became ready (see the first case of this firmware)".into(),
                 )
             };
-            report.cases.push(CaseResult {
-                id: inv.id.into(),
-                title: inv.title.into(),
-                firmware: label.into(),
-                outcome,
-                seconds: 0.0,
-            });
+            report.cases.push(case_result(inv, label, outcome, 0.0));
         }
         report.passes.push(timing(&machine, 0));
         return Ok(());
@@ -401,15 +395,14 @@ fn run_firmware(
     let mut stalled_in: Option<&str> = None;
     for inv in order {
         if let Some(id) = stalled_in {
-            report.cases.push(CaseResult {
-                id: inv.id.into(),
-                title: inv.title.into(),
-                firmware: label.into(),
-                outcome: Outcome::NotRun(format!(
+            report.cases.push(case_result(
+                inv,
+                label,
+                Outcome::NotRun(format!(
                     "the guest stopped answering during {id} (see its detail): not run on this boot"
                 )),
-                seconds: 0.0,
-            });
+                0.0,
+            ));
             continue;
         }
         if group(&inv) >= 1 && sandbox.is_none() {
@@ -475,13 +468,9 @@ fn run_firmware(
             outcome.label(),
             t.elapsed().as_secs_f64()
         );
-        report.cases.push(CaseResult {
-            id: inv.id.into(),
-            title: inv.title.into(),
-            firmware: label.into(),
-            outcome,
-            seconds: t.elapsed().as_secs_f64(),
-        });
+        report
+            .cases
+            .push(case_result(inv, label, outcome, t.elapsed().as_secs_f64()));
         if machine.stalled().is_some() {
             eprintln!(
                 "vm-test [{label}]: the guest stopped answering during {}: the rest of this pass is not run",
@@ -522,6 +511,17 @@ fn run_firmware(
             .push(format!("[{label}] {}", remove_overlays(&facts.out_dir)));
     }
     Ok(())
+}
+
+/// The result of `inv` on firmware pass `label`.
+fn case_result(inv: &Invariant, label: &str, outcome: Outcome, seconds: f64) -> CaseResult {
+    CaseResult {
+        id: inv.id.into(),
+        title: inv.title.into(),
+        firmware: label.into(),
+        outcome,
+        seconds,
+    }
 }
 
 /// The timing record of a pass whose main machine started at `started`.
