@@ -167,6 +167,55 @@ pub fn kernel_trouble(serial: &str, limit: usize) -> Vec<String> {
         .collect()
 }
 
+/// Kernel messages that say the guest kernel itself faulted (an oops or a
+/// panic): from then on the boot runs on a kernel in an undefined state
+/// (a task died holding its locks), unlike the out-of-memory kills and
+/// slow-task warnings of [`KERNEL_TROUBLE`] that a loaded guest shows.
+const KERNEL_FAULTS: &[&str] = &[
+    "BUG: ",
+    "Oops: ",
+    "kernel BUG at ",
+    "general protection fault",
+    "Kernel panic",
+    "invalid opcode: ",
+    "traps: PANIC: double fault",
+];
+
+/// The kernel fault lines of a serial log (see [`KERNEL_FAULTS`]), at most
+/// `limit`, the first ones. Only kernel messages count (the text after a
+/// `[ seconds.micros] ` stamp, which may follow a login prompt on the same
+/// console line), not a program's output that mentions a bug.
+pub fn kernel_faults(serial: &str, limit: usize) -> Vec<String> {
+    serial
+        .lines()
+        .filter(|l| {
+            kernel_message(l).is_some_and(|m| KERNEL_FAULTS.iter().any(|t| m.starts_with(t)))
+        })
+        .take(limit)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The kernel message of a console line: what follows its first
+/// `[ seconds.micros] ` stamp, if it has one.
+fn kernel_message(line: &str) -> Option<&str> {
+    let mut rest = line;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        if let Some(close) = after.find("] ") {
+            let stamp = after[..close].trim_start();
+            if let Some((secs, micros)) = stamp.split_once('.') {
+                let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+                if digits(secs) && digits(micros) {
+                    return Some(&after[close + 2..]);
+                }
+            }
+        }
+        rest = after;
+    }
+    None
+}
+
 /// Longest command text shown in log lines.
 const LOGGED_COMMAND_LEN: usize = 160;
 
@@ -578,6 +627,26 @@ impl Machine {
     /// cost each one its whole timeout); [`Machine::power_on`] starts over.
     pub fn stalled(&self) -> Option<&str> {
         self.run.as_ref().and_then(|r| r.stall.as_deref())
+    }
+
+    /// After `command` got no answer in `waited`: runs `true` with
+    /// The kernel faults (oops, panic) on this boot's serial console so
+    /// far, at most 8 lines; empty while the kernel is sound.
+    pub fn kernel_faults(&self) -> Vec<String> {
+        let Some(run) = &self.run else {
+            return Vec::new();
+        };
+        let serial = String::from_utf8_lossy(&std::fs::read(&run.serial_log).unwrap_or_default())
+            .into_owned();
+        kernel_faults(&serial, 8)
+    }
+
+    /// Seconds since this boot's QEMU started (zero when not running).
+    pub fn uptime(&self) -> Duration {
+        self.run
+            .as_ref()
+            .map(|r| r.booted_at.elapsed())
+            .unwrap_or_default()
     }
 
     /// After `command` got no answer in `waited`: runs `true` with
@@ -1166,6 +1235,31 @@ mod tests {
         );
         assert_eq!(kernel_trouble(serial, 12).len(), 3);
         assert!(kernel_trouble("[ 1.0] all is well\n", 12).is_empty());
+    }
+
+    #[test]
+    fn kernel_faults_are_the_kernel_own_oopses_not_oom_kills_or_program_output() {
+        let serial = "[  300.1] node invoked oom-killer: gfp_mask=0xcc0\n\
+            [  300.2] Memory cgroup out of memory: Killed process 42 (node)\n\
+            BUG: a program printed this\n\
+            [  308.902324] BUG: kernel NULL pointer dereference, address: 0000000000000000\n\
+            [  308.903301] Oops: Oops: 0010 [#1] PREEMPT SMP NOPTI\n\
+            [  308.904580] note: 16[15789] exited with irqs disabled\n";
+        assert_eq!(
+            kernel_faults(serial, 8),
+            [
+                "[  308.902324] BUG: kernel NULL pointer dereference, address: 0000000000000000",
+                "[  308.903301] Oops: Oops: 0010 [#1] PREEMPT SMP NOPTI"
+            ]
+        );
+        assert_eq!(kernel_faults(serial, 1).len(), 1);
+        assert!(kernel_faults("[  300.1] node invoked oom-killer\n", 8).is_empty());
+        // The console interleaves a getty prompt with kernel messages.
+        assert_eq!(
+            kernel_faults("openclaw login: [   82.328229] BUG: injected\n", 8).len(),
+            1
+        );
+        assert!(kernel_faults("[x] BUG: not a stamp\n[1.2]BUG: no space\n", 8).is_empty());
     }
 
     fn check(show: &str, expected: &str) {

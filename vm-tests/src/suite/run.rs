@@ -393,13 +393,7 @@ fn run_firmware(
                     "the machine never became ready (see the first case of this firmware)".into(),
                 )
             };
-            report.cases.push(CaseResult {
-                id: inv.id.into(),
-                title: inv.title.into(),
-                firmware: label.into(),
-                outcome,
-                seconds: 0.0,
-            });
+            report.cases.push(case_result(inv, label, outcome, 0.0));
         }
         report.passes.push(timing(&machine, 0));
         return Ok(());
@@ -441,17 +435,22 @@ fn run_firmware(
     // The case during which the guest stopped answering: the rest of the
     // pass is not run (each would wait out its whole timeout).
     let mut stalled_in: Option<&str> = None;
-    for inv in order {
+    // Under TCG a kernel fault (an oops) is most likely the emulator's (CI
+    // saw one with impossible EFLAGS, and the guest hung 25 minutes later):
+    // the boot is then restarted once and the rest of the pass runs on the
+    // new boot, the fault quoted in the report. A second fault stands.
+    let mut fault_restart_left = machine.accel().accel == crate::accel::Accel::Tcg;
+    let mut queue: std::collections::VecDeque<&Invariant> = order.into();
+    while let Some(inv) = queue.pop_front() {
         if let Some(id) = stalled_in {
-            report.cases.push(CaseResult {
-                id: inv.id.into(),
-                title: inv.title.into(),
-                firmware: label.into(),
-                outcome: Outcome::NotRun(format!(
+            report.cases.push(case_result(
+                inv,
+                label,
+                Outcome::NotRun(format!(
                     "the guest stopped answering during {id} (see its detail): not run on this boot"
                 )),
-                seconds: 0.0,
-            });
+                0.0,
+            ));
             continue;
         }
         if group(&inv) >= 1 && sandbox.is_none() {
@@ -518,13 +517,62 @@ fn run_firmware(
             outcome.label(),
             t.elapsed().as_secs_f64()
         );
-        report.cases.push(CaseResult {
-            id: inv.id.into(),
-            title: inv.title.into(),
-            firmware: label.into(),
-            outcome,
-            seconds: t.elapsed().as_secs_f64(),
-        });
+        if std::env::var(INJECT_FAULT_ENV).is_ok_and(|id| id == inv.id) {
+            let _ = machine.run(&format!(
+                "echo '<1>BUG: injected by {INJECT_FAULT_ENV} after {} (a test of the harness)' > /dev/kmsg",
+                inv.id
+            ));
+        }
+        let faults = if fault_restart_left {
+            machine.kernel_faults()
+        } else {
+            Vec::new()
+        };
+        if !faults.is_empty() {
+            fault_restart_left = false;
+            let rerun = matches!(outcome, Outcome::Fail(_));
+            let note = format!(
+                "[{label}] the guest kernel faulted on boot {} (seen after {}, {:.0} s into the boot), under TCG; the boot was restarted and the {} remaining case(s){} ran on boot {}. The fault ({}):\n{}",
+                machine.boot_count(),
+                inv.id,
+                machine.uptime().as_secs_f64(),
+                queue.len() + usize::from(rerun),
+                if rerun {
+                    format!(", {} again (it failed on the faulted kernel)", inv.id)
+                } else {
+                    String::new()
+                },
+                machine.boot_count() + 1,
+                machine.serial_log_path().display(),
+                faults.join("\n")
+            );
+            eprintln!("vm-test [{label}]: {note}");
+            report.notes.push(note);
+            if rerun {
+                queue.push_front(inv);
+            } else {
+                report
+                    .cases
+                    .push(case_result(inv, label, outcome, t.elapsed().as_secs_f64()));
+            }
+            if let Err(e) = restart_after_fault(&mut machine) {
+                report.notes.push(format!(
+                    "[{label}] restarting after the kernel fault failed: {e:#}"
+                ));
+            }
+            sandbox = None;
+            gateway = None;
+            if !host_time_tcg && queue.iter().any(|i| needs_gateway(i.id)) {
+                let t = Instant::now();
+                let r = wait_gateway(&mut machine, &facts, &secrets, host_time_tcg);
+                report.notes.push(gateway_note(label, &r, started, t));
+                gateway = Some(r);
+            }
+            continue;
+        }
+        report
+            .cases
+            .push(case_result(inv, label, outcome, t.elapsed().as_secs_f64()));
         if machine.stalled().is_some() {
             eprintln!(
                 "vm-test [{label}]: the guest stopped answering during {}: the rest of this pass is not run",
@@ -567,6 +615,17 @@ fn run_firmware(
             .push(format!("[{label}] {}", remove_overlays(&facts.out_dir)));
     }
     Ok(())
+}
+
+/// The result of `inv` on firmware pass `label`.
+fn case_result(inv: &Invariant, label: &str, outcome: Outcome, seconds: f64) -> CaseResult {
+    CaseResult {
+        id: inv.id.into(),
+        title: inv.title.into(),
+        firmware: label.into(),
+        outcome,
+        seconds,
+    }
 }
 
 /// The timing record of a pass whose main machine started at `started`.
@@ -654,6 +713,23 @@ fn wait_first_boot(m: &mut Machine) -> Result<()> {
     )
     .context("first boot did not complete")?;
     Ok(())
+}
+
+/// Set to a case ID to have the harness write a kernel fault line into the
+/// guest's kernel log after that case (as root, through `/dev/kmsg`): shows
+/// the restart that follows a kernel fault under TCG without waiting for
+/// the emulator to fault by itself.
+pub const INJECT_FAULT_ENV: &str = "VMTEST_INJECT_KERNEL_FAULT";
+
+/// Restarts a machine whose kernel faulted: a clean shutdown where the
+/// guest still obeys the power button, else a power cut (which first boot
+/// survives: SEC-4); then a new boot, awaited until its shell answers.
+fn restart_after_fault(m: &mut Machine) -> Result<()> {
+    if m.stalled().is_some() || m.shutdown().is_err() {
+        let _ = m.crash();
+    }
+    m.power_on()?;
+    wait_first_boot(m)
 }
 
 /// The sandbox image checked in Docker's store (baked in by the build: no

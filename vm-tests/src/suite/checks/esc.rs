@@ -470,21 +470,20 @@ fn judge_health(watch: &str) -> std::result::Result<String, String> {
 /// appliance has a swap file: a sandbox allowed to swap would page the
 /// host's services out instead of being killed at its limit).
 fn limits_problems(pids: &str, memory: &str, swap: &str, cpu: &str) -> Vec<String> {
+    // No value, no limit, or no file (ESC-3's read prints `missing`).
+    let unset = |v: &str| ["", "max", "missing"].contains(&v);
     let mut out = Vec::new();
     if swap.trim() != "0" {
         out.push(format!("memory.swap.max is {:?}, not 0", swap.trim()));
     }
-    if ["", "max", "missing"].contains(&pids.trim()) {
+    if unset(pids.trim()) {
         out.push(format!("pids.max is {:?}", pids.trim()));
     }
-    if ["", "max", "missing"].contains(&memory.trim()) {
+    if unset(memory.trim()) {
         out.push(format!("memory.max is {:?}", memory.trim()));
     }
-    if cpu
-        .split_whitespace()
-        .next()
-        .is_none_or(|q| q == "max" || q == "missing")
-    {
+    // cpu.max is "QUOTA PERIOD": the quota is the limit.
+    if unset(cpu.split_whitespace().next().unwrap_or("")) {
         out.push(format!("cpu.max is {:?}", cpu.trim()));
     }
     out
