@@ -108,7 +108,24 @@ struct Running {
     booted_at: Instant,
     /// Set once the guest stopped answering (see [`Machine::stalled`]).
     stall: Option<String>,
+    /// The kernel's fault lines, once the serial console showed one (see
+    /// [`Machine::kernel_faults`]).
+    fault: Option<String>,
 }
+
+/// The error of every command on a boot whose kernel faulted (an oops or a
+/// panic on the serial console): its text quotes the fault. The suite
+/// restarts such a boot under TCG (see `suite::run`).
+#[derive(Debug)]
+pub struct KernelFault(pub String);
+
+impl std::fmt::Display for KernelFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for KernelFault {}
 
 /// A QEMU virtual machine booted from a copy-on-write overlay of an image,
 /// with a command channel into the guest.
@@ -214,6 +231,20 @@ fn kernel_message(line: &str) -> Option<&str> {
         rest = after;
     }
     None
+}
+
+/// The report of a kernel fault in `serial_log`, if it shows one.
+fn fault_text(name: &str, boot: u32, serial_log: &Path) -> Option<String> {
+    let serial =
+        String::from_utf8_lossy(&std::fs::read(serial_log).unwrap_or_default()).into_owned();
+    let faults = kernel_faults(&serial, 8);
+    (!faults.is_empty()).then(|| {
+        format!(
+            "{name}: the guest kernel faulted on boot {boot} ({}):\n{}",
+            serial_log.display(),
+            faults.join("\n")
+        )
+    })
 }
 
 /// Longest command text shown in log lines.
@@ -484,6 +515,7 @@ impl Machine {
             console_pos: 0,
             booted_at: Instant::now(),
             stall: None,
+            fault: None,
         });
         Ok(())
     }
@@ -542,14 +574,27 @@ impl Machine {
         let timeout = self.budget(timeout)?;
         let boot = self.boots;
         let log = self.log.clone();
+        let name = self.config.name.clone();
         let run = self.running()?;
         if run.shell.is_ready() {
             return Ok(());
         }
-        let Running { shell, qemu, .. } = run;
-        let mut check = || match qemu.fatal_error() {
-            Some(why) => bail!("QEMU failed: {why}"),
-            None => Ok(()),
+        let Running {
+            shell,
+            qemu,
+            serial_log,
+            fault,
+            ..
+        } = run;
+        let mut check = || {
+            if let Some(why) = qemu.fatal_error() {
+                bail!("QEMU failed: {why}");
+            }
+            if let Some(found) = fault_text(&name, boot, serial_log) {
+                *fault = Some(found.clone());
+                return Err(KernelFault(found).into());
+            }
+            Ok(())
         };
         match shell.wait_ready(timeout, &mut check) {
             Ok(_) => {
@@ -594,6 +639,7 @@ impl Machine {
         if let Some(stall) = self.stalled() {
             bail!("{stall}");
         }
+        self.check_kernel()?;
         self.wait_for_shell(self.config.boot_timeout)?;
         let timeout = self.budget(timeout)?;
         let start = Instant::now();
@@ -630,15 +676,30 @@ impl Machine {
     }
 
     /// After `command` got no answer in `waited`: runs `true` with
-    /// The kernel faults (oops, panic) on this boot's serial console so
-    /// far, at most 8 lines; empty while the kernel is sound.
-    pub fn kernel_faults(&self) -> Vec<String> {
-        let Some(run) = &self.run else {
-            return Vec::new();
+    /// The kernel fault (oops, panic) on this boot's serial console, once
+    /// there is one: its lines and the log's path. `None` while the kernel
+    /// is sound.
+    pub fn kernel_fault(&mut self) -> Option<String> {
+        let _ = self.check_kernel();
+        self.run.as_ref().and_then(|r| r.fault.clone())
+    }
+
+    /// A [`KernelFault`] error once this boot's kernel faulted: every
+    /// command then fails at once (the kernel's state is undefined: a task
+    /// may have died holding its locks).
+    fn check_kernel(&mut self) -> Result<()> {
+        let name = self.config.name.clone();
+        let boot = self.boots;
+        let Some(run) = self.run.as_mut() else {
+            return Ok(());
         };
-        let serial = String::from_utf8_lossy(&std::fs::read(&run.serial_log).unwrap_or_default())
-            .into_owned();
-        kernel_faults(&serial, 8)
+        if run.fault.is_none() {
+            run.fault = fault_text(&name, boot, &run.serial_log);
+        }
+        match &run.fault {
+            Some(f) => Err(KernelFault(f.clone()).into()),
+            None => Ok(()),
+        }
     }
 
     /// Seconds since this boot's QEMU started (zero when not running).

@@ -366,7 +366,33 @@ fn run_firmware(
         ));
     }
     let timing = |m: &Machine, cases| pass_timing(label, role, m, main_cfg_icount, started, cases);
-    let ready = wait_first_boot(&mut machine);
+    // Under TCG a kernel fault (an oops, a panic) is most likely the
+    // emulator's: CI saw an oops with impossible EFLAGS (the guest hung 25
+    // minutes later), and a double fault 11 s into a boot, EFLAGS again
+    // impossible. Such a boot is restarted (at most FAULT_RESTARTS times
+    // per pass) and the rest of the pass runs on the new boot, each fault
+    // quoted in the report.
+    let mut restarts = FaultRestarts {
+        left: if machine.accel().accel == crate::accel::Accel::Tcg {
+            FAULT_RESTARTS
+        } else {
+            0
+        },
+        label,
+    };
+    let ready = loop {
+        let r = wait_first_boot(&mut machine);
+        if r.is_err()
+            && restarts.restart(
+                &mut machine,
+                &mut report.notes,
+                "before first boot completed",
+            )
+        {
+            continue;
+        }
+        break r;
+    };
     // Plain TCG (host time) cannot meet OpenClaw's startup deadlines; with
     // icount or KVM the gateway must come up.
     let host_time_tcg =
@@ -421,25 +447,10 @@ fn run_firmware(
     });
     let mut sandbox: Option<std::result::Result<(), String>> = None;
     let mut gateway: Option<std::result::Result<(), String>> = None;
-    // Where the gateway can come up (KVM, icount), it is awaited before any
-    // case runs the `openclaw` CLI: a CLI call during the gateway's startup
-    // migrations takes the state directory's lock and makes the gateway fail.
-    let wants_gateway = order.iter().any(|i| needs_gateway(i.id));
-    if !host_time_tcg && wants_gateway {
-        let t = Instant::now();
-        let r = wait_gateway(&mut machine, &facts, &secrets, host_time_tcg);
-        report.notes.push(gateway_note(label, &r, started, t));
-        gateway = Some(r);
-    }
     let mut audited = false;
     // The case during which the guest stopped answering: the rest of the
     // pass is not run (each would wait out its whole timeout).
     let mut stalled_in: Option<&str> = None;
-    // Under TCG a kernel fault (an oops) is most likely the emulator's (CI
-    // saw one with impossible EFLAGS, and the guest hung 25 minutes later):
-    // the boot is then restarted once and the rest of the pass runs on the
-    // new boot, the fault quoted in the report. A second fault stands.
-    let mut fault_restart_left = machine.accel().accel == crate::accel::Accel::Tcg;
     let mut queue: std::collections::VecDeque<&Invariant> = order.into();
     while let Some(inv) = queue.pop_front() {
         if let Some(id) = stalled_in {
@@ -453,9 +464,42 @@ fn run_firmware(
             ));
             continue;
         }
+        // Where the gateway can come up (KVM, icount), it is awaited before
+        // any case runs the `openclaw` CLI: a CLI call during the gateway's
+        // startup migrations takes the state directory's lock and makes the
+        // gateway fail. So also after a restart.
+        let gateway_ahead = needs_gateway(inv.id) || queue.iter().any(|i| needs_gateway(i.id));
+        if gateway.is_none() && (needs_gateway(inv.id) || (!host_time_tcg && gateway_ahead)) {
+            let t = Instant::now();
+            let r = wait_gateway(&mut machine, &facts, &secrets, host_time_tcg);
+            if r.is_err()
+                && restarts.restart(
+                    &mut machine,
+                    &mut report.notes,
+                    "while waiting for the gateway",
+                )
+            {
+                queue.push_front(inv);
+                sandbox = None;
+                continue;
+            }
+            report.notes.push(gateway_note(label, &r, started, t));
+            gateway = Some(r);
+        }
         if group(&inv) >= 1 && sandbox.is_none() {
             let t = Instant::now();
             let r = wait_sandbox(&mut machine);
+            if r.is_err()
+                && restarts.restart(
+                    &mut machine,
+                    &mut report.notes,
+                    "while waiting for the sandbox image",
+                )
+            {
+                queue.push_front(inv);
+                gateway = None;
+                continue;
+            }
             report.notes.push(format!(
                 "[{label}] sandbox image checked in Docker's store {:.0} s after boot (waited {:.0} s){}",
                 started.elapsed().as_secs_f64(),
@@ -466,14 +510,6 @@ fn run_firmware(
                     .unwrap_or_default()
             ));
             sandbox = Some(r);
-        }
-        // Only the gateway's own cases wait for it (the disruptive ones after
-        // them do not need it: a secondary pass has none of them).
-        if needs_gateway(inv.id) && gateway.is_none() {
-            let t = Instant::now();
-            let r = wait_gateway(&mut machine, &facts, &secrets, host_time_tcg);
-            report.notes.push(gateway_note(label, &r, started, t));
-            gateway = Some(r);
         }
         let t = Instant::now();
         eprintln!("vm-test [{label}]: {} {}", inv.id, inv.title);
@@ -523,52 +559,21 @@ fn run_firmware(
                 inv.id
             ));
         }
-        let faults = if fault_restart_left {
-            machine.kernel_faults()
-        } else {
-            Vec::new()
-        };
-        if !faults.is_empty() {
-            fault_restart_left = false;
-            let rerun = matches!(outcome, Outcome::Fail(_));
-            let note = format!(
-                "[{label}] the guest kernel faulted on boot {} (seen after {}, {:.0} s into the boot), under TCG; the boot was restarted and the {} remaining case(s){} ran on boot {}. The fault ({}):\n{}",
-                machine.boot_count(),
-                inv.id,
-                machine.uptime().as_secs_f64(),
-                queue.len() + usize::from(rerun),
-                if rerun {
-                    format!(", {} again (it failed on the faulted kernel)", inv.id)
-                } else {
-                    String::new()
-                },
-                machine.boot_count() + 1,
-                machine.serial_log_path().display(),
-                faults.join("\n")
-            );
-            eprintln!("vm-test [{label}]: {note}");
-            report.notes.push(note);
-            if rerun {
-                queue.push_front(inv);
-            } else {
-                report
-                    .cases
-                    .push(case_result(inv, label, outcome, t.elapsed().as_secs_f64()));
-            }
-            if let Err(e) = restart_after_fault(&mut machine) {
-                report.notes.push(format!(
-                    "[{label}] restarting after the kernel fault failed: {e:#}"
-                ));
-            }
+        if restarts.restart(
+            &mut machine,
+            &mut report.notes,
+            &format!("after {}", inv.id),
+        ) {
             sandbox = None;
             gateway = None;
-            if !host_time_tcg && queue.iter().any(|i| needs_gateway(i.id)) {
-                let t = Instant::now();
-                let r = wait_gateway(&mut machine, &facts, &secrets, host_time_tcg);
-                report.notes.push(gateway_note(label, &r, started, t));
-                gateway = Some(r);
+            if matches!(outcome, Outcome::Fail(_)) {
+                report.notes.push(format!(
+                    "[{label}] {} failed on the faulted boot and ran again on the new one",
+                    inv.id
+                ));
+                queue.push_front(inv);
+                continue;
             }
-            continue;
         }
         report
             .cases
@@ -721,15 +726,50 @@ fn wait_first_boot(m: &mut Machine) -> Result<()> {
 /// the emulator to fault by itself.
 pub const INJECT_FAULT_ENV: &str = "VMTEST_INJECT_KERNEL_FAULT";
 
-/// Restarts a machine whose kernel faulted: a clean shutdown where the
-/// guest still obeys the power button, else a power cut (which first boot
-/// survives: SEC-4); then a new boot, awaited until its shell answers.
-fn restart_after_fault(m: &mut Machine) -> Result<()> {
-    if m.stalled().is_some() || m.shutdown().is_err() {
-        let _ = m.crash();
+/// How many times a pass's main machine is restarted after a kernel
+/// fault under TCG.
+const FAULT_RESTARTS: u32 = 2;
+
+/// The restarts a pass has left after kernel faults (see [`FAULT_RESTARTS`]).
+struct FaultRestarts<'a> {
+    left: u32,
+    label: &'a str,
+}
+
+impl FaultRestarts<'_> {
+    /// When the machine's kernel faulted and a restart is left: notes the
+    /// fault, restarts the boot and says true. A clean shutdown where the
+    /// guest still obeys the power button, else a power cut (which first
+    /// boot survives: SEC-4); the new boot is awaited by the next command.
+    fn restart(&mut self, m: &mut Machine, notes: &mut Vec<String>, seen: &str) -> bool {
+        if self.left == 0 {
+            return false;
+        }
+        let Some(fault) = m.kernel_fault() else {
+            return false;
+        };
+        self.left -= 1;
+        let uptime = m.uptime().as_secs_f64();
+        if m.stalled().is_some() || m.shutdown().is_err() {
+            let _ = m.crash();
+        }
+        let restarted = m.power_on();
+        let note = format!(
+            "[{}] {fault}\n(seen {seen}, {uptime:.0} s into the boot; under TCG taken as the emulator's fault: {}; {} restart(s) left)",
+            self.label,
+            match &restarted {
+                Ok(()) => format!(
+                    "restarted, the rest of the pass runs on boot {}",
+                    m.boot_count()
+                ),
+                Err(e) => format!("the restart failed: {e:#}"),
+            },
+            self.left
+        );
+        eprintln!("vm-test [{}]: {note}", self.label);
+        notes.push(note);
+        true
     }
-    m.power_on()?;
-    wait_first_boot(m)
 }
 
 /// The sandbox image checked in Docker's store (baked in by the build: no
