@@ -129,7 +129,9 @@ pub struct ControlInfo {
     pub derp_port: u16,
     /// The STUN port.
     pub stun_port: u16,
-    /// Whether the control grants Funnel (it must not).
+    /// Whether the control grants Funnel to the tailnet's nodes. It does:
+    /// testcontrol panics on the feature query a node sends without the
+    /// grant, so TS-2 must show the appliance refusing Funnel itself.
     pub funnel: bool,
 }
 
