@@ -643,7 +643,23 @@ impl Machine {
         self.wait_for_shell(self.config.boot_timeout)?;
         let timeout = self.budget(timeout)?;
         let start = Instant::now();
-        let result = self.running()?.shell.run(command, timeout);
+        let (name, boot) = (self.config.name.clone(), self.boots);
+        let Running {
+            shell,
+            serial_log,
+            fault,
+            ..
+        } = self.running()?;
+        // A kernel that dies mid-command is seen within seconds, not after
+        // the command's whole timeout.
+        let mut check = || match fault_text(&name, boot, serial_log) {
+            Some(found) => {
+                *fault = Some(found.clone());
+                Err(KernelFault(found).into())
+            }
+            None => Ok(()),
+        };
+        let result = shell.run_watched(command, timeout, &mut check);
         match result {
             Ok(out) => {
                 if !logged {

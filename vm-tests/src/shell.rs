@@ -398,7 +398,7 @@ impl ShellChannel {
             }
             check()?;
             let round = (end - now).min(Duration::from_secs(3));
-            match self.exchange("true", Duration::from_secs(5), round) {
+            match self.exchange("true", Duration::from_secs(5), round, &mut || Ok(())) {
                 Ok(_) => self.ready = true,
                 Err(e) if e.downcast_ref::<NoReply>().is_some() => {}
                 Err(e) => return Err(e),
@@ -410,7 +410,19 @@ impl ShellChannel {
     /// Runs `command` in the guest with a guest-side `timeout` and a
     /// host-side deadline of `timeout` + [`HOST_GRACE`].
     pub fn run(&mut self, command: &str, timeout: Duration) -> Result<CommandOutput> {
-        self.exchange(command, timeout, timeout + HOST_GRACE)
+        self.exchange(command, timeout, timeout + HOST_GRACE, &mut || Ok(()))
+    }
+
+    /// [`ShellChannel::run`], calling `check` every [`CHECK_EVERY`] while
+    /// no reply has come: its error ends the wait at once (a guest whose
+    /// kernel died mid-command would otherwise cost the whole timeout).
+    pub fn run_watched(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+        check: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<CommandOutput> {
+        self.exchange(command, timeout, timeout + HOST_GRACE, check)
     }
 
     fn exchange(
@@ -418,6 +430,7 @@ impl ShellChannel {
         command: &str,
         guest_timeout: Duration,
         wait: Duration,
+        check: &mut dyn FnMut() -> Result<()>,
     ) -> Result<CommandOutput> {
         let id = self.next_id();
         let line = wrap_command(&id, command, guest_timeout);
@@ -428,8 +441,12 @@ impl ShellChannel {
         let end = Instant::now() + wait;
         loop {
             let left = end.saturating_duration_since(Instant::now());
-            let line = match self.lines.recv_timeout(left) {
+            let line = match self.lines.recv_timeout(left.min(CHECK_EVERY)) {
                 Ok(line) => line,
+                Err(RecvTimeoutError::Timeout) if left > CHECK_EVERY => {
+                    check()?;
+                    continue;
+                }
                 Err(RecvTimeoutError::Timeout) => return Err(NoReply(wait).into()),
                 Err(RecvTimeoutError::Disconnected) => {
                     bail!("the command channel closed (QEMU exited?)")
@@ -449,6 +466,9 @@ impl ShellChannel {
         }
     }
 }
+
+/// How often [`ShellChannel::run_watched`] calls its check while it waits.
+pub const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// No frame arrived in time.
 #[derive(Debug)]
@@ -673,6 +693,32 @@ mod tests {
             "the delimiter line is a (failing) command"
         );
         assert_eq!(got[9].stdout_text(), "heredoc $HOME\nno newline at the end");
+    }
+
+    #[test]
+    fn a_failing_check_ends_the_wait_for_a_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shell.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let mut channel =
+            ShellChannel::connect(&path, Duration::from_secs(5), &Log::new("test")).unwrap();
+        // The guest end accepts and never answers.
+        let (_guest, _) = listener.accept().unwrap();
+        let start = Instant::now();
+        let mut calls = 0;
+        let mut check = || {
+            calls += 1;
+            if calls == 2 {
+                bail!("the kernel faulted")
+            }
+            Ok(())
+        };
+        let err = channel
+            .run_watched("sleep 1", Duration::from_secs(120), &mut check)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "the kernel faulted");
+        assert!(start.elapsed() < CHECK_EVERY * 3, "{:?}", start.elapsed());
+        assert_eq!(calls, 2);
     }
 
     #[test]
