@@ -109,7 +109,7 @@ struct Running {
     /// Set once the guest stopped answering (see [`Machine::stalled`]).
     stall: Option<String>,
     /// The kernel's fault lines, once the serial console showed one (see
-    /// [`Machine::kernel_faults`]).
+    /// [`Machine::kernel_fault`]).
     fault: Option<String>,
 }
 
@@ -233,18 +233,31 @@ fn kernel_message(line: &str) -> Option<&str> {
     None
 }
 
-/// The report of a kernel fault in `serial_log`, if it shows one.
-fn fault_text(name: &str, boot: u32, serial_log: &Path) -> Option<String> {
-    let serial =
-        String::from_utf8_lossy(&std::fs::read(serial_log).unwrap_or_default()).into_owned();
-    let faults = kernel_faults(&serial, 8);
-    (!faults.is_empty()).then(|| {
-        format!(
-            "{name}: the guest kernel faulted on boot {boot} ({}):\n{}",
-            serial_log.display(),
-            faults.join("\n")
-        )
-    })
+/// A [`KernelFault`] error once `serial_log` shows a kernel fault, which
+/// `fault` then remembers (the log is not read again). The one check of a
+/// boot's kernel, for commands and for the wait for the command channel.
+fn watch_kernel(
+    fault: &mut Option<String>,
+    name: &str,
+    boot: u32,
+    serial_log: &Path,
+) -> Result<()> {
+    if fault.is_none() {
+        let serial =
+            String::from_utf8_lossy(&std::fs::read(serial_log).unwrap_or_default()).into_owned();
+        let faults = kernel_faults(&serial, 8);
+        if !faults.is_empty() {
+            *fault = Some(format!(
+                "{name}: the guest kernel faulted on boot {boot} ({}):\n{}",
+                serial_log.display(),
+                faults.join("\n")
+            ));
+        }
+    }
+    match fault {
+        Some(f) => Err(KernelFault(f.clone()).into()),
+        None => Ok(()),
+    }
 }
 
 /// Longest command text shown in log lines.
@@ -590,11 +603,7 @@ impl Machine {
             if let Some(why) = qemu.fatal_error() {
                 bail!("QEMU failed: {why}");
             }
-            if let Some(found) = fault_text(&name, boot, serial_log) {
-                *fault = Some(found.clone());
-                return Err(KernelFault(found).into());
-            }
-            Ok(())
+            watch_kernel(fault, &name, boot, serial_log)
         };
         match shell.wait_ready(timeout, &mut check) {
             Ok(_) => {
@@ -691,7 +700,6 @@ impl Machine {
         self.run.as_ref().and_then(|r| r.stall.as_deref())
     }
 
-    /// After `command` got no answer in `waited`: runs `true` with
     /// The kernel fault (oops, panic) on this boot's serial console, once
     /// there is one: its lines and the log's path. `None` while the kernel
     /// is sound.
@@ -706,14 +714,8 @@ impl Machine {
     fn check_kernel(&mut self) -> Result<()> {
         let name = self.config.name.clone();
         let boot = self.boots;
-        let Some(run) = self.run.as_mut() else {
-            return Ok(());
-        };
-        if run.fault.is_none() {
-            run.fault = fault_text(&name, boot, &run.serial_log);
-        }
-        match &run.fault {
-            Some(f) => Err(KernelFault(f.clone()).into()),
+        match self.run.as_mut() {
+            Some(run) => watch_kernel(&mut run.fault, &name, boot, &run.serial_log),
             None => Ok(()),
         }
     }
@@ -1337,6 +1339,25 @@ mod tests {
             1
         );
         assert!(kernel_faults("[x] BUG: not a stamp\n[1.2]BUG: no space\n", 8).is_empty());
+    }
+
+    #[test]
+    fn watch_kernel_errs_once_the_log_shows_a_fault_and_remembers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("boot1.serial.log");
+        std::fs::write(&log, "[    1.000000] all is well\n").unwrap();
+        let mut fault = None;
+        assert!(watch_kernel(&mut fault, "m", 1, &log).is_ok());
+        std::fs::write(&log, "[   95.385467] Oops: double fault: 0000 [#1]\n").unwrap();
+        let err = watch_kernel(&mut fault, "m", 1, &log).unwrap_err();
+        assert!(err.downcast_ref::<KernelFault>().is_some());
+        assert!(
+            err.to_string()
+                .starts_with("m: the guest kernel faulted on boot 1")
+        );
+        // Remembered: a log that no longer shows it still fails.
+        std::fs::write(&log, "").unwrap();
+        assert!(watch_kernel(&mut fault, "m", 1, &log).is_err());
     }
 
     fn check(show: &str, expected: &str) {
