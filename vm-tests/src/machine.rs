@@ -661,13 +661,7 @@ impl Machine {
         } = self.running()?;
         // A kernel that dies mid-command is seen within seconds, not after
         // the command's whole timeout.
-        let mut check = || match fault_text(&name, boot, serial_log) {
-            Some(found) => {
-                *fault = Some(found.clone());
-                Err(KernelFault(found).into())
-            }
-            None => Ok(()),
-        };
+        let mut check = || watch_kernel(fault, &name, boot, serial_log);
         let result = shell.run_watched(command, timeout, &mut check);
         match result {
             Ok(out) => {
