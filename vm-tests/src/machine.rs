@@ -92,7 +92,10 @@ impl MachineConfig {
             deadline: Instant::now() + Duration::from_secs(3600),
             boot_timeout: Duration::from_secs(300),
             command_timeout: Duration::from_secs(300),
-            shutdown_timeout: Duration::from_secs(120),
+            // systemd gives each stop job 90 s before it kills the unit's
+            // processes; a gateway busy stopping its sandboxes under TCG has
+            // taken over a minute (CI): room for that, then the rest.
+            shutdown_timeout: Duration::from_secs(300),
         }
     }
 }

@@ -172,6 +172,17 @@ pub struct Launch<'a> {
     pub extra_args: &'a [OsString],
 }
 
+/// The CPU model under TCG: QEMU's default `qemu64` without CMPXCHG16B.
+///
+/// QEMU 7.2's TCG (Debian 12's) faulted the guest kernel in SLUB's per-CPU
+/// fast path right after a `cmpxchg16b %gs:(%rsi)`, with EFLAGS no real CPU
+/// can hold (double faults, a NULL-pointer oops; `vm-test` restarts such a
+/// boot, see the suite's fault restarts). Without the CX16 flag the kernel
+/// takes its emulated 16-byte compare-exchange instead, and nothing in the
+/// appliance needs the instruction (Debian 13, Node, Go binaries target
+/// baseline x86-64). Hetzner's CPUs have CX16: this is about the emulator only.
+pub const TCG_CPU: &str = "qemu64,cx16=off";
+
 /// QEMU's argv (without the binary) for `launch`.
 ///
 /// `-nodefaults` leaves out the default NIC, CD-ROM, floppy and monitor, so
@@ -183,8 +194,10 @@ pub fn qemu_argv(launch: &Launch<'_>) -> Vec<OsString> {
     let mut push = |args: &[&str]| argv.extend(args.iter().map(OsString::from));
     push(&["-name", &escape_opt(launch.name)]);
     push(&["-machine", "q35", "-accel", launch.accel.as_str()]);
-    if launch.accel == Accel::Kvm {
-        push(&["-cpu", "host"]);
+    match launch.accel {
+        Accel::Kvm => push(&["-cpu", "host"]),
+        // TCG's default model without CMPXCHG16B: see TCG_CPU.
+        Accel::Tcg => push(&["-cpu", TCG_CPU]),
     }
     if let (Accel::Tcg, Some(icount)) = (launch.accel, launch.icount) {
         push(&["-icount", &icount.to_string()]);
@@ -539,7 +552,8 @@ mod tests {
     fn bios_disk_boot() {
         let argv = strings(&qemu_argv(&launch(FirmwareArgs::Bios, None, &[], &[])));
         let expected: Vec<String> = [
-            "-name", "vm1", "-machine", "q35", "-accel", "tcg", "-m", "2048", "-smp", "2",
+            "-name", "vm1", "-machine", "q35", "-accel", "tcg", "-cpu", "qemu64,cx16=off",
+            "-m", "2048", "-smp", "2",
             "-nodefaults", "-nographic", "-no-reboot", "-monitor", "none",
             "-chardev", "file,id=serial0,path=/s/vm1-boot1.serial.log", "-serial", "chardev:serial0",
             "-chardev", "socket,id=qmp,path=/s/qmp.sock,server=on,wait=off", "-mon", "chardev=qmp,mode=control",
@@ -582,6 +596,7 @@ mod tests {
         });
         let argv = strings(&qemu_argv(&l));
         assert_eq!(values(&argv, "-icount"), ["shift=0,sleep=off"]);
+        assert_eq!(values(&argv, "-cpu"), ["qemu64,cx16=off"]);
         l.accel = Accel::Kvm;
         let argv = strings(&qemu_argv(&l));
         assert!(values(&argv, "-icount").is_empty(), "{argv:?}");

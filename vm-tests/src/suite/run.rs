@@ -553,11 +553,11 @@ fn run_firmware(
             outcome.label(),
             t.elapsed().as_secs_f64()
         );
-        if std::env::var(INJECT_FAULT_ENV).is_ok_and(|id| id == inv.id) {
-            let _ = machine.run(&format!(
-                "echo '<1>BUG: injected by {INJECT_FAULT_ENV} after {} (a test of the harness)' > /dev/kmsg",
-                inv.id
-            ));
+        if let Some(command) = std::env::var(INJECT_FAULT_ENV)
+            .ok()
+            .and_then(|v| injection(&v, inv.id))
+        {
+            let _ = machine.run(&command);
         }
         if restarts.restart(
             &mut machine,
@@ -578,6 +578,27 @@ fn run_firmware(
         report
             .cases
             .push(case_result(inv, label, outcome, t.elapsed().as_secs_f64()));
+        // A case that powers the machine off and on (SEC-4's reboot) and
+        // fails halfway leaves it off: the next case gets a new boot
+        // instead of "the machine is not running".
+        if machine.stalled().is_none() && !machine.is_running() && !queue.is_empty() {
+            let r = machine.power_on();
+            let note = format!(
+                "[{label}] {} left the machine powered off: {}",
+                inv.id,
+                match &r {
+                    Ok(()) => format!(
+                        "powered on again, the rest of the pass runs on boot {}",
+                        machine.boot_count()
+                    ),
+                    Err(e) => format!("powering it on failed: {e:#}"),
+                }
+            );
+            eprintln!("vm-test {note}");
+            report.notes.push(note);
+            sandbox = None;
+            gateway = None;
+        }
         if machine.stalled().is_some() {
             eprintln!(
                 "vm-test [{label}]: the guest stopped answering during {}: the rest of this pass is not run",
@@ -721,10 +742,30 @@ fn wait_first_boot(m: &mut Machine) -> Result<()> {
 }
 
 /// Set to a case ID to have the harness write a kernel fault line into the
-/// guest's kernel log after that case (as root, through `/dev/kmsg`): shows
-/// the restart that follows a kernel fault under TCG without waiting for
-/// the emulator to fault by itself.
+/// guest's kernel log after that case (as root, through `/dev/kmsg`), or to
+/// `ID:panic` to crash the guest's kernel there (`echo c >
+/// /proc/sysrq-trigger`, a real panic: the guest stops answering, as it did
+/// in CI): shows the restart that follows a kernel fault under TCG without
+/// waiting for the emulator to fault by itself.
 pub const INJECT_FAULT_ENV: &str = "VMTEST_INJECT_KERNEL_FAULT";
+
+/// The guest command that injects a fault after case `id`, when the value
+/// of [`INJECT_FAULT_ENV`] names it.
+fn injection(value: &str, id: &str) -> Option<String> {
+    let (target, panic) = match value.strip_suffix(":panic") {
+        Some(target) => (target, true),
+        None => (value, false),
+    };
+    (target == id).then(|| {
+        if panic {
+            "echo c > /proc/sysrq-trigger".to_string()
+        } else {
+            format!(
+                "echo '<1>BUG: injected by {INJECT_FAULT_ENV} after {id} (a test of the harness)' > /dev/kmsg"
+            )
+        }
+    })
+}
 
 /// How many times a pass's main machine is restarted after a kernel
 /// fault under TCG.
@@ -750,7 +791,9 @@ impl FaultRestarts<'_> {
         };
         self.left -= 1;
         let uptime = m.uptime().as_secs_f64();
-        if m.stalled().is_some() || m.shutdown().is_err() {
+        // A panicked kernel would not obey the power button: cut the power
+        // at once instead of waiting out the shutdown limit.
+        if m.stalled().is_some() || fault.contains("Kernel panic") || m.shutdown().is_err() {
             let _ = m.crash();
         }
         let restarted = m.power_on();
@@ -941,6 +984,17 @@ mod tests {
         let mut want = FIRMWARE_DEPENDENT.to_vec();
         want.sort_unstable();
         assert_eq!(second, want);
+    }
+
+    #[test]
+    fn an_injection_names_its_case_and_its_kind() {
+        assert_eq!(injection("NET-3", "NET-7"), None);
+        assert_eq!(injection("NET-3:panic", "NET-7"), None);
+        assert!(injection("NET-3", "NET-3").is_some_and(|c| c.contains("/dev/kmsg")));
+        assert_eq!(
+            injection("NET-3:panic", "NET-3").as_deref(),
+            Some("echo c > /proc/sysrq-trigger")
+        );
     }
 
     #[test]

@@ -121,7 +121,21 @@ fn ready<'a>(
 ) -> Result<Result<(GuestNode, &'a TestTailnet, &'a TestNet), Outcome>> {
     let node = match guest_node(ctx)? {
         Ok(node) => node,
-        Err(why) => return Ok(Err(Outcome::NotRun(format!("{}: {what}", why.reason())))),
+        Err(why @ NoTailnet::Absent(_)) => {
+            return Ok(Err(Outcome::NotRun(format!("{}: {what}", why.reason()))));
+        }
+        Err(why @ NoTailnet::NotLoggedIn(_)) => {
+            // Logged in by first boot, then not: the daemon's own words.
+            let (_, log) = ctx.machine.execute(
+                "journalctl -b -u tailscaled --no-pager -o short-monotonic | tail -n 12",
+            )?;
+            return Ok(Err(Outcome::NotRun(format!(
+                "{}: {what}\ntailscaled's journal on boot {} (tail):\n{}",
+                why.reason(),
+                ctx.machine.boot_count(),
+                ctx.secrets.redact(log.trim())
+            ))));
+        }
     };
     match (ctx.tailnet, ctx.net) {
         (Some(tailnet), Some(net)) => Ok(Ok((node, tailnet, net))),
