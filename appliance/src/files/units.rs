@@ -43,6 +43,28 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
         "etc/systemd/system/multi-user.target.wants/openclaw-firstboot.service",
         "/etc/systemd/system/openclaw-firstboot.service",
     );
+    // UPD-1..4: the state volume on every boot, before what uses the state.
+    let volume = firstboot::VOLUME_UNIT;
+    tree.file(
+        &format!("etc/systemd/system/{volume}"),
+        0o644,
+        firstboot::volume_unit_text(),
+    );
+    tree.symlink(
+        &format!("etc/systemd/system/multi-user.target.wants/{volume}"),
+        &format!("/etc/systemd/system/{volume}"),
+    );
+    tree.file(
+        "etc/systemd/system/tailscaled.service.d/10-openclaw-state-volume.conf",
+        0o644,
+        firstboot::volume_requires_dropin(),
+    );
+    tree.dir(
+        firstboot::VOLUME_MOUNT_POINT.trim_start_matches('/'),
+        0o755,
+        0,
+        0,
+    );
     let fw = firstboot::METADATA_FIREWALL_UNIT;
     tree.file(
         &format!("etc/systemd/system/{fw}"),
@@ -153,8 +175,10 @@ fn workspace_sync_service(spec: &Spec) -> String {
          [Unit]\n\
          Description=Sync the OpenClaw agent workspace with its git remote\n\
          ConditionPathExists={home}/{WORKSPACE_REPO}\n\
-         After=openclaw-firstboot.service network-online.target\n\
+         After=openclaw-firstboot.service network-online.target {volume}\n\
          Wants=network-online.target\n\
+         # UPD-1: the workspace and the sync's history live on the state volume when attached.\n\
+         Requires={volume}\n\
          \n\
          [Service]\n\
          Type=oneshot\n\
@@ -199,6 +223,7 @@ fn workspace_sync_service(spec: &Spec) -> String {
          RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n",
         name = user.name,
         group = user.name,
+        volume = firstboot::VOLUME_UNIT,
     )
 }
 
@@ -410,7 +435,9 @@ fn gateway_unit(spec: &Spec) -> String {
          # Secrets arrive at first boot; without them the gateway stays down (SEC-2).\n\
          ConditionPathExists={FIRSTBOOT_DONE}\n\
          Wants=network-online.target openclaw-sandbox-image.service\n\
-         After=network-online.target openclaw-firstboot.service openclaw-sandbox-image.service\n\
+         # UPD-1: its state directory lives on the state volume when one is attached.\n\
+         Requires={volume}\n\
+         After=network-online.target openclaw-firstboot.service openclaw-sandbox-image.service {volume}\n\
          StartLimitIntervalSec=300\n\
          StartLimitBurst=5\n\
          \n\
@@ -463,6 +490,7 @@ fn gateway_unit(spec: &Spec) -> String {
          [Install]\n\
          WantedBy=multi-user.target\n",
         port = spec.gateway.port,
+        volume = firstboot::VOLUME_UNIT,
     )
 }
 

@@ -30,6 +30,7 @@ mod source;
 mod steps;
 mod unit;
 mod userdata;
+mod volume;
 
 #[cfg(test)]
 mod tests;
@@ -58,6 +59,12 @@ pub use unit::unit_text;
 pub use userdata::{
     FIELDS, FIRST_LINE as USERDATA_FIRST_LINE, FieldProblem, GitRemote, Telegram, UserData,
     UserDataError, WORKSPACE_HOST_ALIAS, Workspace, parse as parse_userdata,
+};
+pub use volume::{
+    BY_ID_PREFIX, Durable, IMAGE_CONFIG_COPY, LABEL as VOLUME_LABEL, MARKER as VOLUME_MARKER,
+    MOUNT_POINT as VOLUME_MOUNT_POINT, NO_VOLUME_WARNING, RECORD as VOLUME_RECORD,
+    ROOT_RECORD as VOLUME_ROOT_RECORD, VOLUME_UNIT, VolumeOutcome, durable, is_bind_of,
+    requires_dropin as volume_requires_dropin, unit_text as volume_unit_text,
 };
 
 /// Where the image installs this binary.
@@ -376,6 +383,7 @@ impl Agent<'_> {
                 )));
             }
         }
+        self.record_first_boot(plan.token_origin)?;
         fsutil::ensure_file(&done, 0o644, self.root_owner(), b"first boot completed\n")?;
         self.log.info(&format!(
             "first boot completed ({DONE_MARKER} written); the gateway may start"
@@ -524,6 +532,23 @@ impl Agent<'_> {
                 e.line()
             ))
         })?;
+        // A rebuilt server: the state volume's config is the base, and the
+        // new image's own keys win, leaf by leaf (docs/first-boot.md).
+        let image_copy = self.layout.path(IMAGE_CONFIG_COPY);
+        let rebuilt = match fs::read_to_string(&image_copy) {
+            Ok(t) => {
+                let image_config: Value = serde_json::from_str(&t).map_err(|e| {
+                    Error::Invalid(format!(
+                        "{}: not JSON (line {})",
+                        image_copy.display(),
+                        e.line()
+                    ))
+                })?;
+                volume::overlay(&mut config, &image_config);
+                true
+            }
+            Err(_) => false,
+        };
         let (gateway_token, token_origin) = match &userdata.gateway_token {
             Some(t) => (t.clone(), "from user-data"),
             None => match config
@@ -531,6 +556,7 @@ impl Agent<'_> {
                 .and_then(Value::as_str)
                 .filter(|t| t.chars().count() >= userdata::GATEWAY_TOKEN_MIN)
             {
+                Some(t) if rebuilt => (Secret::new(t), "kept from the state volume"),
                 Some(t) => (Secret::new(t), "kept from an interrupted earlier run"),
                 None => (self.generate_token()?, "generated"),
             },

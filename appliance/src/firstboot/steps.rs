@@ -234,7 +234,7 @@ impl Agent<'_> {
         }
     }
 
-    fn cmd(&self, program: &str, args: &[&str]) -> Result<CmdOutput, Error> {
+    pub(super) fn cmd(&self, program: &str, args: &[&str]) -> Result<CmdOutput, Error> {
         self.runner.run(program, args).map_err(|e| Error::Command {
             command: command_line(program, args),
             status: "could not start".into(),
@@ -244,7 +244,12 @@ impl Agent<'_> {
 
     /// Runs a program that must succeed; its stderr tail goes into the error
     /// after every known secret is scrubbed from it.
-    fn cmd_ok(&self, program: &str, args: &[&str], scrub: &Scrubber) -> Result<CmdOutput, Error> {
+    pub(super) fn cmd_ok(
+        &self,
+        program: &str,
+        args: &[&str],
+        scrub: &Scrubber,
+    ) -> Result<CmdOutput, Error> {
         let out = self.cmd(program, args)?;
         if out.success() {
             return Ok(out);
@@ -730,7 +735,7 @@ fn command_line(program: &str, args: &[&str]) -> String {
     s
 }
 
-fn failed(program: &str, args: &[&str], out: &CmdOutput, scrub: &Scrubber) -> Error {
+pub(super) fn failed(program: &str, args: &[&str], out: &CmdOutput, scrub: &Scrubber) -> Error {
     let text = if out.stderr.trim().is_empty() {
         &out.stdout
     } else {

@@ -1,6 +1,6 @@
 //! The systemd unit that runs the agent once.
 
-use super::{BINARY_PATH, DONE_MARKER};
+use super::{BINARY_PATH, DONE_MARKER, VOLUME_UNIT};
 
 /// `openclaw-firstboot.service`: a oneshot system unit, skipped once the
 /// done marker exists, ordered after the network and `tailscaled` and
@@ -16,7 +16,10 @@ pub fn unit_text() -> String {
          Description=OpenClaw appliance first boot (secrets, Tailscale login, swap, host keys)\n\
          ConditionPathExists=!{DONE_MARKER}\n\
          Wants=network-online.target tailscaled.service\n\
-         After=network-online.target tailscaled.service openclaw-metadata-firewall.service\n\
+         # UPD-1: the state volume (when attached) is mounted first; when it\n\
+         # cannot be (foreign, missing), first boot does not run.\n\
+         Requires={VOLUME_UNIT}\n\
+         After=network-online.target tailscaled.service openclaw-metadata-firewall.service {VOLUME_UNIT}\n\
          Before=openclaw-sandbox-image.service user@1000.service ssh.service\n\
          \n\
          [Service]\n\

@@ -306,7 +306,7 @@ pub const CATALOGUE: &[Invariant] = &[
         "UPD-1",
         "durable state lives on the state volume",
         Live,
-        checks::pending::upd_1
+        checks::upd::upd_1
     ),
     inv!(
         "UPD-2",
@@ -318,13 +318,13 @@ pub const CATALOGUE: &[Invariant] = &[
         "UPD-3",
         "without a volume, first boot warns of state loss",
         Live,
-        checks::pending::upd_3
+        checks::upd::upd_3
     ),
     inv!(
         "UPD-4",
         "a foreign volume is never formatted or written",
         Live,
-        checks::pending::upd_4
+        checks::upd::upd_4
     ),
     inv!(
         "BOOT-1",

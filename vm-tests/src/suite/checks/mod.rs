@@ -12,6 +12,7 @@ pub mod sec;
 pub mod srv;
 pub mod sup;
 pub mod ts;
+pub mod upd;
 
 use std::path::PathBuf;
 

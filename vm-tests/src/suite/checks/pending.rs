@@ -15,34 +15,10 @@ fn no_check_yet(what: &str, issue: &str) -> Result<Outcome> {
     )))
 }
 
-/// UPD-1: durable state lives on the state volume.
-pub fn upd_1(_: &mut Ctx<'_>) -> Result<Outcome> {
-    no_check_yet(
-        "attach a state volume and find every durable state on it, none on the root disk",
-        "issue 22, rebuild state",
-    )
-}
-
 /// UPD-2: a rebuild keeps identity, sessions and workspace.
 pub fn upd_2(_: &mut Ctx<'_>) -> Result<Outcome> {
     no_check_yet(
         "rebuild a machine from a newer image with the same volume and compare token, sessions and workspace",
-        "issue 22, rebuild state",
-    )
-}
-
-/// UPD-3: without a volume, first boot warns that a rebuild loses state.
-pub fn upd_3(_: &mut Ctx<'_>) -> Result<Outcome> {
-    no_check_yet(
-        "boot without a volume and read the console's warning",
-        "issue 22, rebuild state",
-    )
-}
-
-/// UPD-4: a foreign volume is never formatted or written.
-pub fn upd_4(_: &mut Ctx<'_>) -> Result<Outcome> {
-    no_check_yet(
-        "attach a volume with foreign data and see first boot fail closed with its bytes unchanged",
         "issue 22, rebuild state",
     )
 }
