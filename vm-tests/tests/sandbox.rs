@@ -44,6 +44,7 @@ fn sandbox_invariants_on_the_real_image() -> Result<()> {
         only: IDS.iter().map(|s| s.to_string()).collect(),
         icount_firmwares: Vec::new(),
         split: false,
+        image_b: None,
     };
     let report = run_suite(&opts)?;
     let text = table(&report);

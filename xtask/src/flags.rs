@@ -135,6 +135,12 @@ pub struct VmTestArgs {
     /// The raw image to test (default: target/image/openclaw-appliance.raw); never modified.
     #[arg(long, value_name = "PATH")]
     pub image: Option<PathBuf>,
+    /// UPD-2's rebuild target: a second image from the same lock with one
+    /// visible change (`cargo xtask ci` builds one); the state volume of an
+    /// image-A machine is attached to a fresh machine of this image. Without
+    /// it UPD-2 is reported as not run.
+    #[arg(long, value_name = "PATH")]
+    pub image_b: Option<PathBuf>,
     /// Firmware to boot under.
     #[arg(long, value_enum, default_value = "both")]
     pub firmware: FirmwareChoice,

@@ -29,6 +29,7 @@ pub fn run(args: &VmTestArgs) -> Result<()> {
         only: args.only.clone(),
         icount_firmwares,
         split: args.ci,
+        image_b: args.image_b.clone(),
     })?;
     let text = table(&report);
     say!(out, "{text}");

@@ -312,7 +312,7 @@ pub const CATALOGUE: &[Invariant] = &[
         "UPD-2",
         "a rebuild keeps token, sessions, workspace, node",
         Live,
-        checks::pending::upd_2
+        checks::upd::upd_2
     ),
     inv!(
         "UPD-3",

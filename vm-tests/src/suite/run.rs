@@ -41,6 +41,9 @@ pub struct SuiteOptions {
     /// the later ones only [`FIRMWARE_DEPENDENT`], the IDs whose outcome can
     /// depend on the firmware. Without it every pass runs everything.
     pub split: bool,
+    /// A second image for UPD-2's rebuild (the same spec with one visible
+    /// change); without it UPD-2 is not run.
+    pub image_b: Option<PathBuf>,
 }
 
 /// One firmware pass's place in a run.
@@ -129,6 +132,7 @@ fn facts(opts: &SuiteOptions, firmware: &str, role: PassRole) -> Result<Facts> {
         primary: role == PassRole::Primary,
         secrets_via_metadata: false,
         raw_scan: None,
+        image_b: opts.image_b.clone(),
     })
 }
 
@@ -879,7 +883,7 @@ fn needs_gateway(id: &str) -> bool {
 /// once under TCG on host time (where OpenClaw's startup deadlines are mostly
 /// missed, and each attempt costs minutes), three times under KVM or icount.
 /// On failure, says why from its journal.
-fn wait_gateway(
+pub(crate) fn wait_gateway(
     m: &mut Machine,
     facts: &Facts,
     secrets: &Secrets,
@@ -963,6 +967,7 @@ mod tests {
             only: only.iter().map(|s| s.to_string()).collect(),
             icount_firmwares: Vec::new(),
             split,
+            image_b: None,
         }
     }
 

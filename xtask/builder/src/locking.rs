@@ -44,6 +44,33 @@ impl Project {
         }
     }
 
+    /// Writes into `dir` a copy of this project whose spec differs in one
+    /// visible way, `image.hostname` set to `hostname`, with the same lock
+    /// files: what vm-test's UPD-2 rebuilds onto (`cargo xtask ci`).
+    /// Returns the copy.
+    pub fn variant_with_hostname(&self, dir: &Path, hostname: &str) -> Result<Project> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let text = std::fs::read_to_string(&self.spec)
+            .with_context(|| format!("reading the spec {}", self.spec.display()))?;
+        let mut doc: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("parsing the spec {}", self.spec.display()))?;
+        let image = doc
+            .get_mut("image")
+            .and_then(toml::Value::as_table_mut)
+            .with_context(|| format!("{}: no [image] table", self.spec.display()))?;
+        image.insert("hostname".into(), toml::Value::String(hostname.into()));
+        let copy = Project::new(&dir.join("image.toml"));
+        let rendered = toml::to_string(&doc).context("rendering the variant spec")?;
+        write_atomic(&copy.spec, rendered.as_bytes())?;
+        for (from, to) in [(&self.lock, &copy.lock), (&self.npm_lock, &copy.npm_lock)] {
+            let bytes =
+                std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+            write_atomic(to, &bytes)?;
+        }
+        copy.read_spec()?;
+        Ok(copy)
+    }
+
     /// Reads and validates the spec.
     pub fn read_spec(&self) -> Result<Spec> {
         let text = std::fs::read_to_string(&self.spec)
@@ -353,6 +380,27 @@ fn lock_tailscale(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_variant_changes_the_host_name_and_keeps_the_lock() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let project = Project::new(&repo.join("image.toml"));
+        let dir = tempfile::tempdir().unwrap();
+        let copy = project
+            .variant_with_hostname(dir.path(), "openclaw-rebuilt")
+            .unwrap();
+        let spec = copy.read_spec().unwrap();
+        assert_eq!(spec.image.hostname, "openclaw-rebuilt");
+        let original = project.read_spec().unwrap();
+        assert_ne!(original.image.hostname, spec.image.hostname);
+        assert_eq!(spec.image.name, original.image.name);
+        assert_eq!(
+            std::fs::read(&copy.lock).unwrap(),
+            std::fs::read(&project.lock).unwrap()
+        );
+        let lock = copy.require_lock().unwrap();
+        assert_eq!(copy.check(&spec, &lock).unwrap(), Vec::<String>::new());
+    }
 
     #[test]
     fn json_shapes() {

@@ -7,7 +7,6 @@ pub mod esc;
 pub mod esc_sync;
 pub mod external;
 pub mod net;
-pub mod pending;
 pub mod sec;
 pub mod srv;
 pub mod sup;
@@ -101,6 +100,8 @@ pub struct Facts {
     /// SEC-1's scan of the raw image, made before the machine booted
     /// (`None`: not made; `Err`: it broke, with why).
     pub raw_scan: Option<std::result::Result<sec::RawScan, String>>,
+    /// UPD-2's second image, when the run has one.
+    pub image_b: Option<PathBuf>,
 }
 
 impl Facts {
@@ -223,9 +224,13 @@ pub const GATEWAY_UNIT: &str = "openclaw-gateway.service";
 /// OpenClaw spawns children there. The environment is the harness shell's
 /// (`DOCKER_HOST` included: the sandbox daemon the gateway uses too).
 pub fn as_user(ctx: &Ctx<'_>, cmd: &str) -> String {
+    as_named_user(&ctx.facts.user, cmd)
+}
+
+/// [`as_user`] for `user` (an extra machine's gateway user).
+pub fn as_named_user(user: &str, cmd: &str) -> String {
     format!(
         "cd /home/{user} && runuser -u {user} -- env HOME=/home/{user} bash -c {q}",
-        user = ctx.facts.user,
         q = shell_quote(cmd)
     )
 }

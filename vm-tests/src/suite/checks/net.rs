@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::{Ctx, as_user, expect};
+use crate::machine::Machine;
 use crate::net::external::TAILSCALE_UDP;
 use crate::suite::report::Outcome;
 
@@ -229,7 +230,7 @@ pub const PROBE_BODY: &str = r#"{"tool":"sessions_list","args":{}}"#;
 
 /// The bearer token a NET-7 request carries.
 #[derive(Clone, Copy)]
-enum Bearer {
+pub enum Bearer {
     /// No `Authorization` header.
     None,
     /// A well-formed token that is not the gateway's.
@@ -242,8 +243,19 @@ enum Bearer {
 /// POSTs a tool invocation to the gateway with curl as root; returns the
 /// HTTP status (`000`: no answer) and the start of the body.
 fn gateway_status(ctx: &mut Ctx<'_>, bearer: Bearer) -> Result<(String, String)> {
-    let port = ctx.facts.port;
-    let cfg = format!("/home/{}/.openclaw/openclaw.json", ctx.facts.user);
+    let (code, body) = gateway_status_on(ctx.machine, ctx.facts.port, &ctx.facts.user, bearer)?;
+    Ok((code, ctx.secrets.redact(&body)))
+}
+
+/// [`gateway_status`] on any machine of the run: the gateway of `user` on
+/// `port`; the body is not redacted.
+pub fn gateway_status_on(
+    m: &mut Machine,
+    port: u16,
+    user: &str,
+    bearer: Bearer,
+) -> Result<(String, String)> {
+    let cfg = format!("/home/{user}/.openclaw/openclaw.json");
     let header = match bearer {
         Bearer::None => String::new(),
         Bearer::Wrong => {
@@ -253,13 +265,13 @@ fn gateway_status(ctx: &mut Ctx<'_>, bearer: Bearer) -> Result<(String, String)>
             "-H @<(printf 'Authorization: Bearer %s\\n' \"$(sed -n 's/.*\"token\": *\"\\([^\"]*\\)\".*/\\1/p' {cfg} | head -n1)\")"
         ),
     };
-    let out = ctx.machine.succeed(&format!(
+    let out = m.succeed(&format!(
         "body=$(mktemp); code=$(curl -s -o \"$body\" -w '%{{http_code}}' -m 20 -X POST -H 'Content-Type: application/json' \
          --data '{PROBE_BODY}' {header} http://127.0.0.1:{port}{PROBE_PATH} || true); \
          echo \"$code\"; head -c 300 \"$body\"; rm -f \"$body\""
     ))?;
     let (code, body) = out.split_once('\n').unwrap_or((out.as_str(), ""));
-    Ok((code.trim().to_string(), ctx.secrets.redact(body.trim())))
+    Ok((code.trim().to_string(), body.trim().to_string()))
 }
 
 /// Whether an HTTP status (`000`: no answer) is the gateway refusing
