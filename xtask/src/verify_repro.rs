@@ -24,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use builder::repro::{
     self, Against, AgentCheck, BuildDir, BuildRecord, Published, Record, ReproReport,
 };
-use builder::store::sha256_file;
+use hostutil::sha256_file;
 
 use vm_tests::suite::rebuild::{CI_RUN_ENV, HCLOUD_CANARY_PREFIX};
 

@@ -16,6 +16,7 @@ pub mod ts;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use hostutil::shell_quote;
 
 use super::report::Outcome;
 use crate::machine::Machine;
@@ -227,11 +228,6 @@ pub fn as_user(ctx: &Ctx<'_>, cmd: &str) -> String {
         user = ctx.facts.user,
         q = shell_quote(cmd)
     )
-}
-
-/// Single-quotes `s` for bash.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 #[cfg(test)]

@@ -302,7 +302,7 @@ pub fn lock_openclaw(
         );
     }
     crate::fsutil::write_atomic(lockfile_out, text.as_bytes())?;
-    let sha256 = crate::store::sha256_reader(text.as_bytes())
+    let sha256 = hostutil::sha256_reader(text.as_bytes())
         .with_context(|| format!("hashing {}", lockfile_out.display()))?;
     Ok(OpenClawLock {
         version: openclaw_version.to_string(),
@@ -334,7 +334,7 @@ pub fn check_engines(engines: &str, node_version: &str, openclaw_version: &str) 
 
 /// Checks that `lockfile` is the npm lockfile `lock` recorded (sha256).
 pub fn check_lockfile_hash(lockfile: &Path, lock: &OpenClawLock) -> Result<()> {
-    let actual = crate::store::sha256_file(lockfile)?;
+    let actual = hostutil::sha256_file(lockfile)?;
     if actual != lock.npm_lockfile_sha256 {
         bail!(
             "{} has sha256 {actual}, but image.lock records {} (openclaw.npm-lockfile-sha256): \

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::store::sha256_file;
+use hostutil::sha256_file;
 
 /// The result of [`agent_check`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -402,7 +402,7 @@ pub fn explain(a: &BuildDir, b: &BuildDir, scratch: &Path, limit: usize) -> Resu
     }
 
     // 3. diffoscope, when installed.
-    if let Some(diffoscope) = crate::host::which("diffoscope") {
+    if let Some(diffoscope) = hostutil::which("diffoscope", &[]) {
         let (x, y) = first_tar.unwrap_or_else(|| (a.image.clone(), b.image.clone()));
         let report = scratch.join("diffoscope.txt");
         fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
