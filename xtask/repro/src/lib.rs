@@ -4,10 +4,11 @@
 //! children, their environments, the comparison, the records), the one
 //! runner of a child build whose lines are read as they come
 //! ([`child::ChildRun`], also `bench`'s), and the forensics below. What it
-//! must not do: build anything itself (the builds are `build-image`
-//! children; it reads their stage directories and images), touch the
-//! network, or print the lines meant for people (they go to the caller's
-//! `say`; progress goes to stderr).
+//! must not do: build an image itself (the builds are `build-image`
+//! children; it reads their stage directories and images; only the agent
+//! is rebuilt here, through `builder::agent_binary`), touch the network, or
+//! print the lines meant for people (they go to the caller's `say`;
+//! progress goes to stderr).
 //!
 //! Two builds of the same lock must give the same raw image (BOOT-3). When
 //! they do not, [`explain`] says where, from the outside in:
