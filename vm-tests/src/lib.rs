@@ -17,7 +17,6 @@ pub mod accel;
 pub mod credential;
 pub mod diskscan;
 pub mod firmware;
-pub mod host;
 pub mod imagefs;
 pub mod log;
 pub mod machine;

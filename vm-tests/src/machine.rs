@@ -16,7 +16,8 @@ use crate::log::{Log, secs};
 use crate::qemu::{self, DirectKernel, FirmwareArgs, ImageFormat, Launch, QemuProcess, tail};
 use crate::qmp::Qmp;
 use crate::retry::{Attempt, retry};
-use crate::shell::{self, CommandOutput, NoReply, ShellChannel, quote};
+use crate::shell::{self, CommandOutput, NoReply, ShellChannel};
+use hostutil::shell_quote;
 
 /// How a machine is built and booted. [`MachineConfig::new`] gives the
 /// defaults; the fields are public so a test can adjust any of them.
@@ -902,7 +903,7 @@ impl Machine {
             None => format!(
                 "systemctl status --no-pager -l -n 0 -- {q} || true; echo '--- journal ---'; \
                  journalctl --no-pager -n 40 -u {q} || true",
-                q = quote(unit)
+                q = shell_quote(unit)
             ),
             Some(u) => format!(
                 "m=user@$(id -u {qu}).service; systemctl status --no-pager -l -n 0 -- \"$m\" || true; \
@@ -910,8 +911,8 @@ impl Machine {
                  journalctl --no-pager -n 40 -u \"$m\" || true; \
                  journalctl --no-pager -n 40 _SYSTEMD_USER_UNIT={q} || true",
                 systemctl(user),
-                q = quote(unit),
-                qu = quote(u)
+                q = shell_quote(unit),
+                qu = shell_quote(u)
             ),
         };
         match self.run_timeout(&cmd, Duration::from_secs(30)) {
@@ -980,7 +981,7 @@ impl Machine {
     pub fn copy_from_vm(&mut self, path: &str) -> Result<Vec<u8>> {
         let caller = Location::caller();
         let out = self
-            .run(&format!("cat -- {}", quote(path)))
+            .run(&format!("cat -- {}", shell_quote(path)))
             .with_context(|| format!("copy_from_vm at {caller}"))?;
         if out.status != 0 {
             bail!(
@@ -1000,7 +1001,7 @@ impl Machine {
         use base64::Engine;
         let caller = Location::caller();
         let b64 = base64::engine::general_purpose::STANDARD.encode(contents);
-        let command = format!("printf %s {b64} | base64 -d > {}", quote(path));
+        let command = format!("printf %s {b64} | base64 -d > {}", shell_quote(path));
         let timeout = self.config.command_timeout;
         let start = Instant::now();
         // Only the root cause: the outer contexts quote the command, which
@@ -1131,14 +1132,14 @@ fn unit_probe_script(unit: &str, user: Option<&str>) -> String {
         "echo \"Jobs=$({sc} list-jobs --no-legend | wc -l)\"; \
          {sc} show --property=Id,LoadState,ActiveState,SubState,Result -- {q}",
         sc = systemctl(user),
-        q = quote(unit)
+        q = shell_quote(unit)
     );
     match user {
         None => show,
         Some(u) => format!(
             "m=$(systemctl show --property=ActiveState --value -- user@$(id -u {}).service); \
              echo \"UserManager=$m\"; if [ \"$m\" = active ]; then {show}; fi",
-            quote(u)
+            shell_quote(u)
         ),
     }
 }
@@ -1149,7 +1150,7 @@ fn systemctl(user: Option<&str>) -> String {
         None => "systemctl".to_string(),
         Some(u) => format!(
             "runuser -u {q} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {q}) systemctl --user",
-            q = quote(u)
+            q = shell_quote(u)
         ),
     }
 }

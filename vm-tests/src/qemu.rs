@@ -13,22 +13,22 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::accel::Accel;
-use crate::host::which;
 use crate::log::Log;
+use hostutil::{SBIN_DIRS, die_with_parent, which};
 
 /// The QEMU binary, found on `PATH` unless `VMTEST_QEMU` names another.
 pub fn qemu_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("VMTEST_QEMU") {
         return Ok(PathBuf::from(p));
     }
-    which("qemu-system-x86_64").context(
+    which("qemu-system-x86_64", SBIN_DIRS).context(
         "`qemu-system-x86_64` not found on PATH: install `qemu-system-x86` (run `cargo xtask doctor`)",
     )
 }
 
 /// `qemu-img`, found on `PATH`.
 pub fn qemu_img_binary() -> Result<PathBuf> {
-    which("qemu-img")
+    which("qemu-img", SBIN_DIRS)
         .context("`qemu-img` not found on PATH: install `qemu-utils` (run `cargo xtask doctor`)")
 }
 
@@ -463,30 +463,6 @@ impl Drop for QemuProcess {
     }
 }
 
-/// Makes the kernel SIGKILL the child when the thread that spawned it
-/// exits, so a test process killed by a signal (no destructors run) leaves
-/// no QEMU behind. Caveat of `PR_SET_PDEATHSIG`: it is tied to the spawning
-/// *thread*, so spawn from a thread that lives as long as the machine.
-fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: getpid is async-signal-safe.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the closure runs between fork and exec and calls only
-    // async-signal-safe functions (prctl, getppid, _exit); it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect.
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-}
-
 /// A shell-like rendering of a command line, for logs (credentials are in
 /// files, so only their paths appear; long arguments are cut).
 pub fn render_argv(program: &Path, argv: &[OsString]) -> String {
@@ -648,7 +624,7 @@ mod tests {
     fn watchdog_kills_at_the_deadline_and_drop_kills() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::new("test");
-        let sleep = which("sleep").unwrap();
+        let sleep = which("sleep", SBIN_DIRS).unwrap();
         let argv = [OsString::from("30")];
         let deadline = Instant::now() + Duration::from_millis(300);
         let p =
@@ -671,7 +647,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("c.log");
         let pid = std::thread::spawn(move || {
-            let sleep = which("sleep").unwrap();
+            let sleep = which("sleep", SBIN_DIRS).unwrap();
             let far = Instant::now() + Duration::from_secs(3600);
             let p = QemuProcess::spawn(
                 &sleep,

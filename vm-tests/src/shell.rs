@@ -48,6 +48,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use hostutil::shell_quote;
 
 use crate::credential::Credential;
 use crate::log::{Log, secs};
@@ -126,11 +127,6 @@ pub fn credentials() -> Result<Vec<Credential>> {
     ])
 }
 
-/// Quotes `s` as one word for bash (single quotes; `'` becomes `'\''`).
-pub fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// The guest directory (tmpfs) where a command's output waits until framed.
 pub const RUN_DIR: &str = "/run/vmtest-shell";
 
@@ -149,9 +145,9 @@ pub fn wrap_command(id: &str, command: &str, timeout: Duration) -> String {
 /// [`wrap_command`] with another output directory (for tests on the host).
 fn wrap_command_in(run_dir: &str, id: &str, command: &str, timeout: Duration) -> String {
     let secs = timeout.as_secs_f64().ceil().max(1.0) as u64;
-    let dir = quote(run_dir);
-    let out = quote(&format!("{run_dir}/out"));
-    let err = quote(&format!("{run_dir}/err"));
+    let dir = shell_quote(run_dir);
+    let out = shell_quote(&format!("{run_dir}/out"));
+    let err = shell_quote(&format!("{run_dir}/err"));
     let delimiter = format!("{MARKER}{id}");
     let mut script = command.to_owned();
     if !script.ends_with('\n') {
@@ -745,12 +741,5 @@ mod tests {
                 "systemd.unit-dropin.sysinit.target"
             ]
         );
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(quote("plain"), "'plain'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        assert_eq!(quote(""), "''");
     }
 }

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use hostutil::sha256_file;
 use sha2::{Digest, Sha256};
 use vm_tests::{DirectKernel, Firmware, Machine, MachineConfig};
 
@@ -42,13 +43,6 @@ fn dev_config(test: &str) -> Result<MachineConfig> {
     Ok(config)
 }
 
-fn sha256_file(path: &std::path::Path) -> String {
-    let mut file = std::fs::File::open(path).unwrap();
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).unwrap();
-    format!("{:x}", hasher.finalize())
-}
-
 const MIN: Duration = Duration::from_secs(60);
 
 #[test]
@@ -56,7 +50,7 @@ const MIN: Duration = Duration::from_secs(60);
 fn harness_end_to_end() -> Result<()> {
     let config = dev_config("harness_end_to_end")?;
     let image = config.image.clone();
-    let image_hash = sha256_file(&image);
+    let image_hash = sha256_file(&image)?;
 
     let t0 = Instant::now();
     let mut m = Machine::start(config)?;
@@ -214,7 +208,7 @@ fn harness_end_to_end() -> Result<()> {
         "no power-down on the console"
     );
 
-    assert_eq!(sha256_file(&image), image_hash, "the tested image changed");
+    assert_eq!(sha256_file(&image)?, image_hash, "the tested image changed");
     Ok(())
 }
 

@@ -67,7 +67,7 @@ pub fn run(args: &CiArgs) -> Result<()> {
         "lock is current",
         &[&cargo, "xtask", "lock", "--check"],
     ));
-    if builder::host::which("nix-instantiate").is_some() {
+    if hostutil::which("nix-instantiate", &[]).is_some() {
         // Parses flake.nix and evaluates its outputs against a stand-in
         // nixpkgs (Nix cannot fetch the real one here).
         steps.push(step(

@@ -95,7 +95,7 @@ impl GitRemote {
     /// Makes the bare repository, a host key and an `authorized_keys`
     /// that admits `key` only, for git only.
     pub fn create(key: &DeployKey) -> Result<GitRemote> {
-        let sshd = crate::host::which("sshd").context(
+        let sshd = hostutil::which("sshd", hostutil::SBIN_DIRS).context(
             "`sshd` not found on PATH or in /usr/sbin: install openssh-server (nixpkgs: openssh) \
              for INF-2's git remote",
         )?;

@@ -96,8 +96,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use tempfile::TempDir;
 
-use crate::host::which;
 use crate::log::Log;
+use hostutil::{SBIN_DIRS, die_with_parent, which};
 pub use metadata::MetadataRequest;
 use metadata::{Documents, MetadataServer};
 pub use probe::{PeerListener, Probe, UdpProbe};
@@ -675,7 +675,7 @@ fn preflight() -> Result<()> {
         bail!("the test network needs root (bridges, taps, network namespaces)");
     }
     for (tool, package) in [("ip", "iproute2"), ("dnsmasq", "dnsmasq-base")] {
-        if which(tool).is_none() {
+        if which(tool, SBIN_DIRS).is_none() {
             bail!("`{tool}` not found: install the Debian package {package}");
         }
     }
@@ -736,21 +736,6 @@ pub(crate) fn stop_child(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Kills the child when the thread that spawned it dies (SIGKILL), so a
-/// killed test run does not leave a DHCP server behind.
-pub(crate) fn die_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure only calls async-signal-safe prctl(2).
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
 /// The first `inet6 fe80::…` address in `ip -o addr` output.
 pub fn link_local_from_ip_addr(text: &str) -> Option<Ipv6Addr> {
     text.lines().find_map(|line| {
@@ -799,7 +784,7 @@ fn sweep_stale(prefix: &str) {
         }
     }
     for tool in ["iptables", "ip6tables"] {
-        if which(tool).is_none() {
+        if which(tool, SBIN_DIRS).is_none() {
             continue;
         }
         let Ok(rules) = run(tool, &["-w".into(), "-S".into(), "FORWARD".into()]) else {

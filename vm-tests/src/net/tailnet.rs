@@ -26,7 +26,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use super::{PEER_IP, TestNet, die_with_parent, run_command, stop_child};
+use super::{PEER_IP, TestNet, run_command, stop_child};
+use hostutil::die_with_parent;
 
 /// The control server's port on the peer's external address.
 pub const CONTROL_PORT: u16 = 8380;

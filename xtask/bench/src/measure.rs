@@ -1,16 +1,18 @@
 //! Running a command as a timed child: wall-clock seconds, the peak
 //! resident memory of its whole process tree, and every output line with
-//! the second it appeared.
+//! the second it appeared. The child runs through verify-repro's runner,
+//! [`repro::child::ChildRun`]; this adds the timing and the memory samples.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use repro::child::ChildRun;
 
 /// How the peak memory is measured (stated in the report).
 pub const MEMORY_METHOD: &str = "sum of VmRSS over the build's process tree, sampled from /proc every 100 ms \
@@ -76,53 +78,35 @@ pub fn run(
     );
     let _ = writeln!(log_file, "=== {label}: {shown}");
     eprintln!("bench: {label}: {shown}");
-    let started = Instant::now();
-    let handle = duct::cmd(program, args)
-        .dir(dir)
-        .stderr_to_stdout()
-        .unchecked()
-        .reader()
-        .with_context(|| format!("starting {shown}"))?;
-    let root = handle.pids().first().copied().unwrap_or(0);
+    let child = ChildRun::start(&duct::cmd(program, args).dir(dir), &shown)?;
+    let root = child.pid();
     let stop = AtomicBool::new(false);
     let peak = AtomicU64::new(0);
     let mut lines = Vec::new();
-    std::thread::scope(|scope| -> Result<()> {
+    let done = std::thread::scope(|scope| {
         scope.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 peak.fetch_max(tree_rss(root), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
-        let reader = BufReader::new(&handle);
-        for line in reader.split(b'\n') {
-            let line = match line {
-                Ok(l) => String::from_utf8_lossy(&l).into_owned(),
-                Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(e).with_context(|| format!("reading the output of {shown}"));
-                }
-            };
-            let t = started.elapsed().as_secs_f64();
+        let done = child.finish(|t, line| {
             eprintln!("  | {line}");
             let _ = writeln!(log_file, "[{t:8.1}] {line}");
             lines.push((t, line));
-        }
+            Ok(())
+        });
         stop.store(true, Ordering::Relaxed);
-        Ok(())
+        done
     })?;
-    let output = handle
-        .try_wait()
-        .with_context(|| format!("waiting for {shown}"))?
-        .with_context(|| format!("{shown} closed its output but did not exit"))?;
-    let seconds = started.elapsed().as_secs_f64();
-    let _ = writeln!(log_file, "=== {label}: {} in {seconds:.1} s", output.status);
+    let seconds = done.seconds;
+    let _ = writeln!(log_file, "=== {label}: {} in {seconds:.1} s", done.status);
     Ok(Timed {
         seconds,
         peak_rss_bytes: peak.load(Ordering::Relaxed),
         lines,
-        success: output.status.success(),
-        status: output.status.to_string(),
+        success: done.status.success(),
+        status: done.status.to_string(),
     })
 }
 

@@ -110,7 +110,7 @@ pub fn run(opts: &Options) -> Result<Bench> {
         dir,
         built: false,
     };
-    let date = builder::repro::rfc3339(std::time::SystemTime::now());
+    let date = repro::rfc3339(std::time::SystemTime::now());
     let load_start = load();
     let wanted = |p: Part| opts.parts.contains(&p);
     let mut figures = Vec::new();

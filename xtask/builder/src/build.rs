@@ -25,8 +25,9 @@ use crate::npm::{AppTree, Runtime, install_app};
 use crate::rootfs::bootstrap::{self, Bootstrap};
 use crate::rootfs::merge::{Late, Overlay, merge_into};
 use crate::rootfs::repo::LocalRepo;
-use crate::store::{Store, sha256_file};
+use crate::store::Store;
 use crate::tools::ToolsTree;
+use hostutil::sha256_file;
 
 /// Bump when a stage's recipe changes in a way its inputs don't show.
 const RECIPE: &str = "openclaw-image/stages/v1";
@@ -1063,11 +1064,6 @@ fn tailscale_manifest(spec: &Spec, lock: &Lock, present: bool) -> serde_json::Va
         v["sha256"] = json!(t.sha256);
     }
     v
-}
-
-/// The sha256 of a built image file (for `verify-repro` and `upload`).
-pub fn image_sha256(path: &Path) -> Result<String> {
-    sha256_file(path)
 }
 
 #[cfg(test)]

@@ -74,12 +74,7 @@ impl HostEnv {
     /// The first of `names` in a directory of `PATH`, else in `also`
     /// (Debian directories outside a user's `PATH`, such as `/usr/sbin`).
     pub fn program(&self, names: &[&str], also: &[&str]) -> Option<PathBuf> {
-        let dirs: Vec<PathBuf> = std::env::split_paths(&self.path)
-            .chain(also.iter().map(PathBuf::from))
-            .collect();
-        dirs.iter()
-            .flat_map(|d| names.iter().map(move |n| d.join(n)))
-            .find(|p| p.is_file())
+        hostutil::find_program(&self.path, names, also)
     }
 
     /// The file named by variable `var` if it is set (whether or not it
@@ -91,11 +86,6 @@ impl HostEnv {
             None => defaults.iter().map(PathBuf::from).find(|p| p.is_file()),
         }
     }
-}
-
-/// `tool`'s path on this process's `PATH`.
-pub fn which(tool: &str) -> Option<PathBuf> {
-    HostEnv::current().program(&[tool], &[])
 }
 
 /// The Debian archive keyring: `$OPENCLAW_DEBIAN_KEYRING`, else Debian's
@@ -112,19 +102,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn path_first_then_also_and_a_set_variable_wins() {
+    fn its_path_is_searched_and_a_set_variable_wins() {
+        // The search order itself is `hostutil::find_program`'s test.
         let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::create_dir_all(&a).unwrap();
-        std::fs::create_dir_all(&b).unwrap();
-        std::fs::write(a.join("tool"), "").unwrap();
-        std::fs::write(b.join("tool"), "").unwrap();
-        std::fs::write(b.join("other"), "").unwrap();
-        let env = HostEnv::new(std::env::join_paths([&a]).unwrap(), &[]);
-        assert_eq!(env.program(&["tool"], &[]), Some(a.join("tool")));
-        let also = b.to_str().unwrap();
-        assert_eq!(env.program(&["other"], &[also]), Some(b.join("other")));
-        assert_eq!(env.program(&["none"], &[also]), None);
+        let tool = dir.path().join("tool");
+        std::fs::write(&tool, "").unwrap();
+        let env = HostEnv::new(std::env::join_paths([dir.path()]).unwrap(), &[]);
+        assert_eq!(env.program(&["none", "tool"], &[]), Some(tool.clone()));
+        assert_eq!(
+            HostEnv::new(OsString::new(), &[]).program(&["tool"], &[]),
+            None
+        );
 
         let keyring = dir.path().join("keyring.gpg");
         std::fs::write(&keyring, "").unwrap();
@@ -136,13 +124,9 @@ mod tests {
         let unset = dir.path().join("not-there.gpg");
         let env = HostEnv::new(OsString::new(), &[(DEBIAN_KEYRING_ENV, &unset)]);
         // Set but missing: not found, even where the default exists.
-        let default = b.join("tool");
-        let default = default.to_str().unwrap();
+        let default = tool.to_str().unwrap();
         assert_eq!(env.file(DEBIAN_KEYRING_ENV, &[default]), None);
         let env = HostEnv::new(OsString::new(), &[]);
-        assert_eq!(
-            env.file(DEBIAN_KEYRING_ENV, &[default]),
-            Some(b.join("tool"))
-        );
+        assert_eq!(env.file(DEBIAN_KEYRING_ENV, &[default]), Some(tool.clone()));
     }
 }

@@ -20,7 +20,6 @@ pub mod http;
 pub mod locking;
 pub mod npm;
 pub mod oci;
-pub mod repro;
 pub mod rootfs;
 pub mod sources;
 pub mod store;

@@ -15,7 +15,8 @@ use image_spec::{Spec, SpecError};
 use crate::debian;
 use crate::fsutil::write_atomic;
 use crate::sources::{SourceFlags, archives};
-use crate::store::{Store, sha256_file};
+use crate::store::Store;
+use hostutil::sha256_file;
 
 /// File names beside the spec.
 pub const LOCK_FILE: &str = "image.lock";

@@ -434,18 +434,8 @@ pub fn run_streaming(expr: &duct::Expression, command: &str, label: &str) -> Res
 pub fn command_line<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
     let mut s = program.to_string();
     for a in args {
-        let a = a.as_ref().to_string_lossy();
         s.push(' ');
-        if !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
-        {
-            s.push_str(&a);
-        } else {
-            s.push('\'');
-            s.push_str(&a.replace('\'', "'\\''"));
-            s.push('\'');
-        }
+        s.push_str(&hostutil::shell_word(&a.as_ref().to_string_lossy()));
     }
     s
 }

@@ -11,7 +11,7 @@
 //! the disk, not who computed it (see docs/hetzner.md).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -307,26 +307,9 @@ impl Streaming {
     }
 }
 
-/// `'…'` quoting for the remote POSIX shell.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// Whether `tool` is a file in one of `PATH`'s directories.
-pub fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| Path::new(&d).join(tool).is_file()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("/dev/sda"), "'/dev/sda'");
-        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
-    }
 
     #[test]
     fn stderr_tail_keeps_the_last_lines() {

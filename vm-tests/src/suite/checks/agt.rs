@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
-use super::{Ctx, as_user, expect, shell_quote};
+use super::{Ctx, as_user, expect};
 use crate::suite::report::Outcome;
+use hostutil::shell_quote;
 
 /// The system unit that checks the sandbox image baked into Docker's store.
 const IMAGE_UNIT: &str = "openclaw-sandbox-image.service";

@@ -5,8 +5,9 @@
 use anyhow::Result;
 use serde_json::Value;
 
-use super::{Ctx, as_user, shell_quote};
+use super::{Ctx, as_user};
 use crate::suite::report::Outcome;
+use hostutil::shell_quote;
 
 /// The host-side tools: the five ESC-4 names, then the pinned OpenClaw's
 /// (2026.9.6) tools of the same kind — they act on the host, the gateway's

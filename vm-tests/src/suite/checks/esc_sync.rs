@@ -17,8 +17,9 @@
 use anyhow::Result;
 
 use super::agt;
-use super::{Ctx, as_user, shell_quote};
+use super::{Ctx, as_user};
 use crate::suite::report::Outcome;
+use hostutil::shell_quote;
 
 /// The sync's system unit (INF-2, ESC-2).
 const SYNC_UNIT: &str = "openclaw-workspace-sync.service";

@@ -16,6 +16,7 @@ pub mod upd;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use hostutil::shell_quote;
 
 use super::report::Outcome;
 use crate::machine::Machine;
@@ -233,11 +234,6 @@ pub fn as_named_user(user: &str, cmd: &str) -> String {
         "cd /home/{user} && runuser -u {user} -- env HOME=/home/{user} bash -c {q}",
         q = shell_quote(cmd)
     )
-}
-
-/// Single-quotes `s` for bash.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 #[cfg(test)]

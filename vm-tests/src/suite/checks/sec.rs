@@ -12,8 +12,9 @@ use crate::credential::Credential;
 use crate::diskscan::{Hit, Pattern, find_and_name};
 use crate::imagefs::{ImageFs, ROOT_PARTITION};
 use crate::machine::Machine;
-use crate::suite::rebuild::{self, sha256_file, sha256_hex};
+use crate::suite::rebuild::{self, sha256_hex};
 use crate::suite::report::Outcome;
+use hostutil::sha256_file;
 
 /// The files a secret may live in after first boot (SEC-3).
 pub const ALLOWED: &[&str] = &[OPENCLAW_JSON, ENV_FILE];
@@ -982,7 +983,7 @@ pub fn inf_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         ctx,
         &format!(
             "mkdir -p ~/.openclaw/workspace && printf %s {q} > ~/.openclaw/workspace/{file}",
-            q = super::shell_quote(&marker)
+            q = hostutil::shell_quote(&marker)
         ),
     ))?;
     let run = ctx

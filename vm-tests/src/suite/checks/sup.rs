@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::{Ctx, expect, shell_quote};
+use super::{Ctx, expect};
 use crate::suite::rebuild::sha256_hex;
 use crate::suite::report::Outcome;
+use hostutil::shell_quote;
 
 /// Where the OpenClaw tree is installed (`npm ci` of the locked tree).
 pub const OPENCLAW_TREE: &str = "/opt/openclaw";

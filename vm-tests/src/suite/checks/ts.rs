@@ -205,7 +205,7 @@ pub fn watch_first_boot_argv(machine: &mut crate::machine::Machine) -> Result<()
             "touch {ARGV_WATCH_FILE} && chmod 600 {ARGV_WATCH_FILE} && \
              systemd-run --unit=vmtest-argv-watch --collect --quiet -p DefaultDependencies=no -- \
              /bin/bash -c {}",
-            super::shell_quote(&argv_watch_script())
+            hostutil::shell_quote(&argv_watch_script())
         ))
         .map(drop)
 }

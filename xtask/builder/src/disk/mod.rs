@@ -18,9 +18,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use image_spec::lock::DiskIds;
-use sha2::{Digest, Sha256};
 
 use crate::tools::ToolsTree;
+use hostutil::sha256_file;
 
 pub use grub::{BIOS_MODULES, EFI_MODULES, early_config, patch_boot_img, patch_core_img};
 pub use layout::{
@@ -353,133 +353,9 @@ fn install_bios_boot(tools: &ToolsTree, img: &Path, layout: &Layout, core: &Path
     Ok(sectors)
 }
 
-/// sha256 of a file, hex. One thread reads while this one hashes, and
-/// holes of a sparse file (found with `SEEK_DATA`/`SEEK_HOLE`) are hashed
-/// as zeros without being read: of the 4 GiB image about half is holes.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    const CHUNK: usize = 4 << 20;
-    /// What the reading thread hands over: bytes read, or a run of zeros.
-    enum Piece {
-        Data(Vec<u8>),
-        Zeros(u64),
-    }
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let len = f
-        .metadata()
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Piece>(2);
-    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    for _ in 0..3 {
-        let _ = empty_tx.send(vec![0u8; CHUNK]);
-    }
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || -> std::io::Result<()> {
-            let mut pos = 0u64;
-            while pos < len {
-                // Where the next data starts (the end when only a hole is left;
-                // a filesystem without SEEK_DATA reports all data).
-                let data = match rustix::fs::seek(&f, rustix::fs::SeekFrom::Data(pos)) {
-                    Ok(d) => d.min(len),
-                    Err(rustix::io::Errno::NXIO) => len,
-                    Err(_) => pos,
-                };
-                if data > pos {
-                    if full_tx.send(Piece::Zeros(data - pos)).is_err() {
-                        return Ok(());
-                    }
-                    pos = data;
-                    continue;
-                }
-                let hole = rustix::fs::seek(&f, rustix::fs::SeekFrom::Hole(pos))
-                    .map_or(len, |h| h.min(len));
-                f.seek(SeekFrom::Start(pos))?;
-                let mut left = hole.max(pos + 1) - pos;
-                while left > 0 {
-                    let Ok(mut buf) = empty_rx.recv() else {
-                        return Ok(());
-                    };
-                    let want = CHUNK.min(usize::try_from(left).unwrap_or(CHUNK));
-                    buf.resize(want, 0);
-                    let mut n = 0;
-                    while n < want {
-                        match f.read(&mut buf[n..])? {
-                            0 => break,
-                            k => n += k,
-                        }
-                    }
-                    buf.truncate(n);
-                    pos += n as u64;
-                    left = if n < want { 0 } else { left - n as u64 };
-                    if full_tx.send(Piece::Data(buf)).is_err() || n < want {
-                        return Ok(());
-                    }
-                }
-            }
-            Ok(())
-        });
-        let zeros = vec![0u8; CHUNK];
-        let mut h = Sha256::new();
-        for piece in full_rx {
-            match piece {
-                Piece::Data(buf) => {
-                    h.update(&buf);
-                    let _ = empty_tx.send(buf);
-                }
-                Piece::Zeros(mut n) => {
-                    while n > 0 {
-                        let k = CHUNK.min(usize::try_from(n).unwrap_or(CHUNK));
-                        h.update(&zeros[..k]);
-                        n -= k as u64;
-                    }
-                }
-            }
-        }
-        reader
-            .join()
-            .map_err(|_| anyhow::anyhow!("the reading thread panicked"))?
-            .with_context(|| format!("reading {}", path.display()))?;
-        Ok(hex::encode(h.finalize()))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sha256_file_hashes_holes_as_zeros() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sparse");
-        let mut f = File::create(&path).unwrap();
-        // hole, data, hole, data, trailing hole
-        f.seek(SeekFrom::Start(5 << 20)).unwrap();
-        f.write_all(&[7u8; 70_000]).unwrap();
-        f.seek(SeekFrom::Start(13 << 20)).unwrap();
-        f.write_all(b"end").unwrap();
-        f.set_len(20 << 20).unwrap();
-        drop(f);
-        let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(
-            sha256_file(&path).unwrap(),
-            hex::encode(Sha256::digest(&bytes))
-        );
-    }
-
-    #[test]
-    fn sha256_file_matches_one_shot_hash_across_chunks() {
-        let dir = tempfile::tempdir().unwrap();
-        for len in [0usize, 1, (4 << 20) - 1, 4 << 20, (9 << 20) + 7] {
-            let path = dir.path().join(format!("f{len}"));
-            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            std::fs::write(&path, &bytes).unwrap();
-            assert_eq!(
-                sha256_file(&path).unwrap(),
-                hex::encode(Sha256::digest(&bytes)),
-                "length {len}"
-            );
-        }
-    }
 
     /// End to end, with real tools: `DISK_TEST_TOOLS` (a tools tree) and
     /// `DISK_TEST_ROOT_TAR` (a root tarball); builds twice into

@@ -135,6 +135,8 @@ const HOST_DIRS: &[&str] = &[
     "xtask/src",
     "xtask/builder",
     "xtask/bench",
+    "xtask/hostutil",
+    "xtask/repro",
     "xtask/hetzner",
     "vm-tests",
 ];

@@ -425,20 +425,9 @@ pub fn wrapper_script(node: &str, entry: &str) -> String {
          # OpenClaw's CLI with the Node runtime pinned in image.lock.\n\
          # Written by the image builder; changes are lost on the next image.\n\
          exec {} {} \"$@\"\n",
-        shell_quote(node),
-        shell_quote(entry)
+        hostutil::shell_word(node),
+        hostutil::shell_word(entry)
     )
-}
-
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+@".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 /// Validates an OpenClaw config with OpenClaw itself:

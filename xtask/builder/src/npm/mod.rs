@@ -29,7 +29,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use image_spec::lock::{NodeLock, NpmLock, OpenClawLock};
+use image_spec::lock::{NpmPackageLock, OpenClawLock};
 use image_spec::semver::{Range, Version};
 
 pub use app::{
@@ -173,7 +173,7 @@ pub fn lock_node(
     version: &str,
     arch_node: &str,
     store: &Store,
-) -> Result<NodeLock> {
+) -> Result<NpmPackageLock> {
     let registry = normalize_registry(registry)?;
     if !matches!(arch_node, "x64" | "arm64") {
         bail!("no Node package for architecture `{arch_node}` (x64 or arm64)");
@@ -186,7 +186,7 @@ pub fn lock_node(
     if manifest.pointer("/bin/node").and_then(|v| v.as_str()) != Some("bin/node") {
         bail!("{package}@{version} does not ship bin/node: not the official Node binary package");
     }
-    Ok(NodeLock {
+    Ok(NpmPackageLock {
         package,
         version: version.to_string(),
         tarball,
@@ -198,7 +198,7 @@ pub fn lock_node(
 
 /// Pins the registry's `npm` package at `version` ([`NPM_VERSION`] by
 /// default) the same way as [`lock_node`]; stored as `npm-<version>.tgz`.
-pub fn lock_npm(registry: &str, version: &str, store: &Store) -> Result<NpmLock> {
+pub fn lock_npm(registry: &str, version: &str, store: &Store) -> Result<NpmPackageLock> {
     let registry = normalize_registry(registry)?;
     let agent = http::agent()?;
     let (tarball, integrity, sha256, size, manifest) =
@@ -206,7 +206,7 @@ pub fn lock_npm(registry: &str, version: &str, store: &Store) -> Result<NpmLock>
     if manifest.pointer("/bin/npm").and_then(|v| v.as_str()) != Some("bin/npm-cli.js") {
         bail!("npm@{version} has no bin/npm-cli.js entry point");
     }
-    Ok(NpmLock {
+    Ok(NpmPackageLock {
         package: "npm".into(),
         version: version.to_string(),
         tarball,
@@ -302,7 +302,7 @@ pub fn lock_openclaw(
         );
     }
     crate::fsutil::write_atomic(lockfile_out, text.as_bytes())?;
-    let sha256 = crate::store::sha256_reader(text.as_bytes())
+    let sha256 = hostutil::sha256_reader(text.as_bytes())
         .with_context(|| format!("hashing {}", lockfile_out.display()))?;
     Ok(OpenClawLock {
         version: openclaw_version.to_string(),
@@ -334,7 +334,7 @@ pub fn check_engines(engines: &str, node_version: &str, openclaw_version: &str) 
 
 /// Checks that `lockfile` is the npm lockfile `lock` recorded (sha256).
 pub fn check_lockfile_hash(lockfile: &Path, lock: &OpenClawLock) -> Result<()> {
-    let actual = crate::store::sha256_file(lockfile)?;
+    let actual = hostutil::sha256_file(lockfile)?;
     if actual != lock.npm_lockfile_sha256 {
         bail!(
             "{} has sha256 {actual}, but image.lock records {} (openclaw.npm-lockfile-sha256): \
@@ -347,7 +347,7 @@ pub fn check_lockfile_hash(lockfile: &Path, lock: &OpenClawLock) -> Result<()> {
 }
 
 /// The store inputs for the Node and npm tarballs (for [`crate::store::Fetcher`]).
-pub fn inputs(registry: &str, node: &NodeLock, npm: &NpmLock) -> Vec<Input> {
+pub fn inputs(registry: &str, node: &NpmPackageLock, npm: &NpmPackageLock) -> Vec<Input> {
     [
         (
             &node.package,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use image_spec::lock::{NodeLock, NpmLock};
+use image_spec::lock::NpmPackageLock;
 use image_spec::semver::{Range, Version};
 
 use super::http::host_ca_files;
@@ -25,15 +25,15 @@ pub fn store_name(package: &str, version: &str) -> String {
 #[derive(Debug)]
 pub struct Runtime {
     dir: tempfile::TempDir,
-    node: NodeLock,
-    npm: NpmLock,
+    node: NpmPackageLock,
+    npm: NpmPackageLock,
 }
 
 impl Runtime {
     /// Unpacks `bin/node` of the locked Node and the whole locked npm package
     /// from the store (each verified by sha256 on the way), and checks that
     /// the binary reports the locked version and satisfies npm's `engines.node`.
-    pub fn new(store: &Store, node: &NodeLock, npm: &NpmLock) -> Result<Runtime> {
+    pub fn new(store: &Store, node: &NpmPackageLock, npm: &NpmPackageLock) -> Result<Runtime> {
         let node_tgz = store.get(&node.sha256, &store_name(&node.package, &node.version))?;
         let npm_tgz = store.get(&npm.sha256, &store_name(&npm.package, &npm.version))?;
         let dir = tempfile::Builder::new()
@@ -105,12 +105,12 @@ impl Runtime {
     }
 
     /// The Node lock this runtime was made from.
-    pub fn node_lock(&self) -> &NodeLock {
+    pub fn node_lock(&self) -> &NpmPackageLock {
         &self.node
     }
 
     /// The npm lock this runtime was made from.
-    pub fn npm_lock(&self) -> &NpmLock {
+    pub fn npm_lock(&self) -> &NpmPackageLock {
         &self.npm
     }
 }

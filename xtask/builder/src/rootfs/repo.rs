@@ -81,7 +81,7 @@ impl LocalRepo {
             bail!("the lock has no packages in the `{set}` closure: run `cargo xtask lock`");
         }
         crate::fsutil::write_atomic(&index_dir.join("Packages"), packages.as_bytes())?;
-        let sha = crate::store::sha256_reader(packages.as_bytes()).context("hashing Packages")?;
+        let sha = hostutil::sha256_reader(packages.as_bytes()).context("hashing Packages")?;
         let release = format!(
             "Origin: openclaw-image\nLabel: locked {set} closure\nSuite: {suite}\nCodename: {suite}\n\
              Architectures: {arch} all\nComponents: main\nSHA256:\n {sha} {} main/binary-{arch}/Packages\n",

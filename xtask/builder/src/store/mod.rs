@@ -6,16 +6,15 @@
 //! ([`Store::get`]), so a flipped byte is refused, never used.
 
 mod fetch;
-mod hashing;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use hostutil::sha256_file;
 
 pub use fetch::{FetchReport, Fetcher, Input};
-pub use hashing::{sha256_file, sha256_reader};
 
 /// A store rooted at a directory.
 #[derive(Debug, Clone)]
@@ -166,6 +165,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hostutil::sha256_reader;
     use std::io::Write;
 
     fn store_with(bytes: &[u8]) -> (tempfile::TempDir, Store, String) {

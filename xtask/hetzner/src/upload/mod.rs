@@ -14,7 +14,7 @@ use crate::api::types::{CreateServer, CreateSshKey, Image};
 use crate::api::{ApiError, Client};
 use crate::image::ImageInfo;
 use crate::labels::{self, Labels};
-use crate::ssh::{self, SshError, Target, TempKey};
+use crate::ssh::{SshError, Target, TempKey};
 use crate::stream::{self, StreamError};
 
 use guard::Temporaries;
@@ -235,7 +235,7 @@ pub fn upload(
 ) -> Result<Outcome, UploadError> {
     let labels = snapshot_labels(image, &options.labels)?;
     for tool in ["ssh", "ssh-keygen"] {
-        if !ssh::on_path(tool) {
+        if hostutil::which(tool, &[]).is_none() {
             return Err(UploadError::Invalid(format!(
                 "`{tool}` not found: install openssh-client (apt-get install openssh-client)"
             )));

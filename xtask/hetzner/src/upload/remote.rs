@@ -1,7 +1,7 @@
 //! The commands run in the rescue system (by `bash`, under `set -euo
 //! pipefail`), and what their output means.
 
-use crate::ssh::shell_quote;
+use hostutil::shell_quote;
 
 /// `bash -c '<script>'` as one remote command line.
 fn bash(script: &str) -> String {

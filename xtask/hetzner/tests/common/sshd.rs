@@ -17,15 +17,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `tool` on `PATH`, else in Debian's `/usr/sbin` or `/sbin` (outside a
-/// user's `PATH`); sshd must be started by its absolute path.
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
+use hostutil::{SBIN_DIRS, which};
 
 /// The running daemon; killed when dropped.
 pub struct Sshd {
@@ -64,7 +56,9 @@ impl Sshd {
     /// Start it, or fail saying how to install it: these tests never pass
     /// silently without a real SSH daemon.
     pub fn start() -> Sshd {
-        let sshd_bin = which("sshd").unwrap_or_else(|| {
+        // sshd must be started by its absolute path; Debian puts it in
+        // /usr/sbin, outside a user's PATH.
+        let sshd_bin = which("sshd", SBIN_DIRS).unwrap_or_else(|| {
             panic!(
                 "`sshd` not found on PATH or in /usr/sbin: the upload tests need a real SSH daemon on \
                  loopback as the rescue system; install it with `apt-get install openssh-server` \
@@ -90,12 +84,7 @@ impl Sshd {
         );
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).expect("bin directory");
-        let real_zstd = std::env::var_os("PATH")
-            .and_then(|p| {
-                std::env::split_paths(&p)
-                    .map(|d| d.join("zstd"))
-                    .find(|z| z.is_file())
-            })
+        let real_zstd = which("zstd", &[])
             .expect("zstd on PATH: the upload tests need it (apt-get install zstd)")
             .display()
             .to_string();

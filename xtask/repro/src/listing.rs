@@ -10,7 +10,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 
 /// One file of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +150,7 @@ pub fn tar_listing_from<R: Read>(r: R) -> Result<Vec<Entry>> {
         );
         let size = h.size()?;
         let sha256 = if kind == "file" {
-            Some(hash_reader(&mut entry)?)
+            Some(hostutil::sha256_reader(&mut entry)?)
         } else {
             None
         };
@@ -243,7 +242,7 @@ fn disk_entry(root: &Path, p: &Path, m: &fs::Metadata) -> Result<Entry> {
     let sha256 = if ft.is_file() {
         let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
         Some(
-            hash_reader(&mut BufReader::with_capacity(1 << 20, f))
+            hostutil::sha256_reader(&mut BufReader::with_capacity(1 << 20, f))
                 .with_context(|| format!("reading {}", p.display()))?,
         )
     } else {
@@ -262,19 +261,6 @@ fn disk_entry(root: &Path, p: &Path, m: &fs::Metadata) -> Result<Entry> {
         extra: Vec::new(),
         sha256,
     })
-}
-
-fn hash_reader<R: Read>(r: &mut R) -> io::Result<String> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// The differences between listings `a` and `b`: per path in A's order,

@@ -1,5 +1,15 @@
 //! Proving and explaining reproducibility (`cargo xtask verify-repro`).
 //!
+//! What it owns: the verify-repro flow ([`verify()`]: the `build-image`
+//! children, their environments, the comparison, the records), the one
+//! runner of a child build whose lines are read as they come
+//! ([`child::ChildRun`], also `bench`'s), and the forensics below. What it
+//! must not do: build an image itself (the builds are `build-image`
+//! children; it reads their stage directories and images; only the agent
+//! is rebuilt here, through `builder::agent_binary`), touch the network, or
+//! print the lines meant for people (they go to the caller's `say`;
+//! progress goes to stderr).
+//!
 //! Two builds of the same lock must give the same raw image (BOOT-3). When
 //! they do not, [`explain`] says where, from the outside in:
 //!
@@ -20,10 +30,12 @@
 
 pub mod agent;
 pub mod bytes;
+pub mod child;
 pub mod ext4;
 pub mod gpt;
 pub mod listing;
 pub mod stages;
+pub mod verify;
 pub mod vfat;
 
 use std::fs;
@@ -37,9 +49,10 @@ use sha2::Digest;
 
 pub use agent::{AgentCheck, agent_check};
 pub use stages::{BuildDir, StageResult, compare_stages, read_manifest, stage_keys};
+pub use verify::{BuildSources, Mode, Outcome, VerifyOptions, verify};
 
-use crate::fsutil::write_atomic;
-use crate::tools::ToolsTree;
+use builder::fsutil::write_atomic;
+use builder::tools::ToolsTree;
 
 /// Byte ranges kept from the image comparison.
 const MAX_RANGES: usize = 20_000;
@@ -386,10 +399,10 @@ pub fn explain(a: &BuildDir, b: &BuildDir, scratch: &Path, limit: usize) -> Resu
             continue;
         };
         let detail = match p.type_guid.as_str() {
-            t if t == crate::disk::ROOT_X86_64_TYPE => {
+            t if t == builder::disk::ROOT_X86_64_TYPE => {
                 ext4::explain(tools, &a.image, &b.image, p.offset(), &rel, limit)
             }
-            t if t == crate::disk::ESP_TYPE => read_at(&a.image, p.offset(), 512)
+            t if t == builder::disk::ESP_TYPE => read_at(&a.image, p.offset(), 512)
                 .and_then(|boot| vfat::explain(tools, &a.image, &b.image, p.offset(), &boot, &rel)),
             _ => Ok(vec![
                 "GRUB's core.img (made by grub-mkimage from the tools tree, patched with the BIOS boot partition's LBA)".into(),
@@ -402,7 +415,7 @@ pub fn explain(a: &BuildDir, b: &BuildDir, scratch: &Path, limit: usize) -> Resu
     }
 
     // 3. diffoscope, when installed.
-    if let Some(diffoscope) = crate::host::which("diffoscope") {
+    if let Some(diffoscope) = hostutil::which("diffoscope", &[]) {
         let (x, y) = first_tar.unwrap_or_else(|| (a.image.clone(), b.image.clone()));
         let report = scratch.join("diffoscope.txt");
         fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::listing::{Change, Entry, diff_listings, tar_listing, tree_listing, without_mtimes};
-use crate::store::sha256_file;
+use hostutil::sha256_file;
 
 /// One build's outputs.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::store::sha256_file;
+use hostutil::sha256_file;
 
 /// The result of [`agent_check`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +60,7 @@ impl AgentCheck {
 pub fn agent_check(project_root: &Path, copy: &Path, epoch: u64, want: &str) -> Result<AgentCheck> {
     copy_sources(project_root, copy)?;
     let started = Instant::now();
-    let bin = crate::agent_binary::build(copy, epoch)
+    let bin = builder::agent_binary::build(copy, epoch)
         .with_context(|| format!("building the agent in {}", copy.display()))?;
     let sha256 = sha256_file(&bin)?;
     let bytes = fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::bytes::ByteRange;
 use super::ext4::line_diff;
-use crate::tools::ToolsTree;
+use builder::tools::ToolsTree;
 
 /// The BIOS parameter block fields that place everything in a FAT32 volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,10 +253,8 @@ mod tests {
     #[test]
     #[ignore = "needs REPRO_TEST_TOOLS=<a built tools tree>; run with --ignored"]
     fn real_volumes_are_explained() {
-        let tools = ToolsTree::open(&crate::repro::tests::test_tools(
-            "real_volumes_are_explained",
-        ))
-        .unwrap();
+        let tools =
+            ToolsTree::open(&crate::tests::test_tools("real_volumes_are_explained")).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let offset = 4096u64;
         let make = |name: &str, data: &[u8], mtime: u64| {
@@ -306,7 +304,7 @@ mod tests {
         };
         let a = make("a", b"efi A", 1_763_942_400);
         let b = make("b", b"efi B", 1_763_942_400 + 86_400);
-        let diff = crate::repro::bytes::diff_files(&a, &b, 1000).unwrap();
+        let diff = crate::bytes::diff_files(&a, &b, 1000).unwrap();
         let rel: Vec<ByteRange> = diff
             .ranges
             .iter()

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::bytes::ByteRange;
-use crate::tools::ToolsTree;
+use builder::tools::ToolsTree;
 
 /// Blocks handed to `icheck` at most (the rest are counted, not resolved).
 const MAX_BLOCKS: usize = 4000;
@@ -523,10 +523,8 @@ Directories:              4435\n\
     #[test]
     #[ignore = "needs REPRO_TEST_TOOLS=<a built tools tree>; run with --ignored"]
     fn real_filesystems_are_explained() {
-        let tools = ToolsTree::open(&crate::repro::tests::test_tools(
-            "real_filesystems_are_explained",
-        ))
-        .unwrap();
+        let tools =
+            ToolsTree::open(&crate::tests::test_tools("real_filesystems_are_explained")).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let make = |name: &str, mtime: u64, data: &[u8]| {
             let mut b = tar::Builder::new(Vec::new());
@@ -576,7 +574,7 @@ Directories:              4435\n\
         };
         let a = make("a", 1000, b"contents A");
         let b = make("b", 2000, b"contents B");
-        let diff = crate::repro::bytes::diff_files(&a, &b, 1000).unwrap();
+        let diff = crate::bytes::diff_files(&a, &b, 1000).unwrap();
         let rel: Vec<ByteRange> = diff
             .ranges
             .iter()

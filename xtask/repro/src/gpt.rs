@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use super::bytes::ByteRange;
-use crate::disk::{BIOS_BOOT_TYPE, ESP_TYPE, ROOT_X86_64_TYPE, SECTOR};
+use builder::disk::{BIOS_BOOT_TYPE, ESP_TYPE, ROOT_X86_64_TYPE, SECTOR};
 
 /// One partition entry in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,7 +309,7 @@ pub fn locate(ranges: &[ByteRange], regions: &[Region]) -> Vec<(Region, Vec<Byte
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::repro::bytes::diff_readers;
+    use crate::bytes::diff_readers;
 
     /// A GPT-like disk of `sectors` sectors with partitions at the given
     /// (first, last) LBAs; the types cycle through BIOS boot, ESP, root.
