@@ -61,10 +61,7 @@ fn blank_volume(path: &Path, mib: u64) -> Result<()> {
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).with_context(|| format!("hashing {}", path.display()))?;
-    Ok(format!("{:x}", h.finalize()))
+    hostutil::sha256_file(path).with_context(|| format!("hashing {}", path.display()))
 }
 
 /// The user-data of the main machine without its gateway token, as a
@@ -116,7 +113,7 @@ pub fn upd_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     // a session: on the main pass's clock (icount under TCG).
     let rebuild = ctx.facts.image_b.is_some();
     if rebuild {
-        cfg.icount = ctx.machine.config_mut().icount.clone();
+        cfg.icount = ctx.machine.config_mut().icount;
     }
     let user = ctx.facts.user.clone();
     let tailscale = ctx.facts.tailscale;
@@ -342,7 +339,7 @@ pub fn upd_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let mut cfg = ctx.side_config("upd2", vec![userdata(ctx)?])?;
     cfg.image = image_b.clone();
     cfg.extra_args.extend(volume_args(&file, VOLUME_ID));
-    cfg.icount = ctx.machine.config_mut().icount.clone();
+    cfg.icount = ctx.machine.config_mut().icount;
     let user = ctx.facts.user.clone();
     let port = ctx.facts.port;
     let tailscale = ctx.facts.tailscale;
