@@ -177,6 +177,12 @@ pub const REQUIREMENTS: &[Requirement] = &[
         nixpkgs: "e2fsprogs",
     },
     Requirement {
+        purpose: "make the volume of another filesystem that vm-test's UPD-4 attaches",
+        lookup: program(&["mkfs.ext4"]),
+        package: "e2fsprogs",
+        nixpkgs: "e2fsprogs",
+    },
+    Requirement {
         purpose: "find the root partition for vm-test's disk scans (SEC-1, SEC-3)",
         lookup: program(&["sfdisk"]),
         package: "fdisk",
