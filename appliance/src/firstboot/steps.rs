@@ -21,6 +21,11 @@ use super::{
     WORKSPACE_REPO,
 };
 
+/// How long first boot lets a starting tailscaled settle (see
+/// `tailscale_running`).
+const TAILSCALE_SETTLE: std::time::Duration = std::time::Duration::from_secs(90);
+/// How often it asks meanwhile.
+const TAILSCALE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 /// `timeout` and its arguments around `tailscale serve`.
 const SERVE_TIMEOUT: [&str; 3] = ["/usr/bin/timeout", "--kill-after=10s", "90s"];
 
@@ -674,14 +679,32 @@ impl Agent<'_> {
         ))
     }
 
+    /// Whether tailscaled is logged in. A tailscaled that starts with
+    /// state (a rebuilt server's, from the state volume) says `NoState` or
+    /// `Starting` for a while before `Running`: wait that out (up to
+    /// [`TAILSCALE_SETTLE`]) rather than log in again with the auth key
+    /// (UPD-2). A fresh one says `NeedsLogin` within a second or two.
     fn tailscale_running(&self, bin: &str) -> bool {
-        let Ok(out) = self.runner.run(bin, &["status", "--json"]) else {
-            return false;
-        };
+        let deadline = std::time::Instant::now() + TAILSCALE_SETTLE;
+        loop {
+            let state = self.tailscale_backend_state(bin);
+            match state.as_deref() {
+                Some("Running") => return true,
+                Some("NoState" | "Starting") | None if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(TAILSCALE_POLL);
+                }
+                _ => return false,
+            }
+        }
+    }
+
+    fn tailscale_backend_state(&self, bin: &str) -> Option<String> {
+        let out = self.runner.run(bin, &["status", "--json"]).ok()?;
         serde_json::from_str::<Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v.get("BackendState")?.as_str().map(|s| s == "Running"))
-            .unwrap_or(false)
+            .ok()?
+            .get("BackendState")?
+            .as_str()
+            .map(str::to_string)
     }
 
     fn metadata_firewall(&self) -> Result<String, Error> {

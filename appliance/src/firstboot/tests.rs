@@ -60,6 +60,9 @@ struct FakeState {
     hostname: Option<String>,
     /// Make `tailscale up` fail (with the key in its stderr, to test scrubbing).
     ts_up_fails: bool,
+    /// How many `tailscale status` calls say `Starting` before `Running`
+    /// (a tailscaled with state from the state volume).
+    ts_starting: u32,
 }
 
 /// Imitates every program the agent runs, on the fixture's root.
@@ -212,11 +215,19 @@ impl Runner for FakeRunner {
             }
             ("networkctl", ["reload"]) => ok(""),
             ("tailscale", ["status", "--json"]) => {
-                let running = self.state().ts_running;
-                ok(&format!(
-                    "{{\"BackendState\": \"{}\"}}",
-                    if running { "Running" } else { "NeedsLogin" }
-                ))
+                let mut st = self.state();
+                let state = if st.ts_starting > 0 {
+                    st.ts_starting -= 1;
+                    if st.ts_starting == 0 {
+                        st.ts_running = true;
+                    }
+                    "Starting"
+                } else if st.ts_running {
+                    "Running"
+                } else {
+                    "NeedsLogin"
+                };
+                ok(&format!("{{\"BackendState\": \"{state}\"}}"))
             }
             ("tailscale", ["up", key_arg, host, "--ssh", "--timeout=120s", server @ ..]) => {
                 assert!(host.starts_with("--hostname="));
@@ -969,6 +980,29 @@ fn generated_token_survives_a_power_cut() {
         log.all()
     );
     assert!(!log.all().contains(&expected));
+}
+
+#[test]
+fn a_starting_tailscaled_with_state_is_waited_for_not_logged_in_again() {
+    let img = fixture(FULL);
+    let root = img.path();
+    let creds = credentials(&ud::full(), None);
+    let (runner, log) = (FakeRunner::new(root), MemLog::default());
+    runner.state().ts_starting = 1;
+    agent(root, Some(creds.path()), &runner, &log)
+        .run()
+        .unwrap();
+    let calls = runner.calls();
+    assert!(
+        !calls.iter().any(|c| c.contains("tailscale up")),
+        "the auth key was used: {calls:?}"
+    );
+    assert_eq!(
+        log.count("step tailscale: already logged in"),
+        1,
+        "{}",
+        log.all()
+    );
 }
 
 #[test]

@@ -146,7 +146,7 @@ fn ready<'a>(
 
 /// Why the Tailscale cases cannot run on a boot after the first, when
 /// [`control_refused_relogin`] says so.
-const RELOGIN_REFUSED: &str = "not logged in on this restarted boot because of the test control server, \
+pub(crate) const RELOGIN_REFUSED: &str = "not logged in on this restarted boot because of the test control server, \
      not the appliance: after the restart tailscaled registered its known node key again without \
      the auth key (Tailscale's control server accepts a registered node key), and the test control \
      server (tailscale.com's testcontrol) wants the auth key on every registration and answers \
