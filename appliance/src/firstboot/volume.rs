@@ -479,9 +479,9 @@ impl Agent<'_> {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| {
                 Some(format!(
-                    "{} {}",
+                    "{} (OpenClaw {})",
                     v.get("name")?.as_str()?,
-                    v.get("openclaw_version")
+                    v.pointer("/openclaw/version")
                         .and_then(|x| x.as_str())
                         .unwrap_or("?")
                 ))
