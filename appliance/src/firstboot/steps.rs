@@ -26,6 +26,10 @@ use super::{
 const TAILSCALE_SETTLE: std::time::Duration = std::time::Duration::from_secs(90);
 /// How often it asks meanwhile.
 const TAILSCALE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+/// `timeout` and its arguments around each `tailscale status`.
+const STATUS_TIMEOUT: [&str; 3] = ["/usr/bin/timeout", "--kill-after=5s", "15s"];
+/// `timeout` and its arguments around `tailscale set`.
+const SET_TIMEOUT: [&str; 3] = ["/usr/bin/timeout", "--kill-after=10s", "60s"];
 /// `timeout` and its arguments around `tailscale serve`.
 const SERVE_TIMEOUT: [&str; 3] = ["/usr/bin/timeout", "--kill-after=10s", "90s"];
 
@@ -644,7 +648,19 @@ impl Agent<'_> {
         // TS-2: no operator. `--operator=` clears one an earlier image or
         // run may have set, so `openclaw` cannot change Serve, Funnel,
         // routes or Tailscale SSH; root sets up Serve below instead.
-        self.cmd_ok(bin, &["set", "--operator=", &hostname_arg, "--ssh"], scrub)?;
+        self.cmd_ok(
+            SET_TIMEOUT[0],
+            &[
+                SET_TIMEOUT[1],
+                SET_TIMEOUT[2],
+                bin,
+                "set",
+                "--operator=",
+                &hostname_arg,
+                "--ssh",
+            ],
+            scrub,
+        )?;
         let serve = if plan.image.serve {
             let port = gateway_port(plan)?;
             let target = format!("http://127.0.0.1:{port}");
@@ -698,8 +714,15 @@ impl Agent<'_> {
         }
     }
 
+    /// tailscaled's `BackendState`; `None` when `tailscale status` fails
+    /// or does not answer within [`STATUS_TIMEOUT`] (it never blocks first
+    /// boot: CI once saw first boot stop for good in this step).
     fn tailscale_backend_state(&self, bin: &str) -> Option<String> {
-        let out = self.runner.run(bin, &["status", "--json"]).ok()?;
+        let [timeout, kill, limit] = STATUS_TIMEOUT;
+        let out = self
+            .runner
+            .run(timeout, &[kill, limit, bin, "status", "--json"])
+            .ok()?;
         serde_json::from_str::<Value>(&out.stdout)
             .ok()?
             .get("BackendState")?

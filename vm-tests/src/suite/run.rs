@@ -737,11 +737,25 @@ fn start_tailnet(
 }
 
 fn wait_first_boot(m: &mut Machine) -> Result<()> {
-    m.wait_until_succeeds(
+    let waited = m.wait_until_succeeds(
         "test -e /var/lib/openclaw-appliance/firstboot.done || { systemctl show -p ActiveState --value openclaw-firstboot.service | grep -vqx failed; false; }",
         Duration::from_secs(600),
-    )
-    .context("first boot did not complete")?;
+    );
+    if let Err(e) = waited {
+        // Where it stands: first boot's and tailscaled's last lines and the
+        // processes first boot is waiting on (CI once saw it stop for good).
+        let seen = m
+            .execute(
+                "journalctl -b --no-pager -o short-monotonic -u openclaw-firstboot -u tailscaled | tail -n 25; \
+                 ps -eo pid,etimes,args --forest | grep -A3 '[o]penclaw-firstboot' | head -n 12",
+            )
+            .map(|(_, out)| out)
+            .unwrap_or_else(|e| format!("(could not read the journal: {e:#})"));
+        return Err(e).context(format!(
+            "first boot did not complete; where it stands:\n{}",
+            seen.trim()
+        ));
+    }
     Ok(())
 }
 
