@@ -20,7 +20,19 @@ pub fn run(args: &BuildImageArgs) -> Result<()> {
     if !args.offline {
         crate::fetch::fetch_step(&args.fetch, out)?;
     }
-    let project = project(sources);
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join("target/image"));
+    let mut project = project(sources);
+    if let Some(hostname) = &args.variant_hostname {
+        project = project.variant_with_hostname(&out_dir.join("spec"), hostname)?;
+        say!(
+            out,
+            "variant:  {} (image.hostname = {hostname:?}, the same lock)",
+            project.spec.display()
+        );
+    }
     let spec = project.read_spec()?;
     let flags = source_flags(sources);
     let opts = BuildOptions {
@@ -33,10 +45,7 @@ pub fn run(args: &BuildImageArgs) -> Result<()> {
             .stage_dir
             .clone()
             .unwrap_or_else(|| root.join("target/build/stages")),
-        out_dir: args
-            .out
-            .clone()
-            .unwrap_or_else(|| root.join("target/image")),
+        out_dir,
         compress: args.compress,
         keep_root_tar: args.keep_root_tar,
     };

@@ -124,6 +124,11 @@ pub struct BuildImageArgs {
     /// Skip the host prerequisite check.
     #[arg(long)]
     pub no_doctor: bool,
+    /// Build from a copy of the spec (written to <out>/spec/) whose
+    /// image.hostname is NAME, with the same lock: the image B that
+    /// `vm-test --image-b` rebuilds onto (UPD-2). Use with --out.
+    #[arg(long, value_name = "NAME", requires = "out")]
+    pub variant_hostname: Option<String>,
     /// Also keep the merged root tarball as <stage-dir>/root.tar (verify-repro compares it).
     #[arg(long, hide = true)]
     pub keep_root_tar: bool,
@@ -136,9 +141,10 @@ pub struct VmTestArgs {
     #[arg(long, value_name = "PATH")]
     pub image: Option<PathBuf>,
     /// UPD-2's rebuild target: a second image from the same lock with one
-    /// visible change (`cargo xtask ci` builds one); the state volume of an
-    /// image-A machine is attached to a fresh machine of this image. Without
-    /// it UPD-2 is reported as not run.
+    /// visible change (`build-image --variant-hostname NAME --out DIR`);
+    /// the state volume of an image-A machine is attached to a fresh
+    /// machine of this image. Without it UPD-2 is reported as not run
+    /// (`cargo xtask ci` passes none).
     #[arg(long, value_name = "PATH")]
     pub image_b: Option<PathBuf>,
     /// Firmware to boot under.

@@ -545,7 +545,9 @@ impl Agent<'_> {
                     ))
                 })?;
                 volume::overlay(&mut config, &image_config);
-                true
+                // Rebuilt: an earlier root disk completed first boot on
+                // this volume (not a first boot interrupted on a new one).
+                self.volume_has_completed_first_boot()
             }
             Err(_) => false,
         };

@@ -990,6 +990,50 @@ fn generated_token_survives_a_power_cut() {
     assert!(!log.all().contains(&expected));
 }
 
+/// On a volume, a token in the config is "kept from the state volume" only
+/// when an earlier first boot completed on that volume (a rebuild); a first
+/// boot cut short on a new volume kept it from that interrupted run.
+#[test]
+fn a_kept_token_is_credited_to_the_volume_only_after_a_completed_first_boot() {
+    for (record, said) in [
+        (None, "kept from an interrupted earlier run"),
+        (
+            Some(
+                "first boot completed: root disk machine-id aa, image x, gateway token generated\n",
+            ),
+            "kept from the state volume",
+        ),
+    ] {
+        let img = fixture(FULL);
+        let root = img.path();
+        let creds = credentials(&ud::minimal(), None);
+        let (runner, log) = (FakeRunner::new(root), MemLog::default());
+        let image_config = read(root, "home/openclaw/.openclaw/openclaw.json");
+        let copy = root.join(volume::IMAGE_CONFIG_COPY.trim_start_matches('/'));
+        fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        fs::write(&copy, &image_config).unwrap();
+        // The token an earlier root disk (or an interrupted run) left.
+        let mut cfg: Value = serde_json::from_str(&image_config).unwrap();
+        cfg["gateway"]["auth"]["token"] = Value::String("k".repeat(48));
+        fs::write(
+            root.join("home/openclaw/.openclaw/openclaw.json"),
+            cfg.to_string(),
+        )
+        .unwrap();
+        if let Some(line) = record {
+            let path = root.join(volume::RECORD.trim_start_matches('/'));
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, line).unwrap();
+        }
+        let a = agent(root, Some(creds.path()), &runner, &log);
+        a.run().unwrap();
+        assert!(log.count(said) == 1, "{}", log.all());
+        let cfg: Value =
+            serde_json::from_str(&read(root, "home/openclaw/.openclaw/openclaw.json")).unwrap();
+        assert_eq!(cfg["gateway"]["auth"]["token"], "k".repeat(48).as_str());
+    }
+}
+
 #[test]
 fn a_starting_tailscaled_with_state_is_waited_for_not_logged_in_again() {
     let img = fixture(FULL);

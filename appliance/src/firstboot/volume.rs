@@ -58,6 +58,8 @@ pub const IMAGE_CONFIG_COPY: &str = "/run/openclaw-state-volume/image-openclaw.j
 /// First boot's record on the volume: one line per first boot of a root
 /// disk (image, time, where the gateway token came from). No secret.
 pub const RECORD: &str = "/var/lib/openclaw-state/appliance/firstboot.log";
+/// How each line of [`RECORD`] begins.
+const RECORD_COMPLETED: &str = "first boot completed:";
 
 /// The console line of a machine without a volume (UPD-3).
 pub const NO_VOLUME_WARNING: &str = "no state volume attached: OpenClaw's sessions, credentials and workspace and Tailscale's identity live on the root disk, and rebuilding this server (`hcloud server rebuild`) will lose them; attach a blank Hetzner Volume to keep them (docs/hetzner.md)";
@@ -212,6 +214,9 @@ impl Agent<'_> {
         };
         let mountinfo = self.mountinfo();
         let mut formatted = false;
+        // The filesystem's UUID: from the probe that found it ours, else
+        // (just formatted, or mounted by an earlier run) probed again.
+        let mut uuid = None;
         if !is_mount_point(&mountinfo, MOUNT_POINT) {
             let probe = self.probe(&device, &scrub)?;
             if probe.kind.is_none() {
@@ -223,10 +228,15 @@ impl Agent<'_> {
                 }
             } else if !probe.is_ours() {
                 return Err(foreign(&device, &probe));
+            } else {
+                uuid = probe.uuid;
             }
             self.mount_volume(&device, formatted, &scrub)?;
         }
-        let uuid = self.probe(&device, &scrub)?.uuid.unwrap_or_default();
+        let uuid = match uuid {
+            Some(u) => u,
+            None => self.probe(&device, &scrub)?.uuid.unwrap_or_default(),
+        };
         if let Some(record) = self.root_volume_uuid()
             && !uuid.is_empty()
             && record != uuid
@@ -465,6 +475,15 @@ impl Agent<'_> {
         Ok(())
     }
 
+    /// Whether a first boot completed on the mounted volume before (its
+    /// record says so): the volume then carries an earlier root disk's
+    /// state, the case of a rebuilt server.
+    pub(super) fn volume_has_completed_first_boot(&self) -> bool {
+        fs::read_to_string(self.layout.path(RECORD))
+            .map(|t| t.lines().any(|l| l.starts_with(RECORD_COMPLETED)))
+            .unwrap_or(false)
+    }
+
     /// Appends one line to the volume's first-boot record, when a volume
     /// is mounted. No secret: where the token came from, not the token.
     pub(super) fn record_first_boot(&self, token_origin: &str) -> Result<(), Error> {
@@ -490,7 +509,7 @@ impl Agent<'_> {
         let machine_id =
             fs::read_to_string(self.layout.path("/etc/machine-id")).unwrap_or_default();
         text.push_str(&format!(
-            "first boot completed: root disk machine-id {}, image {image}, gateway token {token_origin}\n",
+            "{RECORD_COMPLETED} root disk machine-id {}, image {image}, gateway token {token_origin}\n",
             machine_id.trim()
         ));
         ensure_file(&path, 0o600, self.root_owner(), text.as_bytes())?;

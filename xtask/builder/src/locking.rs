@@ -47,7 +47,7 @@ impl Project {
 
     /// Writes into `dir` a copy of this project whose spec differs in one
     /// visible way, `image.hostname` set to `hostname`, with the same lock
-    /// files: what vm-test's UPD-2 rebuilds onto (`cargo xtask ci`).
+    /// files: what vm-test's UPD-2 rebuilds onto (`build-image --variant-hostname`).
     /// Returns the copy.
     pub fn variant_with_hostname(&self, dir: &Path, hostname: &str) -> Result<Project> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -100,6 +100,64 @@ fn digest(text: &str) -> String {
     format!("{:x}", Sha256::digest(text.as_bytes()))
 }
 
+/// A case's numbered findings: `ok:`/`FAIL:` lines and notes, and whether
+/// every check held.
+#[derive(Default)]
+struct Checklist {
+    lines: Vec<String>,
+    failed: bool,
+    checked: bool,
+}
+
+impl Checklist {
+    /// Records a check: `ok: what` or `FAIL: what`.
+    fn check(&mut self, cond: bool, what: impl Into<String>) {
+        self.failed |= !cond;
+        self.checked = true;
+        let what = what.into();
+        self.lines
+            .push(format!("{}: {what}", if cond { "ok" } else { "FAIL" }));
+    }
+
+    /// Adds a line that is not a check.
+    fn note(&mut self, line: impl Into<String>) {
+        self.lines.push(line.into());
+    }
+
+    /// Whether at least one check ran and all held.
+    fn passed(&self) -> bool {
+        self.checked && !self.failed
+    }
+
+    fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+/// Waits until first boot is done, or it or the volume unit failed.
+fn wait_first_boot_ended(m: &mut Machine) -> Result<()> {
+    m.wait_until_succeeds(
+        &format!(
+            "test -e {DONE} || systemctl is-failed -q openclaw-firstboot.service || \
+             systemctl is-failed -q {VOLUME_UNIT}"
+        ),
+        FIRST_BOOT_LIMIT,
+    )?;
+    Ok(())
+}
+
+/// Why first boot did not complete, for a failure's first line (a long
+/// report is cut in the middle by the CI's log view): the unit's state and
+/// the last lines first boot logged that say `error` or `fail`.
+fn first_boot_failure(m: &mut Machine) -> Result<String> {
+    let out = m.succeed(
+        "systemctl show -p ActiveState -p Result --value openclaw-firstboot.service | tr '\\n' ' '; \
+         journalctl -b -o cat -u openclaw-firstboot.service --no-pager \
+         | grep -iE 'error|fail|timed out' | tail -n 4 || true",
+    )?;
+    Ok(format!(": {}", out.trim().replace('\n', " | ")))
+}
+
 /// UPD-1: with a blank volume attached, first boot formats it and every
 /// durable state lives on it; the root disk underneath holds none of it.
 pub fn upd_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
@@ -109,12 +167,13 @@ pub fn upd_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     blank_volume(&file, 1024)?;
     let mut cfg = ctx.side_config("upd1", vec![userdata(ctx)?])?;
     cfg.extra_args.extend(volume_args(&file, VOLUME_ID));
-    // With a rebuild to follow, this machine's gateway must start and make
-    // a session: on the main pass's clock (icount under TCG).
+    // On the main pass's clock (icount under TCG): guest-side deadlines
+    // (Tailscale's, OpenClaw's) then measure work, not emulation speed; CI
+    // once saw this machine's first boot fail on host time, where a
+    // machine on icount had passed. With a rebuild to follow, the gateway
+    // must also start and make a session.
     let rebuild = ctx.facts.image_b.is_some();
-    if rebuild {
-        cfg.icount = ctx.machine.config_mut().icount;
-    }
+    cfg.icount = ctx.machine.config_mut().icount;
     let user = ctx.facts.user.clone();
     let tailscale = ctx.facts.tailscale;
     let empty = digest("");
@@ -122,35 +181,29 @@ pub fn upd_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let secrets = ctx.secrets.clone();
     let seen = ctx.with_side_machine(cfg, true, |m| {
         let home = format!("/home/{user}");
-        m.wait_until_succeeds(
-            &format!(
-                "test -e {DONE} || systemctl is-failed -q openclaw-firstboot.service || \
-                 systemctl is-failed -q {VOLUME_UNIT}"
-            ),
-            FIRST_BOOT_LIMIT,
-        )?;
-        let mut lines = Vec::new();
-        let mut ok = true;
-        let mut check = |cond: bool, what: String| {
-            ok &= cond;
-            lines.push(format!("{}: {what}", if cond { "ok" } else { "FAIL" }));
-        };
+        wait_first_boot_ended(m)?;
+        let mut list = Checklist::default();
         let (code, _) = m.execute(&format!("test -e {DONE}"))?;
-        check(code == 0, format!("first boot completed ({DONE})"));
+        let why = if code == 0 {
+            String::new()
+        } else {
+            first_boot_failure(m)?
+        };
+        list.check(code == 0, format!("first boot completed ({DONE}){why}"));
         let by_id = m.succeed("ls /dev/disk/by-id/ | grep '^scsi-0HC_Volume_' || true")?;
-        check(
+        list.check(
             by_id.lines().any(|l| l.trim() == format!("scsi-0HC_Volume_{VOLUME_ID}")),
             format!("the volume is /dev/disk/by-id/{}", by_id.trim()),
         );
         let mount = m.succeed(&format!(
             "findmnt -n -o SOURCE,FSTYPE,LABEL {MOUNT_POINT} || true"
         ))?;
-        check(
+        list.check(
             mount.contains("ext4") && mount.contains("openclaw-state"),
             format!("{MOUNT_POINT}: {}", mount.trim()),
         );
         let (marker, _) = m.execute(&format!("test -s {MARKER}"))?;
-        check(marker == 0, format!("marker {MARKER}"));
+        list.check(marker == 0, format!("marker {MARKER}"));
         let vol_dev = m
             .succeed(&format!("mountpoint -d {MOUNT_POINT} || true"))?
             .trim()
@@ -171,7 +224,7 @@ pub fn upd_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
                 let f: Vec<&str> = l.split(' ').collect();
                 f.len() > 4 && f[2] == vol_dev && f[3] == *root && f[4] == target
             });
-            check(
+            list.check(
                 bound,
                 format!("{target} is bound from the volume's {root} ({vol_dev})"),
             );
@@ -188,18 +241,18 @@ pub fn upd_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             .to_string();
         let vol_ts = m.execute("test -s /var/lib/tailscale/tailscaled.state")?.0;
         m.succeed("umount /run/upd-rootview")?;
-        check(
+        list.check(
             vol_token != empty,
-            "the gateway token (generated by first boot) is in the volume's openclaw.json".into(),
+            "the gateway token (generated by first boot) is in the volume's openclaw.json",
         );
-        check(
+        list.check(
             root_token == empty,
-            "the root disk's openclaw.json (under the bind) has no token".into(),
+            "the root disk's openclaw.json (under the bind) has no token",
         );
-        check(root_env != 0, "the root disk has no ~/.openclaw/.env".into());
+        list.check(root_env != 0, "the root disk has no ~/.openclaw/.env");
         if tailscale {
-            check(vol_ts == 0, "tailscaled's state is on the volume".into());
-            check(
+            list.check(vol_ts == 0, "tailscaled's state is on the volume");
+            list.check(
                 root_ts.is_empty(),
                 format!(
                     "the root disk's /var/lib/tailscale (under the bind) is empty: `{root_ts}`"
@@ -207,15 +260,15 @@ pub fn upd_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             );
         }
         let record = m.succeed(&format!("cat {RECORD} 2>/dev/null || true"))?;
-        check(
+        list.check(
             record.contains("first boot completed"),
             format!("first-boot record on the volume: {}", record.trim()),
         );
-        if !ok {
+        if !list.passed() {
             let log = m.succeed(&format!(
                 "journalctl -b -o cat -u {VOLUME_UNIT} -u openclaw-firstboot.service --no-pager | tail -n 40"
             ))?;
-            lines.push(format!("volume and first-boot journal:\n{log}"));
+            list.note(format!("volume and first-boot journal:\n{log}"));
         } else if rebuild {
             match make_state(m, &facts, &secrets, &user) {
                 Ok(state) => {
@@ -227,12 +280,12 @@ pub fn upd_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
                     });
                     fs::write(&before, state.to_string())
                         .with_context(|| format!("writing {}", before.display()))?;
-                    lines.push("for UPD-2: a session and a workspace file made on image A".into());
+                    list.note("for UPD-2: a session and a workspace file made on image A");
                 }
-                Err(e) => lines.push(format!("for UPD-2: could not make state on image A: {e:#}")),
+                Err(e) => list.note(format!("for UPD-2: could not make state on image A: {e:#}")),
             }
         }
-        Ok((ok, lines.join("\n")))
+        Ok((list.passed(), list.text()))
     })?;
     if !before.exists() {
         let _ = fs::remove_file(&file);
@@ -310,7 +363,7 @@ fn make_state(
 pub fn upd_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let Some(image_b) = ctx.facts.image_b.clone() else {
         return Ok(Outcome::NotRun(
-            "no second image to rebuild onto: `vm-test --image-b PATH` (`cargo xtask ci` builds one)"
+            "no second image to rebuild onto: `vm-test --image-b PATH` (`cargo xtask build-image --variant-hostname openclaw-rebuilt --out target/image-b` builds one; `cargo xtask ci` passes none)"
                 .into(),
         ));
     };
@@ -347,59 +400,48 @@ pub fn upd_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     let secrets = ctx.secrets.clone();
     let seen = ctx.with_side_machine(cfg, true, |m| {
         let home = format!("/home/{user}");
-        m.wait_until_succeeds(
-            &format!(
-                "test -e {DONE} || systemctl is-failed -q openclaw-firstboot.service || \
-                 systemctl is-failed -q {VOLUME_UNIT}"
-            ),
-            FIRST_BOOT_LIMIT,
-        )?;
-        let mut lines = Vec::new();
-        let mut ok = true;
+        wait_first_boot_ended(m)?;
+        let mut list = Checklist::default();
         let mut refused = false;
-        let mut check = |lines: &mut Vec<String>, cond: bool, what: String| {
-            ok &= cond;
-            lines.push(format!("{}: {what}", if cond { "ok" } else { "FAIL" }));
-        };
         let done = m.execute(&format!("test -e {DONE}"))?.0 == 0;
-        check(&mut lines, done, "first boot ran again on the new root disk and completed".into());
+        list.check(done, "first boot ran again on the new root disk and completed");
         let host_b = m.succeed("hostname")?.trim().to_string();
-        check(&mut lines,
+        list.check(
             host_b != host_a,
             format!("image B booted (its host name `{host_b}`, image A's `{host_a}`)"),
         );
         let token_b = token_digest(m, &format!("{home}/.openclaw/openclaw.json"))?;
-        check(&mut lines,
+        list.check(
             token_b == token_a && !token_a.is_empty(),
-            "the gateway token is the one image A's first boot generated (sha256 compared)".into(),
+            "the gateway token is the one image A's first boot generated (sha256 compared)",
         );
         let gateway = crate::suite::run::wait_gateway(m, &facts, &secrets, false);
         match gateway {
             Ok(()) => {
                 let (right, _) = super::net::gateway_status_on(m, port, &user, super::net::Bearer::Right)?;
                 let (wrong, _) = super::net::gateway_status_on(m, port, &user, super::net::Bearer::Wrong)?;
-                check(&mut lines,
+                list.check(
                     super::net::past_auth(&right) && super::net::auth_refused(&wrong),
                     format!("the rebuilt gateway takes that token (HTTP {right}) and refuses a wrong one (HTTP {wrong})"),
                 );
             }
-            Err(e) => check(&mut lines, false, format!("the rebuilt gateway did not come up: {e}")),
+            Err(e) => list.check(false, format!("the rebuilt gateway did not come up: {e}")),
         }
         let sessions = m.succeed(&format!(
             "grep -rl --include='*.json' --include='*.jsonl' --include='*.sqlite' {SESSION_LABEL} {home}/.openclaw/agents 2>/dev/null | head -n3 || true"
         ))?;
-        check(&mut lines,
+        list.check(
             !sessions.trim().is_empty(),
             format!("image A's session `{SESSION_LABEL}` is in the session store: {}", sessions.trim().replace('\n', ", ")),
         );
         let ws = m.succeed(&format!("cat {home}/{WORKSPACE_FILE} 2>/dev/null || true"))?;
-        check(&mut lines,
+        list.check(
             ws.trim() == workspace_a && !workspace_a.is_empty(),
             format!("the workspace file image A wrote is there (~/{WORKSPACE_FILE})"),
         );
         if tailscale {
             let node_b = node_key(m)?;
-            check(&mut lines,
+            list.check(
                 node_b == node_a && !node_a.is_empty(),
                 format!("the same Tailscale node key ({}…)", node_b.chars().take(16).collect::<String>()),
             );
@@ -408,31 +450,31 @@ pub fn upd_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
                 "journalctl -b -u tailscaled.service --no-pager -o cat | grep -c 'invalid authkey' || true",
             )?;
             if log.contains("already logged in") {
-                check(&mut lines, true, format!("first boot did not use the auth key: `{}`", log.trim()));
+                list.check(true, format!("first boot did not use the auth key: `{}`", log.trim()));
             } else if refusals.trim().parse::<u32>().unwrap_or(0) > 0 {
                 // Not the appliance's doing: see RELOGIN_REFUSED.
                 refused = true;
-                lines.push(format!(
+                list.note(format!(
                     "not run: first boot used the auth key, after tailscaled's own login was refused: {}",
                     super::ts::RELOGIN_REFUSED
                 ));
             } else {
-                check(&mut lines, false, format!("first boot did not use the auth key: `{}`", log.trim()));
+                list.check(false, format!("first boot did not use the auth key: `{}`", log.trim()));
             }
         }
         let record = m.succeed(&format!("cat {RECORD} 2>/dev/null || true"))?;
-        check(&mut lines,
+        list.check(
             record.lines().filter(|l| l.contains("first boot completed")).count() == 2
                 && record.contains("kept from the state volume"),
             format!("the volume's first-boot record has both boots:\n{}", record.trim()),
         );
-        if !ok {
+        if !list.passed() {
             let log = m.succeed(&format!(
                 "journalctl -b -o cat -u {VOLUME_UNIT} -u openclaw-firstboot.service --no-pager | tail -n 40"
             ))?;
-            lines.push(format!("volume and first-boot journal:\n{}", secrets.redact(&log)));
+            list.note(format!("volume and first-boot journal:\n{}", secrets.redact(&log)));
         }
-        Ok((ok, refused, lines.join("\n")))
+        Ok((list.passed(), refused, list.text()))
     })?;
     let _ = fs::remove_file(&file);
     let _ = fs::remove_file(&before_file);
