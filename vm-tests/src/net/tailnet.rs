@@ -146,6 +146,59 @@ pub fn parse_control_info(line: &str) -> Result<ControlInfo> {
     })
 }
 
+/// One registration decision of the test control server: a line of the
+/// file its `-register-log` names (`vm-tests/tailnet/register.go`). A new
+/// node key needs the run's auth key; a known, unexpired one re-registers
+/// without it, as with Tailscale's own control server.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct Registration {
+    /// When the request came (RFC 3339, UTC).
+    pub time: String,
+    /// The node key that registered (`nodekey:…`).
+    pub node_key: String,
+    /// The node key it replaces, on a key rotation.
+    #[serde(default)]
+    pub old_node_key: String,
+    /// Whether the request carried an auth key (valid or not).
+    pub auth_key_presented: bool,
+    /// Whether that was the run's auth key.
+    #[serde(default)]
+    pub auth_key_valid: bool,
+    /// Whether the node key was already a registered, unexpired node.
+    pub known: bool,
+    /// Whether the control server accepted the registration.
+    pub accepted: bool,
+    /// Why, in words.
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl Registration {
+    /// A known node that came back without the auth key, accepted: what a
+    /// rebuilt appliance with its saved tailscaled state should produce.
+    pub fn is_keyless_relogin(&self) -> bool {
+        self.accepted && self.known && !self.auth_key_presented
+    }
+}
+
+/// Parses the control server's registration log (JSON lines; blank lines
+/// skipped). A line that is not a decision is an error naming it.
+pub fn parse_registrations(text: &str) -> Result<Vec<Registration>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line.trim()).with_context(|| {
+                format!(
+                    "line {} of the test control server's registration log is not a decision: {:?}",
+                    i + 1,
+                    line.trim()
+                )
+            })
+        })
+        .collect()
+}
+
 /// What an admin operation reports (`ok`: the operation itself worked).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct AdminResult {
@@ -200,13 +253,19 @@ pub struct TestTailnet {
     info: ControlInfo,
 }
 
+/// The control server's registration decisions, in its directory.
+const REGISTER_LOG: &str = "registrations.jsonl";
+
 /// How long the control server may take to print its line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl TestTailnet {
     /// Starts the control server, DERP and STUN in `net`'s peer namespace,
-    /// every node required to present `auth_key` (written to a 0600 file,
-    /// never on a command line). Needs the program from [`build_program`].
+    /// every new node key required to present `auth_key` (written to a 0600
+    /// file, never on a command line; a known node key re-registers
+    /// without it, see [`Registration`]); its decisions go to a file in
+    /// its directory ([`TestTailnet::registrations`]). Needs the program
+    /// from [`build_program`].
     pub fn start(net: &TestNet, binary: &Path, auth_key: &str) -> Result<TestTailnet> {
         let dir = tempfile::Builder::new()
             .prefix("vmtest-tailnet-")
@@ -221,6 +280,8 @@ impl TestTailnet {
             .arg(binary)
             .args(["control", "-listen", &listen, "-authkey-file"])
             .arg(dir.path().join("authkey"))
+            .arg("-register-log")
+            .arg(dir.path().join(REGISTER_LOG))
             .env("TS_NO_LOGS_NO_SUPPORT", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -268,6 +329,17 @@ impl TestTailnet {
     /// What the control server said about itself.
     pub fn info(&self) -> &ControlInfo {
         &self.info
+    }
+
+    /// The control server's registration decisions so far, oldest first
+    /// (see [`Registration`]); none yet is an empty list.
+    pub fn registrations(&self) -> Result<Vec<Registration>> {
+        let path = self.dir.path().join(REGISTER_LOG);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => parse_registrations(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
     }
 
     /// Why the control server (and DERP with it) is gone, if it is: the
@@ -466,6 +538,27 @@ fn tail(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registrations_parse() {
+        let text = r#"{"time":"2026-12-07T14:38:58.13Z","node_key":"nodekey:a0aa","auth_key_presented":true,"auth_key_valid":true,"known":false,"accepted":true,"reason":"auth key"}
+
+{"time":"2026-12-07T14:40:01.5Z","node_key":"nodekey:a0aa","auth_key_presented":false,"auth_key_valid":false,"known":true,"accepted":true,"reason":"known node key, no auth key"}
+{"time":"2026-12-07T14:40:02Z","node_key":"nodekey:b1bb","old_node_key":"nodekey:a0aa","auth_key_presented":false,"auth_key_valid":false,"known":false,"accepted":false,"reason":"no auth key for a new node key"}
+"#;
+        let regs = parse_registrations(text).unwrap();
+        assert_eq!(regs.len(), 3);
+        assert!(!regs[0].is_keyless_relogin());
+        assert!(regs[0].auth_key_valid);
+        assert!(regs[1].is_keyless_relogin());
+        assert_eq!(regs[1].node_key, "nodekey:a0aa");
+        assert!(!regs[2].is_keyless_relogin());
+        assert_eq!(regs[2].old_node_key, "nodekey:a0aa");
+        assert_eq!(regs[2].reason, "no auth key for a new node key");
+        assert!(parse_registrations("").unwrap().is_empty());
+        let err = parse_registrations("{\"time\":\"x\"}\n").unwrap_err();
+        assert!(format!("{err:#}").contains("line 1"), "{err:#}");
+    }
 
     #[test]
     fn an_ended_control_server_is_seen() {
