@@ -49,7 +49,7 @@ pub enum Task {
     Upload(UploadArgs),
     /// Check host prerequisites; on Debian as root, install what is missing.
     Doctor(DoctorArgs),
-    /// Run exactly what CI runs: fmt, clippy, tests, lock check, doctor, build-image, verify-repro, vm-test.
+    /// Run exactly what CI runs: fmt, clippy, tests (Rust, and the test tailnet's Go), lock check, doctor, build-image, verify-repro, vm-test.
     Ci(CiArgs),
     /// Time the cold, warm and no-op builds, vm-test and the image sizes against their goals (target/bench/bench.json).
     Bench(BenchArgs),

@@ -128,13 +128,9 @@ fn ready<'a>(
             // Logged in by first boot, then not: the daemon's own words.
             let log = tailscaled_journal(ctx)?;
             let boot = ctx.machine.boot_count();
-            let lead = if control_refused_relogin(boot, &log) {
-                RELOGIN_REFUSED.to_string()
-            } else {
-                why.reason().to_string()
-            };
             return Ok(Err(Outcome::NotRun(format!(
-                "{lead}: {what}\ntailscaled's journal on boot {boot} (tail):\n{log}"
+                "{}: {what}\ntailscaled's journal on boot {boot} (tail):\n{log}",
+                why.reason()
             ))));
         }
     };
@@ -142,25 +138,6 @@ fn ready<'a>(
         (Some(tailnet), Some(net)) => Ok(Ok((node, tailnet, net))),
         _ => Ok(Err(Outcome::NotRun(format!("no test network: {what}")))),
     }
-}
-
-/// Why the Tailscale cases cannot run on a boot after the first, when
-/// [`control_refused_relogin`] says so. A fallback that should not trigger
-/// any more: the harness's control server accepts a known node key's
-/// registration without the auth key (`vm-tests/tailnet/register.go`) and
-/// refuses by resetting the request, never with "invalid authkey" — that is
-/// the answer of an unmodified testcontrol.
-pub(crate) const RELOGIN_REFUSED: &str = "not logged in on this restarted boot because of the test control server, \
-     not the appliance: after the restart tailscaled registered its known node key again without \
-     the auth key (Tailscale's control server accepts a registered node key), and the control server \
-     answered \"invalid authkey\", as tailscale.com's unmodified testcontrol does (the harness's own \
-     accepts such a registration: vm-tests/tailnet/register.go)";
-
-/// Whether tailscaled's journal on boot `boot` shows the test control
-/// server refusing a known node's registration (see [`RELOGIN_REFUSED`]):
-/// only after a restart, which the harness makes after a kernel fault.
-fn control_refused_relogin(boot: u32, journal: &str) -> bool {
-    boot > 1 && journal.contains("invalid authkey")
 }
 
 /// The tail of tailscaled's journal on this boot, redacted.
@@ -245,12 +222,6 @@ pub fn ts_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         Ok(node) => node,
         Err(NoTailnet::Absent(why)) => return Ok(Outcome::NotRun(why)),
         Err(NoTailnet::NotLoggedIn(why)) => {
-            let daemon = tailscaled_journal(ctx)?;
-            if control_refused_relogin(ctx.machine.boot_count(), &daemon) {
-                return Ok(Outcome::NotRun(format!(
-                    "{RELOGIN_REFUSED}\ntailscaled's journal (tail):\n{daemon}"
-                )));
-            }
             let log = ctx.machine.execute(
                 "journalctl -b -u openclaw-firstboot --no-pager -o cat | grep -i tailscale | tail -n 5",
             )?;
@@ -618,18 +589,6 @@ mod tests {
     use super::*;
 
     const RUNNING: &str = r#"{"BackendState": "Running", "Self": {"HostName": "claw", "TailscaleIPs": ["fd7a:115c:a1e0::1", "100.64.0.1"]}}"#;
-
-    #[test]
-    fn only_a_restarted_boot_blames_the_test_control_server() {
-        let refused = "[   54.04] openclaw tailscaled[691]: Received error: invalid authkey";
-        assert!(control_refused_relogin(2, refused));
-        // On the first boot it is first boot's login that failed: TS-1's.
-        assert!(!control_refused_relogin(1, refused));
-        assert!(!control_refused_relogin(
-            2,
-            "control: RegisterReq: got response; nodeKeyExpired=false"
-        ));
-    }
 
     #[test]
     fn a_refusal_is_a_failure_that_is_not_a_usage_error() {
