@@ -239,7 +239,7 @@ pub fn upd_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             .succeed("ls -A /run/upd-rootview/var/lib/tailscale 2>/dev/null || true")?
             .trim()
             .to_string();
-        let vol_ts = m.execute("test -s /var/lib/tailscale/tailscaled.state")?.0;
+        let vol_ts = m.execute("test -s /var/lib/openclaw-state/tailscale/tailscaled.state")?.0;
         m.succeed("umount /run/upd-rootview")?;
         list.check(
             vol_token != empty,
@@ -251,7 +251,7 @@ pub fn upd_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         );
         list.check(root_env != 0, "the root disk has no ~/.openclaw/.env");
         if tailscale {
-            list.check(vol_ts == 0, "tailscaled's state is on the volume");
+            list.check(vol_ts == 0, "tailscaled's state is on the volume (/var/lib/openclaw-state/tailscale/tailscaled.state)");
             list.check(
                 root_ts.is_empty(),
                 format!(
