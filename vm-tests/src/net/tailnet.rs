@@ -331,6 +331,27 @@ impl TestTailnet {
         &self.info
     }
 
+    /// Copies the control server's log and its registration decisions
+    /// into `dest` (`tailnet-control.log`, `tailnet-registrations.jsonl`)
+    /// with `redact` applied, so that a failed run can be read after its
+    /// directory is gone. Returns the files written.
+    pub fn keep_logs(&self, dest: &Path, redact: impl Fn(&str) -> String) -> Vec<PathBuf> {
+        let mut kept = Vec::new();
+        for (from, to) in [
+            ("control.log", "tailnet-control.log"),
+            (REGISTER_LOG, "tailnet-registrations.jsonl"),
+        ] {
+            let Ok(text) = std::fs::read_to_string(self.dir.path().join(from)) else {
+                continue;
+            };
+            let path = dest.join(to);
+            if std::fs::write(&path, redact(&text)).is_ok() {
+                kept.push(path);
+            }
+        }
+        kept
+    }
+
     /// The control server's registration decisions so far, oldest first
     /// (see [`Registration`]); none yet is an empty list.
     pub fn registrations(&self) -> Result<Vec<Registration>> {

@@ -632,6 +632,15 @@ fn run_firmware(
     };
     report.passes.push(timing(&machine, ran));
     drop(machine);
+    if let Some(t) = &tailnet {
+        let kept = t.keep_logs(&facts.out_dir, |text| secrets.redact(text));
+        if !kept.is_empty() {
+            report.notes.push(format!(
+                "[{label}] test tailnet's control log and registrations kept in {}",
+                facts.out_dir.display()
+            ));
+        }
+    }
     // The tailnet's processes live in the peer's namespace: stop them first.
     drop(tailnet);
     drop(net);
@@ -747,7 +756,8 @@ fn wait_first_boot(m: &mut Machine) -> Result<()> {
         let seen = m
             .execute(
                 "journalctl -b --no-pager -o short-monotonic -u openclaw-firstboot -u tailscaled | tail -n 25; \
-                 ps -eo pid,etimes,args --forest | grep -A3 '[o]penclaw-firstboot' | head -n 12",
+                 ps -eo pid,etimes,args --forest | grep -A3 '[o]penclaw-firstboot' | head -n 12; \
+                 echo 'busiest processes:'; ps -eo pid,pcpu,time,etimes,comm --sort=-pcpu | head -n 8",
             )
             .map(|(_, out)| out)
             .unwrap_or_else(|e| format!("(could not read the journal: {e:#})"));
