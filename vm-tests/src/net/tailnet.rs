@@ -278,7 +278,10 @@ impl TestTailnet {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", net.peer_netns()])
             .arg(binary)
-            .args(["control", "-listen", &listen, "-authkey-file"])
+            // -v: testcontrol's and DERP's own messages go to control.log
+            // too (kept beside the serial logs): a login that never
+            // completes is diagnosed from both sides.
+            .args(["control", "-v", "-listen", &listen, "-authkey-file"])
             .arg(dir.path().join("authkey"))
             .arg("-register-log")
             .arg(dir.path().join(REGISTER_LOG))
@@ -350,6 +353,14 @@ impl TestTailnet {
             }
         }
         kept
+    }
+
+    /// The last `n` lines of the control server's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(
+            &std::fs::read_to_string(self.dir.path().join("control.log")).unwrap_or_default(),
+            n,
+        )
     }
 
     /// The control server's registration decisions so far, oldest first

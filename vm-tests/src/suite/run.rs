@@ -385,7 +385,13 @@ fn run_firmware(
         label,
     };
     let ready = loop {
-        let r = wait_first_boot(&mut machine);
+        let r = wait_first_boot(
+            &mut machine,
+            &facts
+                .out_dir
+                .join(format!("{label}-main-firstboot-journal.txt")),
+            &secrets,
+        );
         if r.is_err()
             && restarts.restart(
                 &mut machine,
@@ -411,6 +417,15 @@ fn run_firmware(
             machine.serial_log_path().display()
         );
         eprintln!("vm-test [{label}]: {why}");
+        // Also among the notes, which close the report: a CI log cut in
+        // the middle still shows why.
+        report.notes.push(format!("[{label}] {why}"));
+        if let Some(t) = &tailnet {
+            report.notes.push(format!(
+                "[{label}] the test control server's last lines:\n{}",
+                secrets.redact(&t.log_tail(20))
+            ));
+        }
         for (n, inv) in CATALOGUE
             .iter()
             .filter(|i| wanted(opts, role, i))
@@ -426,6 +441,8 @@ fn run_firmware(
             report.cases.push(case_result(inv, label, outcome, 0.0));
         }
         report.passes.push(timing(&machine, 0));
+        drop(machine);
+        keep_tailnet_logs(label, tailnet.as_ref(), &facts, &secrets, &mut report.notes);
         return Ok(());
     }
 
@@ -632,15 +649,7 @@ fn run_firmware(
     };
     report.passes.push(timing(&machine, ran));
     drop(machine);
-    if let Some(t) = &tailnet {
-        let kept = t.keep_logs(&facts.out_dir, |text| secrets.redact(text));
-        if !kept.is_empty() {
-            report.notes.push(format!(
-                "[{label}] test tailnet's control log and registrations kept in {}",
-                facts.out_dir.display()
-            ));
-        }
-    }
+    keep_tailnet_logs(label, tailnet.as_ref(), &facts, &secrets, &mut report.notes);
     // The tailnet's processes live in the peer's namespace: stop them first.
     drop(tailnet);
     drop(net);
@@ -654,6 +663,25 @@ fn run_firmware(
             .push(format!("[{label}] {}", remove_overlays(&facts.out_dir)));
     }
     Ok(())
+}
+
+/// Copies the test tailnet's control log and registration decisions
+/// (redacted) beside the pass's serial logs, and says so in `notes`.
+fn keep_tailnet_logs(
+    label: &str,
+    tailnet: Option<&crate::net::tailnet::TestTailnet>,
+    facts: &Facts,
+    secrets: &Secrets,
+    notes: &mut Vec<String>,
+) {
+    let Some(t) = tailnet else { return };
+    let kept = t.keep_logs(&facts.out_dir, |text| secrets.redact(text));
+    if !kept.is_empty() {
+        notes.push(format!(
+            "[{label}] test tailnet's control log and registrations kept in {}",
+            facts.out_dir.display()
+        ));
+    }
 }
 
 /// The result of `inv` on firmware pass `label`.
@@ -745,28 +773,42 @@ fn start_tailnet(
     crate::net::tailnet::TestTailnet::start(net, &bin, &secrets.tailscale_key)
 }
 
-fn wait_first_boot(m: &mut Machine) -> Result<()> {
+/// Waits (up to 600 s of host time) for first boot to complete. When it
+/// does not: tailscaled's and first boot's whole journal goes to
+/// `<journal>` (redacted), and the error says where it stands: tailscaled's
+/// state, its last lines without the noise of its log uploader (which
+/// cannot reach Tailscale's servers from the test network), and the
+/// processes first boot waits on.
+fn wait_first_boot(m: &mut Machine, journal: &std::path::Path, secrets: &Secrets) -> Result<()> {
     let waited = m.wait_until_succeeds(
         "test -e /var/lib/openclaw-appliance/firstboot.done || { systemctl show -p ActiveState --value openclaw-firstboot.service | grep -vqx failed; false; }",
         Duration::from_secs(600),
     );
-    if let Err(e) = waited {
-        // Where it stands: first boot's and tailscaled's last lines and the
-        // processes first boot is waiting on (CI once saw it stop for good).
-        let seen = m
-            .execute(
-                "journalctl -b --no-pager -o short-monotonic -u openclaw-firstboot -u tailscaled | tail -n 25; \
-                 ps -eo pid,etimes,args --forest | grep -A3 '[o]penclaw-firstboot' | head -n 12; \
-                 echo 'busiest processes:'; ps -eo pid,pcpu,time,etimes,comm --sort=-pcpu | head -n 8",
-            )
-            .map(|(_, out)| out)
-            .unwrap_or_else(|e| format!("(could not read the journal: {e:#})"));
-        return Err(e).context(format!(
-            "first boot did not complete; where it stands:\n{}",
-            seen.trim()
-        ));
-    }
-    Ok(())
+    let Err(e) = waited else { return Ok(()) };
+    let kept = m
+        .execute("journalctl -b --no-pager -o short-monotonic -u openclaw-firstboot -u tailscaled")
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|(_, out)| {
+            std::fs::write(journal, secrets.redact(&out)).map_err(|e| format!("{e:#}"))
+        });
+    let seen = m
+        .execute(
+            "echo \"uptime $(cut -d' ' -f1 /proc/uptime) s; tailscaled: $(timeout 10 tailscale status --json 2>&1 | grep -m1 -o '\"BackendState\": *\"[A-Za-z]*\"')\"; \
+             journalctl -b --no-pager -o short-monotonic -u openclaw-firstboot -u tailscaled \
+             | grep -vE 'logtail|bootstrapDNS|trying bootstrap|log.tailscale.com' | tail -n 30; \
+             ps -eo pid,etimes,args --forest | grep -A3 '[o]penclaw-firstboot' | head -n 12; \
+             echo 'busiest processes:'; ps -eo pid,pcpu,time,etimes,comm --sort=-pcpu | head -n 8",
+        )
+        .map(|(_, out)| out)
+        .unwrap_or_else(|e| format!("(could not read the journal: {e:#})"));
+    let kept = match kept {
+        Ok(()) => format!("whole journal: {}", journal.display()),
+        Err(e) => format!("the whole journal could not be kept: {e}"),
+    };
+    Err(e).context(format!(
+        "first boot did not complete; where it stands ({kept}):\n{}",
+        secrets.redact(seen.trim())
+    ))
 }
 
 /// Set to a case ID to have the harness write a kernel fault line into the

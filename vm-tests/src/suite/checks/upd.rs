@@ -158,6 +158,18 @@ fn first_boot_failure(m: &mut Machine) -> Result<String> {
     Ok(format!(": {}", out.trim().replace('\n', " | ")))
 }
 
+/// The last lines the volume's unit and first boot logged on this boot,
+/// redacted, for a failed check's detail.
+fn volume_journal(m: &mut Machine, secrets: &super::Secrets) -> Result<String> {
+    let log = m.succeed(&format!(
+        "journalctl -b -o cat -u {VOLUME_UNIT} -u openclaw-firstboot.service --no-pager | tail -n 40"
+    ))?;
+    Ok(format!(
+        "volume and first-boot journal:\n{}",
+        secrets.redact(&log)
+    ))
+}
+
 /// UPD-1: with a blank volume attached, first boot formats it and every
 /// durable state lives on it; the root disk underneath holds none of it.
 pub fn upd_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
@@ -265,10 +277,7 @@ pub fn upd_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             format!("first-boot record on the volume: {}", record.trim()),
         );
         if !list.passed() {
-            let log = m.succeed(&format!(
-                "journalctl -b -o cat -u {VOLUME_UNIT} -u openclaw-firstboot.service --no-pager | tail -n 40"
-            ))?;
-            list.note(format!("volume and first-boot journal:\n{log}"));
+            list.note(volume_journal(m, &secrets)?);
         } else if rebuild {
             match make_state(m, &facts, &secrets, &user) {
                 Ok(state) => {
@@ -477,10 +486,7 @@ pub fn upd_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
             format!("the volume's first-boot record has both boots:\n{}", record.trim()),
         );
         if !list.passed() {
-            let log = m.succeed(&format!(
-                "journalctl -b -o cat -u {VOLUME_UNIT} -u openclaw-firstboot.service --no-pager | tail -n 40"
-            ))?;
-            list.note(format!("volume and first-boot journal:\n{}", secrets.redact(&log)));
+            list.note(volume_journal(m, &secrets)?);
         }
         Ok((list.passed(), list.text()))
     })?;
