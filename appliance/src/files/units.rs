@@ -32,6 +32,22 @@ const AGENT_WORKSPACE: &str = ".openclaw/workspace";
 /// The branch of the remote the workspace is synced with.
 const WORKSPACE_BRANCH: &str = "main";
 
+/// tailscaled waits for the network (TS-1). Debian's unit starts it as
+/// soon as it can; started before DHCP had configured the interface,
+/// tailscaled 1.102.5 took the network for down and never looked for a
+/// DERP relay after the address came, so it never reached `Running` and
+/// first boot's `tailscale up` timed out (vm-test saw it: `link state:
+/// interfaces.State{… ifs={} v4=false …}`, `magicsock: SetNetworkUp(false)`,
+/// then `no-derp-home`). A slow DHCP answer on a server is the same race.
+const TAILSCALED_NETWORK_DROPIN: &str = "\
+# TS-1: tailscaled starts once the network is configured: started before
+# DHCP, it can take the network for down and never reach a DERP relay, and
+# first boot's login then times out.
+[Unit]
+Wants=network-online.target
+After=network-online.target
+";
+
 pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
     // First boot (SEC-2, SEC-4) and the metadata firewall on every boot (SEC-5).
     tree.file(
@@ -58,6 +74,11 @@ pub(super) fn render(tree: &mut Tree, spec: &Spec, ctx: &Context) {
         "etc/systemd/system/tailscaled.service.d/10-openclaw-state-volume.conf",
         0o644,
         firstboot::volume_requires_dropin(),
+    );
+    tree.file(
+        "etc/systemd/system/tailscaled.service.d/20-openclaw-network-online.conf",
+        0o644,
+        TAILSCALED_NETWORK_DROPIN,
     );
     tree.dir(
         firstboot::VOLUME_MOUNT_POINT.trim_start_matches('/'),

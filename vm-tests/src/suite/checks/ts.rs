@@ -160,8 +160,12 @@ fn tskeys(text: &str) -> Vec<&str> {
 /// Where the first-boot watch writes what it saw.
 pub const ARGV_WATCH_FILE: &str = "/run/vmtest-firstboot-argv";
 
-/// Where the watch marks that it has ended (it ends when first boot is
-/// done, or after 20 min).
+/// The watch's script in the guest: a file, not `bash -c`, because
+/// systemd expands `${…}` in a unit's command line.
+const WATCH_SCRIPT: &str = "/run/vmtest-argv-watch.sh";
+
+/// First boot's done marker: the watch ends when it appears (or after
+/// 20 min).
 const DONE_MARKER: &str = "/var/lib/openclaw-appliance/firstboot.done";
 
 /// The guest script of the watch: until `done` exists (or `secs` pass),
@@ -170,13 +174,13 @@ const DONE_MARKER: &str = "/var/lib/openclaw-appliance/firstboot.done";
 /// `/proc/*/cmdline`, appended to `out`.
 ///
 /// It forks nothing: bash builtins read each command line (`mapfile`),
-/// match it (`[[ =~ ]]`) and wait (`read -t` on a FIFO that never gets
-/// data, `tick`). The first watch ran `cat | tr | grep` and `sleep` 20
+/// match it (a glob first, a regex only on a hit: compiling a regex per
+/// process made each round take seconds under TCG) and wait (`read -t` on
+/// a FIFO that never gets data, `tick`). The first watch ran `cat | tr | grep` and `sleep` 20
 /// times a second: under TCG that took much of the guest's CPU whenever
 /// first boot ran long, and slowed tailscaled in the very step it watched
 /// (CI saw first boot's `tailscale up` never finish, the guest clock at
-/// a crawl). It also runs at idle priority (see
-/// [`watch_first_boot_argv`]): the machine under test always goes first.
+/// a crawl). It also runs at nice 5 (see [`watch_first_boot_argv`]).
 /// The patterns' `[y]`/`[e]` keep the script's own command line from
 /// matching.
 fn argv_watch_script(done: &str, out: &str, tick: &str, secs: u32) -> String {
@@ -186,6 +190,7 @@ fn argv_watch_script(done: &str, out: &str, tick: &str, secs: u32) -> String {
          while [ ! -e {done} ] && [ $SECONDS -lt $end ]; do \
          for f in /proc/[0-9]*/cmdline; do \
          mapfile -d '' -t a 2>/dev/null < \"$f\" || continue; c=\"${{a[*]}}\"; \
+         [[ $c == *tske[y]-* || $c == *\"tailscale up --auth-key=fil\"[e]:* ]] || continue; \
          while [[ $c =~ $key ]]; do echo \"${{BASH_REMATCH[0]}}\" >> {out}; c=${{c#*\"${{BASH_REMATCH[0]}}\"}}; done; \
          c=\"${{a[*]}}\"; [[ $c =~ $up ]] && echo \"${{BASH_REMATCH[0]}}\" >> {out}; \
          done; \
@@ -197,15 +202,18 @@ fn argv_watch_script(done: &str, out: &str, tick: &str, secs: u32) -> String {
 /// Starts the watch of every command line in the guest while first boot
 /// runs (TS-1: the auth key never on argv while `tailscale up` runs). Call
 /// right after the machine starts: the harness's shell is up before first
-/// boot, and the watch does not wait for `basic.target`. It runs at idle
-/// CPU priority: it gets only what the machine under test leaves.
+/// boot, and the watch does not wait for `basic.target`. It runs at nice
+/// 5: below the machine under test, yet enough CPU to sample every
+/// command line several times while `tailscale up` runs (seconds). Not
+/// the idle class, nor nice 10: under TCG first boot keeps the guest busy,
+/// and there the watch missed `tailscale up`.
 pub fn watch_first_boot_argv(machine: &mut crate::machine::Machine) -> Result<()> {
     machine
         .succeed(&format!(
             "touch {ARGV_WATCH_FILE} && chmod 600 {ARGV_WATCH_FILE} && \
+             printf '%s\\n' {} > {WATCH_SCRIPT} && \
              systemd-run --unit=vmtest-argv-watch --collect --quiet -p DefaultDependencies=no \
-             -p CPUSchedulingPolicy=idle -p Nice=19 -p IOSchedulingClass=idle -- \
-             /bin/bash -c {}",
+             -p Nice=5 -- /bin/bash {WATCH_SCRIPT}",
             hostutil::shell_quote(&argv_watch_script(
                 DONE_MARKER,
                 ARGV_WATCH_FILE,
@@ -298,33 +306,41 @@ pub fn ts_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .peers
         .iter()
         .any(|p| p.online && p.hostname == node.hostname && p.ips.contains(&node.ip.to_string()));
-    let ok = version.trim() == want
+    let rest_ok = version.trim() == want
         && enabled.trim() == "enabled"
         && mode.trim() == "700"
         && node.hostname == label
         && run_ssh
         && control == control_url()
         && operator.is_empty()
-        && up_watched
         && !key_in_argv
         && !key_in_journal
         && listed;
-    Ok(expect(
-        ok,
-        format!(
-            "version {} (want {want}); tailscaled {}; /var/lib/tailscale {}; logged in to {control} \
+    let boot = ctx.machine.boot_count();
+    let detail = format!(
+        "version {} (want {want}); tailscaled {}; /var/lib/tailscale {}; logged in to {control} \
              (want {}) as `{}` at {} (host name `{label}`); Tailscale SSH {run_ssh}; operator {operator:?}; \
              `tailscale up` seen by the command-line watch during first boot: {up_watched}; \
              auth key in a /proc/*/cmdline (then or now): {key_in_argv}, in this boot's journal: {key_in_journal}; \
              the admin node sees it online: {listed}",
-            version.trim(),
-            enabled.trim(),
-            mode.trim(),
-            control_url(),
-            node.hostname,
-            node.ip,
-        ),
-    ))
+        version.trim(),
+        enabled.trim(),
+        mode.trim(),
+        control_url(),
+        node.hostname,
+        node.ip,
+    );
+    // On a restarted boot (the harness's, after a kernel fault or a first
+    // boot that did not complete) the watch starts again only once the
+    // machine answers: `tailscale up` may have run before, or on the boot
+    // before. Unproven then, not failed.
+    if rest_ok && !up_watched && boot > 1 {
+        return Ok(Outcome::NotRun(format!(
+            "the command-line watch of boot {boot} (a restarted boot) did not see `tailscale up`, \
+             so the auth key's absence from argv while it ran is not proven; the rest held: {detail}"
+        )));
+    }
+    Ok(expect(rest_ok && up_watched, detail))
 }
 
 /// The reconfigurations TS-2 tries as the gateway user, `{port}` the
