@@ -174,15 +174,14 @@ const DONE_MARKER: &str = "/var/lib/openclaw-appliance/firstboot.done";
 /// `/proc/*/cmdline`, appended to `out`.
 ///
 /// It forks nothing: bash builtins read each command line (`mapfile`),
-/// match it (a glob first, a regex only on a hit: compiling a regex per
-/// process made each round take seconds under TCG) and wait (`read -t` on
-/// a FIFO that never gets data, `tick`). The first watch ran `cat | tr | grep` and `sleep` 20
-/// times a second: under TCG that took much of the guest's CPU whenever
-/// first boot ran long, and slowed tailscaled in the very step it watched
-/// (CI saw first boot's `tailscale up` never finish, the guest clock at
-/// a crawl). It also runs at nice 5 (see [`watch_first_boot_argv`]).
-/// The patterns' `[y]`/`[e]` keep the script's own command line from
-/// matching.
+/// match it (a glob first, a regex only on a hit) and wait (`read -t` on
+/// a FIFO that never gets data, `tick`). The first watch ran `cat | tr |
+/// grep` and `sleep` 20 times a second, which under TCG took a good share
+/// of the guest's CPU for as long as first boot ran (suspected, wrongly,
+/// of CI's first boots stuck in `tailscale up`: that was tailscaled
+/// starting before DHCP). It runs at nice 5 (see
+/// [`watch_first_boot_argv`]). The patterns' `[y]`/`[e]` keep the
+/// script's own text from matching.
 fn argv_watch_script(done: &str, out: &str, tick: &str, secs: u32) -> String {
     format!(
         "end=$((SECONDS + {secs})); rm -f {tick}; mkfifo -m 600 {tick} && exec 3<>{tick} && rm -f {tick} || exit 1; \
