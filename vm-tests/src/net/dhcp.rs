@@ -19,6 +19,27 @@ pub(crate) struct DhcpConfig<'a> {
     pub router: Ipv4Addr,
     /// Lease file.
     pub lease_file: &'a Path,
+    /// Seconds dnsmasq waits before each offer ([`REPLY_DELAY_ENV`]).
+    pub reply_delay: Option<u32>,
+}
+
+/// Set to a number of seconds to have the test network's DHCP server wait
+/// that long before each offer (`--dhcp-reply-delay`): a slow DHCP answer,
+/// which makes the guest's services start before its address comes. It
+/// shows the race the image orders tailscaled after (docs/tailscale.md):
+/// with 15, an image without that order fails first boot's login.
+pub const REPLY_DELAY_ENV: &str = "VMTEST_DHCP_REPLY_DELAY";
+
+/// The reply delay [`REPLY_DELAY_ENV`] asks for; `None` when unset.
+pub(crate) fn reply_delay_from_env() -> anyhow::Result<Option<u32>> {
+    match std::env::var(REPLY_DELAY_ENV) {
+        Err(_) => Ok(None),
+        Ok(v) => v.trim().parse::<u32>().map(Some).map_err(|e| {
+            anyhow::anyhow!(
+                "{REPLY_DELAY_ENV}={v:?}: {e}; give whole seconds, e.g. 15, or unset it"
+            )
+        }),
+    }
 }
 
 /// The line dnsmasq logs once its DHCP server is up.
@@ -54,6 +75,9 @@ pub(crate) fn dnsmasq_args(c: &DhcpConfig<'_>) -> Vec<OsString> {
     let mut lease = OsString::from("--dhcp-leasefile=");
     lease.push(c.lease_file.as_os_str());
     args.push(lease);
+    if let Some(secs) = c.reply_delay {
+        args.push(format!("--dhcp-reply-delay={secs}").into());
+    }
     args
 }
 
@@ -102,6 +126,7 @@ mod tests {
             netmask: Ipv4Addr::new(255, 255, 255, 0),
             router: Ipv4Addr::new(10, 77, 0, 1),
             lease_file: lease,
+            reply_delay: Some(15),
         });
         let args: Vec<String> = args
             .iter()
@@ -116,6 +141,7 @@ mod tests {
             "--dhcp-range=10.77.0.10,10.77.0.50,255.255.255.0,1h",
             "--dhcp-option=3,10.77.0.1",
             "--dhcp-leasefile=/tmp/x/leases",
+            "--dhcp-reply-delay=15",
         ] {
             assert!(
                 args.iter().any(|a| a == expected),

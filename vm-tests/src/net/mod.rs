@@ -352,6 +352,7 @@ impl TestNet {
             netmask: Ipv4Addr::new(255, 255, 255, 0),
             router: GATEWAY_IP,
             lease_file: &lease_file,
+            reply_delay: dhcp::reply_delay_from_env()?,
         });
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.infra_ns, "dnsmasq"])
