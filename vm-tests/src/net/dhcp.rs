@@ -25,9 +25,9 @@ pub(crate) struct DhcpConfig<'a> {
 
 /// Set to a number of seconds to have the test network's DHCP server wait
 /// that long before each offer (`--dhcp-reply-delay`): a slow DHCP answer,
-/// which makes the guest's services start before its address comes. It
-/// shows the race the image orders tailscaled after (docs/tailscale.md):
-/// with 15, an image without that order fails first boot's login.
+/// meant to widen the race the image orders tailscaled after
+/// (docs/tailscale.md). Not yet shown to: with 15, one BIOS pass of the
+/// image without that order still logged in.
 pub const REPLY_DELAY_ENV: &str = "VMTEST_DHCP_REPLY_DELAY";
 
 /// The reply delay [`REPLY_DELAY_ENV`] asks for; `None` when unset.
