@@ -384,10 +384,9 @@ impl TestTailnet {
         if !process_ended(&stat) {
             return None;
         }
-        let log = std::fs::read_to_string(self.dir.path().join("control.log")).unwrap_or_default();
         Some(format!(
             "the test control server has exited; its log:\n{}",
-            tail(&log, 12)
+            self.log_tail(12)
         ))
     }
 

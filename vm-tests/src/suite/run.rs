@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::catalogue::{CATALOGUE, FIRMWARE_DEPENDENT, Invariant, Phase};
-use super::checks::{Ctx, Facts, Secrets};
+use super::checks::{Ctx, FIRSTBOOT_DONE, Facts, Secrets};
 use super::report::{CaseResult, Outcome, PassTiming, Report};
 use crate::credential::Credential;
 use crate::firmware::Firmware;
@@ -778,49 +778,69 @@ fn start_tailnet(
 /// after `network-online.target`), which a new boot would have hidden.
 const FIRST_BOOT_LIMIT: Duration = Duration::from_secs(600);
 
+/// What tailscaled logs while its log uploader retries Tailscale's servers,
+/// which the test network cannot reach: left out of a stalled first
+/// boot's report (the kept journal has it).
+const UPLOADER_NOISE: [&str; 4] = [
+    "logtail",
+    "bootstrapDNS",
+    "trying bootstrap",
+    "log.tailscale.com",
+];
+
 /// Waits (up to [`FIRST_BOOT_LIMIT`]) for first boot to complete; a first
-/// boot that failed ends the wait at once. When it
-/// does not: tailscaled's and first boot's whole journal goes to
-/// `<journal>` (redacted), and the error says where it stands: tailscaled's
-/// state, its last lines without the noise of its log uploader (which
-/// cannot reach Tailscale's servers from the test network), and the
-/// processes first boot waits on.
+/// boot that failed ends the wait at once. When it does not complete:
+/// tailscaled's and first boot's whole journal goes to `<journal>`
+/// (redacted), and the error says where it stands: first boot's and
+/// tailscaled's state, the journal's last lines without
+/// [`UPLOADER_NOISE`], and the processes first boot waits on and the
+/// busiest ones.
 fn wait_first_boot(m: &mut Machine, journal: &std::path::Path, secrets: &Secrets) -> Result<()> {
     // Done, or failed (no point waiting then).
-    let waited = m
-        .wait_until_succeeds(
-            "test -e /var/lib/openclaw-appliance/firstboot.done || systemctl is-failed -q openclaw-firstboot.service",
-            FIRST_BOOT_LIMIT,
-        )
-        .and_then(|_| {
-            m.succeed("test -e /var/lib/openclaw-appliance/firstboot.done")
-                .map(drop)
-                .context("first boot failed")
-        });
-    let Err(e) = waited else { return Ok(()) };
-    let kept = m
+    let e = match m.wait_until_succeeds(
+        &format!(
+            "test -e {FIRSTBOOT_DONE} && echo done || \
+             {{ systemctl is-failed -q openclaw-firstboot.service && echo failed; }}"
+        ),
+        FIRST_BOOT_LIMIT,
+    ) {
+        Ok(out) if out.trim() == "done" => return Ok(()),
+        Ok(_) => anyhow::anyhow!("first boot failed: openclaw-firstboot.service is failed"),
+        Err(e) => e,
+    };
+    let log = m
         .execute("journalctl -b --no-pager -o short-monotonic -u openclaw-firstboot -u tailscaled")
-        .map_err(|e| format!("{e:#}"))
-        .and_then(|(_, out)| {
-            std::fs::write(journal, secrets.redact(&out)).map_err(|e| format!("{e:#}"))
-        });
-    let seen = m
-        .execute(
-            "echo \"uptime $(cut -d' ' -f1 /proc/uptime) s; first boot: $(systemctl show -p ActiveState -p Result --value openclaw-firstboot.service | tr '\\n' ' '); tailscaled: $(timeout 10 tailscale status --json 2>&1 | grep -m1 -o '\"BackendState\": *\"[A-Za-z]*\"')\"; \
-             journalctl -b --no-pager -o short-monotonic -u openclaw-firstboot -u tailscaled \
-             | grep -vE 'logtail|bootstrapDNS|trying bootstrap|log.tailscale.com' | tail -n 30; \
-             ps -eo pid,etimes,args --forest | grep -A3 '[o]penclaw-firstboot' | head -n 12; \
-             echo 'busiest processes:'; ps -eo pid,pcpu,time,etimes,comm --sort=-pcpu | head -n 8",
-        )
-        .map(|(_, out)| out)
-        .unwrap_or_else(|e| format!("(could not read the journal: {e:#})"));
-    let kept = match kept {
+        .map(|(_, out)| secrets.redact(&out))
+        .map_err(|e| format!("{e:#}"));
+    let kept = match log
+        .as_ref()
+        .map_err(String::clone)
+        .and_then(|text| std::fs::write(journal, text).map_err(|e| format!("{e:#}")))
+    {
         Ok(()) => format!("whole journal: {}", journal.display()),
         Err(e) => format!("the whole journal could not be kept: {e}"),
     };
+    let recent = match &log {
+        Ok(text) => {
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| !UPLOADER_NOISE.iter().any(|n| l.contains(n)))
+                .collect();
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        }
+        Err(e) => format!("(could not read the journal: {e})"),
+    };
+    let state = m
+        .execute(
+            "echo \"uptime $(cut -d' ' -f1 /proc/uptime) s; first boot: $(systemctl show -p ActiveState -p Result --value openclaw-firstboot.service | tr '\\n' ' '); tailscaled: $(timeout 10 tailscale status --json 2>&1 | grep -m1 -o '\"BackendState\": *\"[A-Za-z]*\"')\"; \
+             ps -eo pid,etimes,args --forest | grep -A3 '[o]penclaw-firstboot' | head -n 12; \
+             echo 'busiest processes:'; ps -eo pid,pcpu,time,etimes,comm --sort=-pcpu | head -n 8",
+        )
+        .map(|(_, out)| secrets.redact(&out))
+        .unwrap_or_else(|e| format!("(could not read the machine's state: {e:#})"));
+    let (summary, procs) = state.trim().split_once('\n').unwrap_or((state.trim(), ""));
     Err(e).context(format!(
-        "first boot did not complete; where it stands ({kept}):\n{}",
-        secrets.redact(seen.trim())
+        "first boot did not complete; where it stands ({kept}):\n{summary}\n{recent}\n{procs}"
     ))
 }
 

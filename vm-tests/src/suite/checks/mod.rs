@@ -217,6 +217,10 @@ pub fn expect(cond: bool, seen: impl Into<String>) -> Outcome {
     }
 }
 
+/// First boot's done marker on the root disk (SEC-4): written when first
+/// boot has completed; the gateway starts only after it.
+pub const FIRSTBOOT_DONE: &str = "/var/lib/openclaw-appliance/firstboot.done";
+
 /// The gateway's system unit (SRV-1).
 pub const GATEWAY_UNIT: &str = "openclaw-gateway.service";
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use std::path::Path;
 
-use super::{Ctx, as_user, expect};
+use super::{Ctx, FIRSTBOOT_DONE as DONE, as_user, expect};
 use crate::credential::Credential;
 use crate::diskscan::{Hit, Pattern, find_and_name};
 use crate::imagefs::{ImageFs, ROOT_PARTITION};
@@ -33,8 +33,6 @@ pub fn allowed(name: &str) -> &'static [&'static str] {
         ALLOWED
     }
 }
-
-const DONE: &str = "/var/lib/openclaw-appliance/firstboot.done";
 
 /// SEC-1: the image as shipped holds no secret. The primary proof is
 /// the raw image file scanned byte by byte before any boot (the runner

@@ -164,10 +164,6 @@ pub const ARGV_WATCH_FILE: &str = "/run/vmtest-firstboot-argv";
 /// systemd expands `${…}` in a unit's command line.
 const WATCH_SCRIPT: &str = "/run/vmtest-argv-watch.sh";
 
-/// First boot's done marker: the watch ends when it appears (or after
-/// 20 min).
-const DONE_MARKER: &str = "/var/lib/openclaw-appliance/firstboot.done";
-
 /// The guest script of the watch: until `done` exists (or `secs` pass),
 /// every 50 ms, each `tskey-…` token and each `tailscale up` command line
 /// (its `--auth-key=file:` argument, not a secret) found in any
@@ -214,7 +210,7 @@ pub fn watch_first_boot_argv(machine: &mut crate::machine::Machine) -> Result<()
              systemd-run --unit=vmtest-argv-watch --collect --quiet -p DefaultDependencies=no \
              -p Nice=5 -- /bin/bash {WATCH_SCRIPT}",
             hostutil::shell_quote(&argv_watch_script(
-                DONE_MARKER,
+                super::FIRSTBOOT_DONE,
                 ARGV_WATCH_FILE,
                 "/run/vmtest-argv-tick",
                 1200
@@ -329,9 +325,8 @@ pub fn ts_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         node.hostname,
         node.ip,
     );
-    // On a restarted boot (the harness's, after a kernel fault or a first
-    // boot that did not complete) the watch starts again only once the
-    // machine answers: `tailscale up` may have run before, or on the boot
+    // On a boot the harness restarted (after a kernel fault under TCG) the
+    // watch starts again only once the machine answers: `tailscale up` may have run before, or on the boot
     // before. Unproven then, not failed.
     if rest_ok && !up_watched && boot > 1 {
         return Ok(Outcome::NotRun(format!(

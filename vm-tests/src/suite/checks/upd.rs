@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use sha2::{Digest, Sha256};
 
-use super::{Ctx, expect};
+use super::{Ctx, FIRSTBOOT_DONE as DONE, expect};
 use crate::credential::Credential;
 use crate::machine::Machine;
 use crate::suite::report::Outcome;
@@ -23,8 +23,6 @@ const MOUNT_POINT: &str = "/var/lib/openclaw-state";
 const MARKER: &str = "/var/lib/openclaw-state/.openclaw-state-volume";
 /// First boot's record on the volume.
 const RECORD: &str = "/var/lib/openclaw-state/appliance/firstboot.log";
-/// First boot's done marker (on the root disk).
-const DONE: &str = "/var/lib/openclaw-appliance/firstboot.done";
 /// The unit that mounts the volume.
 const VOLUME_UNIT: &str = "openclaw-state-volume.service";
 /// What the unit says without a volume (UPD-3).
