@@ -18,12 +18,14 @@ pub mod credential;
 pub mod diskscan;
 pub mod firmware;
 pub mod imagefs;
+pub mod livescan;
 pub mod log;
 pub mod machine;
 pub mod net;
 pub mod qemu;
 pub mod qmp;
 pub mod retry;
+pub mod ruleset;
 pub mod shell;
 pub mod suite;
 

@@ -1,6 +1,8 @@
 //! NET-4: what a machine next to the appliance sees — a TCP and UDP scan
-//! of the guest's external addresses (IPv4 from DHCP, IPv6 link-local)
-//! from the peer's namespace.
+//! of the guest's external addresses (IPv4 from DHCP, IPv6 link-local, and
+//! the static IPv6 address first boot takes from the metadata's
+//! `network-config`, as on Hetzner) from the peer's namespace. An address
+//! that could not be scanned fails the check.
 //!
 //! A scan that only finds silence proves nothing by itself: the guest may
 //! be down, the address wrong, or the host may drop the traffic. So each
@@ -16,7 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::{GUEST_MAC, PEER_IP, Probe, TestNet, UdpProbe, link_local_from_ip_addr};
+use super::{
+    GUEST_IP6, GUEST_MAC, PEER_IP, PEER_IP6, Probe, TestNet, UdpProbe, global_from_ip_addr,
+    link_local_from_ip_addr,
+};
 use crate::machine::Machine;
 
 /// Ports NET-4 names: SSH, HTTP(S), the gateway and its helpers.
@@ -45,7 +50,7 @@ pub struct ScanPlan {
     pub timeout: Duration,
     /// Parallel TCP probes.
     pub workers: usize,
-    /// Also scan the guest's IPv6 link-local address.
+    /// Also scan the guest's IPv6 addresses: link-local and global.
     pub ipv6: bool,
 }
 
@@ -144,9 +149,11 @@ impl ScanReport {
             .collect()
     }
 
-    /// Every control passed, nothing open, no UDP answer.
+    /// Every control passed, nothing open, no UDP answer, and no address
+    /// of the plan left unscanned (a skipped IPv6 scan fails).
     pub fn passed(&self) -> bool {
         !self.addresses.is_empty()
+            && self.ipv6_skipped.is_none()
             && self.failed_controls().is_empty()
             && self.open_tcp().is_empty()
             && self.answered_udp().is_empty()
@@ -304,6 +311,33 @@ pub fn scan_external(
             }
             (Err(e), _) => ipv6_skipped = Some(format!("reading the guest's IPv6 address: {e:#}")),
             (_, Err(e)) => ipv6_skipped = Some(format!("{e:#}")),
+        }
+        // The routable address, as a Hetzner server has one: first boot
+        // configures it from the metadata's network-config.
+        let global = machine
+            .wait_until_succeeds(
+                // Not while duplicate address detection still runs.
+                &format!(
+                    "ip -6 -o addr show dev {ifname} scope global | grep inet6 | grep -v tentative"
+                ),
+                Duration::from_secs(60),
+            )
+            .map(|t| global_from_ip_addr(&t));
+        match global {
+            Ok(Some(g6)) => {
+                let c6 = control(machine, &listener, IpAddr::V6(g6), &format!("{PEER_IP6}"))?;
+                addresses.push(scan_address(net, plan, IpAddr::V6(g6), &plan.tcp, c6)?);
+            }
+            Ok(None) | Err(_) => {
+                let why = format!(
+                    "the guest has no global IPv6 address on {ifname} (first boot should have \
+                     configured {GUEST_IP6} from the metadata's network-config)"
+                );
+                ipv6_skipped = Some(match ipv6_skipped {
+                    Some(earlier) => format!("{earlier}; {why}"),
+                    None => why,
+                });
+            }
         }
     }
     Ok(ScanReport {
@@ -475,5 +509,14 @@ mod tests {
             tailscale: false,
         };
         assert!(!empty.passed());
+
+        let mut no_v6 = quiet.clone();
+        no_v6.ipv6_skipped = Some("the guest has no global IPv6 address on eth0".into());
+        assert!(!no_v6.passed(), "a skipped IPv6 scan fails");
+        assert!(
+            no_v6
+                .detail()
+                .contains("IPv6 not scanned: the guest has no global")
+        );
     }
 }

@@ -9,10 +9,11 @@
 //! ```text
 //!   QEMU ── tap <b>tp ─┐                               ┌─ veth <b>ia ── netns <b>i ("infrastructure")
 //!   (NIC 0, GUEST_MAC) ├── bridge <b>br (no address) ─┤     lan0: 10.77.0.1/24 + 169.254.169.254/32
+//!                      │                               │           + fd77:77::1/64 (the IPv6 gateway)
 //!                      │                               │     dnsmasq (DHCP 10.77.0.10-50, router .1)
 //!   QEMU ── tap <b>t2 ─┘                               │     metadata HTTP server on 169.254.169.254:80
 //!   (a side machine,                                   └─ veth <b>pa ── netns <b>p ("peer")
-//!    SIDE_MAC)                                               lan0: 10.77.0.99/24 (+ IPv6 link-local)
+//!    SIDE_MAC)                                               lan0: 10.77.0.99/24, fd77:77::99/64 (+ link-local)
 //!                                                            the test tailnet (tailnet.rs)
 //! ```
 //!
@@ -28,6 +29,11 @@
 //!   on a cloud server has one) is not shadowed, the guest cannot reach the
 //!   host, and several nets can exist at once with the same addresses. IPv6
 //!   is disabled on every host-side device for the same reason.
+//! - **IPv6** is a ULA /64 standing in for the /64 Hetzner routes to a
+//!   server. As on Hetzner there are no router advertisements: the
+//!   metadata's `network-config` ([`network_config_yaml`]) gives the guest
+//!   its static address ([`GUEST_IP6`]) and gateway, which first boot
+//!   configures; NET-4 scans that address as well as the link-local one.
 //! - **The metadata service** is a Rust thread bound inside the
 //!   infrastructure namespace (see [`metadata`]); the guest reaches it
 //!   through its DHCP default route, as on Hetzner. Every request is
@@ -114,6 +120,40 @@ pub const DHCP_FIRST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
 pub const DHCP_LAST: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 50);
 /// The metadata service's address (as on Hetzner).
 pub const METADATA_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+/// The external network's IPv6 prefix length: a ULA /64 standing in for
+/// the /64 Hetzner routes to each server (NET-4 scans a routable address,
+/// not only the link-local one).
+pub const LAN6_PREFIX_LEN: u8 = 64;
+/// The IPv6 gateway (in the infrastructure namespace), named by the
+/// metadata's `network-config`.
+pub const GATEWAY_IP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0x77, 0, 0, 0, 0, 0, 1);
+/// The peer's IPv6 address on the external network.
+pub const PEER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0x77, 0, 0, 0, 0, 0, 0x99);
+/// The guest's static IPv6 address: first boot configures it from the
+/// metadata's `network-config`, as on Hetzner (no router advertisements).
+pub const GUEST_IP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0x77, 0, 0, 0, 0, 0, 0x10);
+
+/// The `network-config` section of the metadata, in the shape Hetzner
+/// serves it (network config v1): the guest's NIC, by MAC, with DHCPv4 and
+/// its static IPv6 address and gateway.
+pub fn network_config_yaml() -> String {
+    format!(
+        "network-config:\n\
+         \x20 config:\n\
+         \x20 - mac_address: {GUEST_MAC}\n\
+         \x20   name: eth0\n\
+         \x20   subnets:\n\
+         \x20   - ipv4: true\n\
+         \x20     type: dhcp\n\
+         \x20   - address: {GUEST_IP6}/{LAN6_PREFIX_LEN}\n\
+         \x20     gateway: {GATEWAY_IP6}\n\
+         \x20     ipv6: true\n\
+         \x20     type: static\n\
+         \x20   type: physical\n\
+         \x20 version: 1\n"
+    )
+}
+
 /// MAC address of the guest's external NIC.
 pub const GUEST_MAC: &str = "52:54:00:77:00:10";
 /// MAC address of a side machine's NIC (on the side tap).
@@ -282,6 +322,21 @@ impl TestNet {
             "dev",
             PEER_LAN_IF,
         ])?;
+        // IPv6 (ULA): no duplicate address detection, so the addresses
+        // are usable at once.
+        let cidr6 = |a: Ipv6Addr| format!("{a}/{LAN6_PREFIX_LEN}");
+        for (ns, addr) in [(&infra, GATEWAY_IP6), (&peer, PEER_IP6)] {
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &cidr6(addr),
+                "dev",
+                PEER_LAN_IF,
+                "nodad",
+            ])?;
+        }
         self.allow_bridged_traffic();
         self.metadata = Some(
             MetadataServer::start(
@@ -737,20 +792,33 @@ pub(crate) fn stop_child(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// The first `inet6 fe80::…` address in `ip -o addr` output.
-pub fn link_local_from_ip_addr(text: &str) -> Option<Ipv6Addr> {
-    text.lines().find_map(|line| {
-        let mut words = line.split_whitespace();
-        while let Some(w) = words.next() {
-            if w == "inet6" {
-                let addr = words.next()?.split('/').next()?.parse::<Ipv6Addr>().ok()?;
-                if probe::is_link_local(&addr) {
-                    return Some(addr);
-                }
+/// Every `inet6` address in `ip -o addr` output, in order.
+fn inet6_addrs(text: &str) -> Vec<Ipv6Addr> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(2) {
+            if pair[0] == "inet6"
+                && let Some(Ok(addr)) = pair[1].split('/').next().map(str::parse::<Ipv6Addr>)
+            {
+                out.push(addr);
             }
         }
-        None
-    })
+    }
+    out
+}
+
+/// The first IPv6 address in `ip -6 -o addr` output that is neither
+/// link-local nor loopback.
+pub fn global_from_ip_addr(text: &str) -> Option<Ipv6Addr> {
+    inet6_addrs(text)
+        .into_iter()
+        .find(|a| !probe::is_link_local(a) && !a.is_loopback())
+}
+
+/// The first `inet6 fe80::…` address in `ip -o addr` output.
+pub fn link_local_from_ip_addr(text: &str) -> Option<Ipv6Addr> {
+    inet6_addrs(text).into_iter().find(probe::is_link_local)
 }
 
 /// The pid a name of ours carries (`<prefix><pid hex>-<seq>…`), if `name`
@@ -912,6 +980,27 @@ mod tests {
             None
         );
         assert_eq!(link_local_from_ip_addr(""), None);
+        let both = "2: eth0    inet6 fd77:77::10/64 scope global \\ valid_lft forever\n\
+                    2: eth0    inet6 fe80::5054:ff:fe77:10/64 scope link \\ valid_lft forever\n";
+        assert_eq!(global_from_ip_addr(both), Some(GUEST_IP6));
+        assert_eq!(
+            link_local_from_ip_addr(both),
+            Some("fe80::5054:ff:fe77:10".parse().unwrap())
+        );
+        assert_eq!(global_from_ip_addr(text), None);
+        assert_eq!(
+            global_from_ip_addr("1: lo    inet6 ::1/128 scope host"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_network_config_is_what_first_boot_reads() {
+        let yaml = network_config_yaml();
+        assert!(
+            yaml.starts_with("network-config:\n  config:\n  - mac_address: 52:54:00:77:00:10\n")
+        );
+        assert!(yaml.contains("    - address: fd77:77::10/64\n      gateway: fd77:77::1\n      ipv6: true\n      type: static\n"), "{yaml}");
     }
 
     #[test]

@@ -165,7 +165,7 @@ pub const CATALOGUE: &[Invariant] = &[
     ),
     inv!(
         "SEC-3",
-        "no secret outside its destination files (raw disk scan)",
+        "no secret outside its destination files (journal, memory file systems, raw disk)",
         Disruptive,
         checks::sec::sec_3
     ),

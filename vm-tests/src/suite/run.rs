@@ -138,7 +138,10 @@ fn facts(opts: &SuiteOptions, firmware: &str, role: PassRole) -> Result<Facts> {
 
 /// The Hetzner metadata document the harness serves (no secrets in it).
 fn metadata_yaml() -> String {
-    "hostname: openclaw-vmtest\ninstance-id: 1\npublic-ipv4: 10.77.0.2\npublic-keys: []\nregion: vmtest\n".into()
+    format!(
+        "hostname: openclaw-vmtest\ninstance-id: 1\npublic-ipv4: 10.77.0.2\npublic-keys: []\nregion: vmtest\n{}",
+        crate::net::network_config_yaml()
+    )
 }
 
 /// Whether `inv` runs on a pass of `role`.
@@ -313,6 +316,14 @@ fn run_firmware(
         main_cfg
             .credentials
             .push(Credential::new("openclaw.userdata", userdata.as_bytes())?);
+        // Only the network part of the metadata (the hostname stays the
+        // image's): the static IPv6 address NET-4 scans, as on Hetzner.
+        if net.is_some() {
+            main_cfg.credentials.push(Credential::new(
+                "openclaw.metadata",
+                crate::net::network_config_yaml().as_bytes(),
+            )?);
+        }
     }
     let started = Instant::now();
     eprintln!(

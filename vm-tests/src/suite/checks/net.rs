@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{Ctx, as_user, expect};
 use crate::machine::Machine;
 use crate::net::external::TAILSCALE_UDP;
+use crate::ruleset::{self, PathKind};
 use crate::suite::report::Outcome;
 
 /// `ufw status verbose`, as root.
@@ -39,78 +40,90 @@ pub fn net_1(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     ))
 }
 
-/// NET-2: every ALLOW IN rule is on `tailscale0`, for v4 and v6; nothing
-/// opens 22; tailscaled's own `ts-input` chain accepts nothing else but
-/// its WireGuard port ([`tailscaled_stray_accepts`]).
+/// NET-2, from the attacker's side of the rules: the whole ruleset
+/// (`iptables-save`, `ip6tables-save`: every table, including what `ufw
+/// status` does not show: `before.rules`, tailscaled's chains, any port
+/// forward) walked from `filter INPUT` and `nat PREROUTING`
+/// ([`crate::ruleset`]). Every way in must be one of the allowed shapes
+/// (loopback, `tailscale0`, replies, ICMP, the DHCP client, tailscaled's
+/// WireGuard port, ufw's stock multicast accepts), the tailnet allow must
+/// exist for IPv4 and IPv6, nothing may listen behind the multicast
+/// accepts, and a logged-in tailscaled's chain must be in view. NET-4 and
+/// NET-5 then probe the two sides from outside (the external peer sees
+/// nothing open; traffic on `tailscale0` gets in).
 pub fn net_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
-    let status = ufw_status(ctx)?;
-    let rules: Vec<&str> = status
-        .lines()
-        .skip_while(|l| !l.starts_with("--"))
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    let allows: Vec<&str> = rules
-        .iter()
-        .copied()
-        .filter(|r| r.contains("ALLOW"))
-        .collect();
-    let stray: Vec<&str> = allows
-        .iter()
-        .copied()
-        .filter(|r| !r.contains("on tailscale0"))
-        .collect();
-    let v4 = allows
-        .iter()
-        .any(|r| r.contains("on tailscale0") && !r.contains("(v6)"));
-    let v6 = allows
-        .iter()
-        .any(|r| r.contains("on tailscale0") && r.contains("(v6)"));
-    let ssh = rules.iter().any(|r| {
-        r.split_whitespace()
-            .next()
-            .is_some_and(|p| p.starts_with("22"))
-    });
-    // tailscaled's own chain (iptables mode; absent when it is logged out
-    // or manages nftables): it may accept only what arrives on tailscale0,
-    // its own address on lo, and its WireGuard port.
-    let ts_input = ctx.machine.succeed(
-        "{ iptables -S ts-input 2>/dev/null; ip6tables -S ts-input 2>/dev/null; } || true",
-    )?;
-    let ts_stray = tailscaled_stray_accepts(&ts_input);
-    let detail = format!(
-        "rules:\n{}\ntailscaled's ts-input: {}",
-        rules.join("\n"),
-        if ts_input.trim().is_empty() {
-            "none (not logged in, or nftables mode)".to_string()
-        } else if ts_stray.is_empty() {
-            format!("accepts only on tailscale0, its own address on lo and UDP {TAILSCALE_UDP}")
-        } else {
-            format!("STRAY ACCEPT: {}", ts_stray.join(" | "))
+    let mut ok = true;
+    let mut lines = Vec::new();
+    let mut multicast = std::collections::BTreeSet::new();
+    let mut ts_chain = false;
+    // Run in the guest, not on the host.
+    for (family, dump) in [("IPv4", "iptables-save"), ("IPv6", "ip6tables-save")] {
+        let save = ctx.machine.succeed(dump)?;
+        ts_chain |= ruleset::parse(&save)
+            .get("filter")
+            .is_some_and(|t| t.contains_key("ts-input"));
+        let paths = ruleset::inbound_paths(&save, TAILSCALE_UDP);
+        let tailnet = paths.iter().any(|p| p.kind == PathKind::Tailnet);
+        ok &= tailnet;
+        lines.push(format!(
+            "{family} ({dump}, every table): {} way(s) in; the tailnet allow: {}",
+            paths.len(),
+            if tailnet { "present" } else { "MISSING" }
+        ));
+        let icmp = paths.iter().filter(|p| p.kind == PathKind::Icmp).count();
+        for p in &paths {
+            if let PathKind::Multicast(port) = p.kind {
+                multicast.insert(port);
+            }
+            let label = match p.kind {
+                PathKind::Other => {
+                    ok = false;
+                    "NOT ALLOWED".to_string()
+                }
+                // Listed as a count: ufw's stock ICMP types, no port.
+                PathKind::Icmp => continue,
+                ref kind => format!("{kind:?}"),
+            };
+            lines.push(format!("  {label:<16} {p}"));
         }
-    );
-    Ok(expect(
-        stray.is_empty() && ts_stray.is_empty() && v4 && v6 && !ssh,
-        detail,
-    ))
-}
-
-/// The ACCEPT rules of tailscaled's `ts-input` chain (`iptables -S`
-/// lines) other than: in on `tailscale0`, in on `lo` (its own address),
-/// and its WireGuard port over UDP.
-pub fn tailscaled_stray_accepts(text: &str) -> Vec<&str> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("-A ts-input") && l.ends_with("-j ACCEPT"))
-        .filter(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            let has = |a: &str, b: &str| words.windows(2).any(|w| w[0] == a && w[1] == b);
-            let port = TAILSCALE_UDP.to_string();
-            !(has("-i", "tailscale0")
-                || has("-i", "lo")
-                || (has("-p", "udp") && has("--dport", &port)))
-        })
-        .collect()
+        lines.push(format!(
+            "  Icmp             {icmp} rule(s) (ICMP types, no port)"
+        ));
+    }
+    if !multicast.is_empty() {
+        let filter = multicast
+            .iter()
+            .map(|p| format!("sport = :{p}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let bound = ctx.machine.succeed(&format!("ss -Hlunp '( {filter} )'"))?;
+        let bound = bound.trim();
+        ok &= bound.is_empty();
+        lines.push(format!(
+            "UDP sockets behind the multicast accepts {multicast:?}: {}",
+            if bound.is_empty() { "none" } else { bound }
+        ));
+    }
+    if ctx.facts.tailscale {
+        let status = ctx
+            .machine
+            .succeed("tailscale status --json 2>/dev/null || true")?;
+        let state = serde_json::from_str::<Value>(&status)
+            .ok()
+            .and_then(|v| v.get("BackendState")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into());
+        let hidden = state == "Running" && !ts_chain;
+        ok &= !hidden;
+        lines.push(format!(
+            "tailscaled: {state}; its ts-input chain in iptables-save: {ts_chain}{}",
+            if hidden {
+                " (its rules are outside this view: nftables mode?)"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(expect(ok, lines.join("\n")))
 }
 
 /// NET-3: the gateway listens, and only on loopback; no node socket on a
@@ -310,7 +323,7 @@ pub fn net_7(ctx: &mut Ctx<'_>) -> Result<Outcome> {
 mod tests {
     use serde_json::json;
 
-    use super::{TRUSTED_PROXIES, key_is, tailscaled_stray_accepts};
+    use super::{TRUSTED_PROXIES, key_is};
 
     #[test]
     fn trusted_proxies_must_be_exactly_loopback() {
@@ -351,23 +364,5 @@ mod tests {
             &want,
             &mut Vec::new()
         ));
-    }
-
-    #[test]
-    fn tailscaled_may_accept_only_its_own() {
-        // As tailscaled 1.102 writes it (util/linuxfw/iptables_runner.go).
-        let ok = "-N ts-input\n\
-                  -A ts-input -s 100.64.0.1/32 -i lo -j ACCEPT\n\
-                  -A ts-input -s 100.115.92.0/23 ! -i tailscale0 -j RETURN\n\
-                  -A ts-input -s 100.64.0.0/10 ! -i tailscale0 -j DROP\n\
-                  -A ts-input -i tailscale0 -j ACCEPT\n\
-                  -A ts-input -p udp -m udp --dport 41641 -j ACCEPT\n";
-        assert!(tailscaled_stray_accepts(ok).is_empty());
-        let bad = format!("{ok}-A ts-input -p tcp -m tcp --dport 22 -j ACCEPT\n");
-        assert_eq!(
-            tailscaled_stray_accepts(&bad),
-            ["-A ts-input -p tcp -m tcp --dport 22 -j ACCEPT"]
-        );
-        assert!(tailscaled_stray_accepts("").is_empty());
     }
 }

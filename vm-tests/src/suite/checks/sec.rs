@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use std::path::Path;
@@ -11,6 +11,7 @@ use super::{Ctx, FIRSTBOOT_DONE as DONE, as_user, expect};
 use crate::credential::Credential;
 use crate::diskscan::{Hit, Pattern, find_and_name};
 use crate::imagefs::{ImageFs, ROOT_PARTITION};
+use crate::livescan;
 use crate::machine::Machine;
 use crate::suite::rebuild::{self, sha256_hex};
 use crate::suite::report::Outcome;
@@ -552,21 +553,28 @@ fn judge_arrival(out: &str, user: &str, expected: &[(&str, &str, String)]) -> (b
     (ok, lines)
 }
 
-/// SEC-3: after shutdown, every injected secret occurs on the raw disk only
-/// inside its allowed files.
+/// SEC-3: no injected secret outside its allowed files, searched three
+/// ways. While the machine runs: the whole journal as `journalctl` prints
+/// it (decompressed: journald compresses long fields, which the disk scan
+/// cannot read) and every memory file system (`/run`, `/tmp`, `/dev/shm`,
+/// …, which never reach the disk), without the secret ever going to the
+/// guest ([`crate::livescan`]). Then, after shutdown, the raw disk byte for
+/// byte, each hit mapped to its file.
 pub fn sec_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
-    ctx.machine
-        .shutdown()
-        .context("shutting the machine down for the disk scan")?;
     let secrets: Vec<(&str, &str)> = ctx
         .secrets
         .all()
         .into_iter()
         .filter(|(name, _)| ctx.facts.tailscale || *name != "tailscale-auth-key")
         .collect();
+    let (live_bad, live_lines) = live_scan(ctx.machine, &secrets)?;
+    ctx.machine
+        .shutdown()
+        .context("shutting the machine down for the disk scan")?;
     let hits = crate::diskscan::scan(ctx.machine.overlay_path(), &secrets, 3, &ctx.facts.out_dir)?;
-    let mut lines = Vec::new();
-    let mut bad = 0;
+    let mut lines = live_lines;
+    lines.push("raw disk after shutdown:".to_string());
+    let mut bad = live_bad;
     for (name, _) in &secrets {
         let mine: Vec<_> = hits.iter().filter(|h| h.secret == *name).collect();
         let mut per_path = std::collections::BTreeMap::new();
@@ -601,6 +609,55 @@ pub fn sec_3(ctx: &mut Ctx<'_>) -> Result<Outcome> {
         .power_on()
         .context("booting again after the scan")?;
     Ok(expect(bad == 0, lines.join("\n")))
+}
+
+/// SEC-3's search of the running machine: the journal (no secret may
+/// occur there at all) and the memory file systems (only in systemd's
+/// credential store). Returns the number of violations and the report's
+/// lines (names and paths only, never a value).
+fn live_scan(m: &mut Machine, secrets: &[(&str, &str)]) -> Result<(usize, Vec<String>)> {
+    let mut bad = 0;
+    let mut lines = Vec::new();
+    let journal = m
+        .succeed(&livescan::journal_command(secrets))
+        .context("searching the journal")?;
+    let found = livescan::journal_hits(secrets, &journal);
+    bad += found.values().filter(|n| **n > 0).count();
+    lines.push(format!(
+        "journal (journalctl -o export, every boot, decompressed): {}",
+        if found.is_empty() {
+            "no secret".to_string()
+        } else {
+            format!("FOUND {found:?}")
+        }
+    ));
+    let mem = m
+        .succeed(&livescan::memory_fs_command(secrets))
+        .context("searching the memory file systems")?;
+    let (mounts, found) = livescan::memory_fs_hits(secrets, &mem);
+    lines.push(format!(
+        "memory file systems searched (tmpfs, ramfs): {}",
+        mounts.join(" ")
+    ));
+    if mounts.is_empty() {
+        bail!("findmnt listed no tmpfs or ramfs: the memory search saw nothing");
+    }
+    for (name, files) in &found {
+        let (ok_files, leaks): (Vec<&String>, Vec<&String>) =
+            files.iter().partition(|f| livescan::allowed_in_memory(f));
+        bad += leaks.len();
+        let verdict = match (leaks.is_empty(), ok_files.is_empty()) {
+            (false, _) => format!("FOUND in {leaks:?}"),
+            (true, true) => "nowhere".to_string(),
+            (true, false) => {
+                format!(
+                    "only in systemd's credential store (the run's input channel): {ok_files:?}"
+                )
+            }
+        };
+        lines.push(format!("  {name}: {verdict}"));
+    }
+    Ok((bad, lines))
 }
 
 /// A digest of first boot's end state: for each file it writes, mode,
