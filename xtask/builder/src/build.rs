@@ -766,7 +766,7 @@ fn sandbox_stage(opts: &BuildOptions, spec: &Spec, lock: &Lock) -> Result<Sandbo
         },
         &rootfs,
     )?;
-    let config = crate::oci::ImageConfig {
+    let config = oci::ImageConfig {
         reference: spec.sandbox.image.clone(),
         user: "1000".into(),
         working_dir: "/home/node".into(),
@@ -779,7 +779,7 @@ fn sandbox_stage(opts: &BuildOptions, spec: &Spec, lock: &Lock) -> Result<Sandbo
         created_epoch: epoch,
         labels: Default::default(),
     };
-    let info = crate::oci::write_image(&rootfs, &config, &archive)?;
+    let info = oci::write_image(&rootfs, &config, &archive)?;
     fs::remove_file(&rootfs).with_context(|| format!("removing {}", rootfs.display()))?;
     write_atomic(&id_file, info.image_id.as_bytes())?;
     eprintln!("sandbox image: {} {}", spec.sandbox.image, info.image_id);
@@ -818,7 +818,7 @@ fn sandbox_store_stage(
         "sandbox-store",
         &[
             &sandbox.key,
-            crate::oci::STORE_FORMAT,
+            oci::STORE_FORMAT,
             files::DOCKER_ROOT,
             &format!("{ids:?}"),
             &epoch.to_string(),
@@ -838,9 +838,9 @@ fn sandbox_store_stage(
         eprintln!("sandbox store: cached ({key})");
         return Ok(StoreStage { tar, ..stage });
     }
-    let info = crate::oci::write_store(
+    let info = oci::write_store(
         &sandbox.archive,
-        &crate::oci::StoreOptions {
+        &oci::StoreOptions {
             root: files::DOCKER_ROOT,
             ids: &ids,
             epoch,
@@ -885,19 +885,19 @@ fn sandbox_store_stage(
 /// Owners in the sandbox daemon's store: the rootless daemon's user
 /// namespace, as the appliance lays it out in `/etc/subuid` and
 /// `/etc/subgid` (ESC-1).
-fn sandbox_daemon_ids(spec: &Spec) -> crate::oci::IdMap {
+fn sandbox_daemon_ids(spec: &Spec) -> oci::IdMap {
     let user = spec.gateway_user();
     let ranges = |host_id| {
         files::sandbox_runtime::id_ranges(host_id)
             .into_iter()
-            .map(|r| crate::oci::IdRange {
+            .map(|r| oci::IdRange {
                 inside: r.inside,
                 outside: r.outside,
                 count: r.count,
             })
             .collect()
     };
-    crate::oci::IdMap::new(ranges(user.uid), ranges(user.gid))
+    oci::IdMap::new(ranges(user.uid), ranges(user.gid))
 }
 
 /// Tailscale compiled from the locked Go modules (`None`: the lock takes
@@ -1021,7 +1021,7 @@ fn manifest(
         "go_modules": lock.gomods.iter().map(|m| json!({"path": m.path, "version": m.version, "h1": m.zip, "go_mod_h1": m.go_mod})).collect::<Vec<_>>(),
         // Baked into Docker's image store (no archive, no `docker load`).
         "sandbox_image": {"reference": spec.sandbox.image, "id": sandbox.image_id,
-                          "docker_store": {"root": format!("/{}", files::DOCKER_ROOT), "driver": crate::oci::DRIVER,
+                          "docker_store": {"root": format!("/{}", files::DOCKER_ROOT), "driver": oci::DRIVER,
                                            "layer_chain_id": sandbox.chain_id, "cache_id": sandbox.cache_id,
                                            "diff_size": sandbox.diff_size}},
         // Written into the image's apt sources: a rebuild must use the same

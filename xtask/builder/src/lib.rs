@@ -19,7 +19,6 @@ pub mod host;
 pub mod http;
 pub mod locking;
 pub mod npm;
-pub mod oci;
 pub mod rootfs;
 pub mod sources;
 pub mod store;

@@ -136,6 +136,7 @@ const HOST_DIRS: &[&str] = &[
     "xtask/builder",
     "xtask/bench",
     "xtask/hostutil",
+    "xtask/oci",
     "xtask/repro",
     "xtask/hetzner",
     "vm-tests",

@@ -17,7 +17,7 @@ use appliance::{Entry, Tree};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
-use crate::oci::{EntryHead, EntryKind as TarKind, XATTR_PREFIX, append_entry};
+use oci::{EntryHead, EntryKind as TarKind, XATTR_PREFIX, append_entry};
 
 /// Where overlay bytes come from.
 #[derive(Debug, Clone)]

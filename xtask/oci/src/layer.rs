@@ -23,7 +23,7 @@ use super::LayerStats;
 pub(crate) const SETID_BITS: u32 = 0o6000;
 
 /// The pax record prefix for extended attributes (GNU tar, bsdtar, Go).
-pub(crate) const XATTR_PREFIX: &str = "SCHILY.xattr.";
+pub const XATTR_PREFIX: &str = "SCHILY.xattr.";
 
 /// The xattr holding file capabilities, dropped with the setid bits.
 pub(crate) const CAPABILITY_XATTR: &str = "SCHILY.xattr.security.capability";
@@ -31,11 +31,16 @@ pub(crate) const CAPABILITY_XATTR: &str = "SCHILY.xattr.security.capability";
 /// What an entry is, after dropping what the layer does not keep (also
 /// what the root-file-system merge lays over the base from a tarball).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
+    /// A hard link to an earlier entry.
     HardLink,
+    /// A named pipe.
     Fifo,
 }
 
@@ -362,22 +367,26 @@ pub(crate) fn append_link_verbatim<W: Write>(
 
 /// One tar entry's metadata, as the builder's two tar writers (this layer
 /// and the root merge, `rootfs::merge`) write it.
-pub(crate) struct EntryHead<'a> {
-    pub(crate) kind: Kind,
-    pub(crate) mode: u32,
-    pub(crate) uid: u64,
-    pub(crate) gid: u64,
+pub struct EntryHead<'a> {
+    /// What the entry is.
+    pub kind: Kind,
+    /// Permission bits (setid bits included as given).
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u64,
+    /// Numeric group.
+    pub gid: u64,
     /// Clamped to the epoch when written.
-    pub(crate) mtime: u64,
+    pub mtime: u64,
     /// `SCHILY.xattr.*` pax records.
-    pub(crate) xattrs: &'a [(String, Vec<u8>)],
+    pub xattrs: &'a [(String, Vec<u8>)],
 }
 
 /// Appends one entry at `path`: its xattrs as pax records, then a GNU
 /// header (mtime clamped to `epoch`) and, by kind, exactly `size` bytes of
 /// `data` for a file (positioned by the caller; a short read is an error),
 /// `path/` for a directory, `link` kept byte for byte for a link.
-pub(crate) fn append_entry<W: Write>(
+pub fn append_entry<W: Write>(
     builder: &mut Builder<W>,
     head: &EntryHead<'_>,
     epoch: u64,

@@ -25,6 +25,14 @@
 //! [`write_store`] turns the archive into Docker's own image store (the
 //! `overlay2` graphdriver layout under the daemon's data root), so the
 //! image is in Docker at its first start, with no `docker load`.
+//!
+//! Its own crate (split out of `builder`, issue #20): it owns these bytes
+//! and nothing else. It must not read the spec, the lock or the store, run
+//! programs or touch the network; the builder's sandbox stages hand it a
+//! rootfs tarball and an [`ImageConfig`]. The root-filesystem merge reuses
+//! its tar entry writer ([`append_entry`]) so both writers agree on headers.
+
+#![warn(missing_docs)]
 
 mod archive;
 mod audit;
@@ -40,7 +48,9 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 pub use audit::{LayerAudit, audit_layer};
-pub(crate) use layer::{EntryHead, Kind as EntryKind, XATTR_PREFIX, append_entry};
+// For the root filesystem merge (`builder::rootfs`), which writes its tar
+// entries the same way.
+pub use layer::{EntryHead, Kind as EntryKind, XATTR_PREFIX, append_entry};
 pub use store::{
     DRIVER, IdMap, IdRange, STORE_FORMAT, StoreInfo, StoreOptions, cache_id, link_id, write_store,
 };
