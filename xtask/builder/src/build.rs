@@ -18,7 +18,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::debian::mirror::Archives;
-use crate::disk;
 use crate::fsutil::write_atomic;
 use crate::locking::Project;
 use crate::npm::{AppTree, Runtime, install_app};
@@ -26,7 +25,7 @@ use crate::rootfs::bootstrap::{self, Bootstrap};
 use crate::rootfs::merge::{Late, Overlay, merge_into};
 use crate::rootfs::repo::LocalRepo;
 use crate::store::Store;
-use crate::tools::ToolsTree;
+use disk::tools::ToolsTree;
 use hostutil::sha256_file;
 
 /// Bump when a stage's recipe changes in a way its inputs don't show.

@@ -10,7 +10,6 @@
 pub mod agent_binary;
 pub mod build;
 pub mod debian;
-pub mod disk;
 pub mod doctor;
 pub mod fetching;
 pub mod fsutil;
@@ -23,4 +22,3 @@ pub mod rootfs;
 pub mod sources;
 pub mod store;
 pub mod tailscale;
-pub mod tools;

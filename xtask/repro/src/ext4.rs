@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::bytes::ByteRange;
-use builder::tools::ToolsTree;
+use disk::tools::ToolsTree;
 
 /// Blocks handed to `icheck` at most (the rest are counted, not resolved).
 const MAX_BLOCKS: usize = 4000;

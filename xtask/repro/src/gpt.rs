@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use super::bytes::ByteRange;
-use builder::disk::{BIOS_BOOT_TYPE, ESP_TYPE, ROOT_X86_64_TYPE, SECTOR};
+use disk::{BIOS_BOOT_TYPE, ESP_TYPE, ROOT_X86_64_TYPE, SECTOR};
 
 /// One partition entry in use.
 #[derive(Debug, Clone, PartialEq, Eq)]

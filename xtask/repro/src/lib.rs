@@ -52,7 +52,7 @@ pub use stages::{BuildDir, StageResult, compare_stages, read_manifest, stage_key
 pub use verify::{BuildSources, Mode, Outcome, VerifyOptions, verify};
 
 use builder::fsutil::write_atomic;
-use builder::tools::ToolsTree;
+use disk::tools::ToolsTree;
 
 /// Byte ranges kept from the image comparison.
 const MAX_RANGES: usize = 20_000;
@@ -399,10 +399,10 @@ pub fn explain(a: &BuildDir, b: &BuildDir, scratch: &Path, limit: usize) -> Resu
             continue;
         };
         let detail = match p.type_guid.as_str() {
-            t if t == builder::disk::ROOT_X86_64_TYPE => {
+            t if t == disk::ROOT_X86_64_TYPE => {
                 ext4::explain(tools, &a.image, &b.image, p.offset(), &rel, limit)
             }
-            t if t == builder::disk::ESP_TYPE => read_at(&a.image, p.offset(), 512)
+            t if t == disk::ESP_TYPE => read_at(&a.image, p.offset(), 512)
                 .and_then(|boot| vfat::explain(tools, &a.image, &b.image, p.offset(), &boot, &rel)),
             _ => Ok(vec![
                 "GRUB's core.img (made by grub-mkimage from the tools tree, patched with the BIOS boot partition's LBA)".into(),

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::bytes::ByteRange;
 use super::ext4::line_diff;
-use builder::tools::ToolsTree;
+use disk::tools::ToolsTree;
 
 /// The BIOS parameter block fields that place everything in a FAT32 volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

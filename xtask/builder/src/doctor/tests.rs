@@ -135,6 +135,7 @@ const HOST_DIRS: &[&str] = &[
     "xtask/src",
     "xtask/builder",
     "xtask/bench",
+    "xtask/disk",
     "xtask/hostutil",
     "xtask/oci",
     "xtask/repro",

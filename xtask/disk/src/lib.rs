@@ -7,8 +7,17 @@
 //! patches `grub-bios-setup` would make. Identifiers come from the lock and
 //! every timestamp from `epoch`, so the same inputs give the same image.
 
+//!
+//! Its own crate (split out of `builder`, issue #20), with the tools tree
+//! it runs ([`tools`]). It must not read the spec, the lock or the store,
+//! nor touch the network: `builder::build` hands it a tools tree, the
+//! root as a tar stream, the disk identifiers and the epoch.
+
+#![warn(missing_docs)]
+
 mod grub;
 mod layout;
+pub mod tools;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
