@@ -21,6 +21,7 @@ use crate::debian::mirror::Archives;
 use crate::fsutil::write_atomic;
 use crate::locking::Project;
 use crate::npm::{AppTree, Runtime, install_app};
+use crate::progress::Progress;
 use crate::rootfs::bootstrap::{self, Bootstrap};
 use crate::rootfs::merge::{Late, Overlay, merge_into};
 use crate::rootfs::repo::LocalRepo;
@@ -102,17 +103,24 @@ fn closure_hashes(lock: &Lock, set: &str) -> String {
 /// Wall-clock seconds per step of one build, printed as the build goes and
 /// once more as one line at the end (`build-image: step seconds: …`), which
 /// `cargo xtask bench` reads.
-#[derive(Debug, Default)]
-struct Steps {
+/// Each step also tells the build's [`Progress`] when it starts and ends.
+#[derive(Debug)]
+struct Steps<'p> {
     done: Vec<(&'static str, f64)>,
+    progress: &'p Progress,
 }
 
-impl Steps {
+impl<'p> Steps<'p> {
+    fn new(progress: &'p Progress) -> Self {
+        Steps {
+            done: Vec::new(),
+            progress,
+        }
+    }
+
     /// Runs `f` as the step `name`, recording its wall-clock time.
     fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let started = Instant::now();
-        let out = f();
-        let secs = started.elapsed().as_secs_f64();
+        let (out, secs) = timed(self.progress, name, f);
         eprintln!("step {name}: {secs:.1} s");
         self.done.push((name, secs));
         out
@@ -135,11 +143,19 @@ impl Steps {
     }
 }
 
-/// Runs `f`, returning its result and its wall-clock seconds.
-fn timed<T>(f: impl FnOnce() -> Result<T>) -> (Result<T>, f64) {
+/// Runs `f` as the step `name` of `progress`, returning its result and its
+/// wall-clock seconds.
+fn timed<T>(
+    progress: &Progress,
+    name: &'static str,
+    f: impl FnOnce() -> Result<T>,
+) -> (Result<T>, f64) {
+    progress.begin(name);
     let started = Instant::now();
     let out = f();
-    (out, started.elapsed().as_secs_f64())
+    let secs = started.elapsed().as_secs_f64();
+    progress.end(name, secs);
+    (out, secs)
 }
 
 /// Joins a stage's thread; a panic in it becomes an error.
@@ -261,19 +277,31 @@ pub fn build_image(opts: &BuildOptions) -> Result<BuildReport> {
             built = Some(path.clone());
             Ok(path)
         };
-        build_stages(opts, &spec, &lock, started, &mut join_agent)
+        // A status line every few seconds, with an estimate from the last
+        // build's step times (docs/cli.md, "Progress").
+        let progress = Progress::start(&opts.stage_dir.join(TIMINGS_FILE));
+        let built = build_stages(opts, &spec, &lock, started, &progress, &mut join_agent);
+        if let Err(e) = progress.finish(built.is_ok()) {
+            eprintln!("warning: the step times for the next estimate were not saved: {e:#}");
+        }
+        built
     })
 }
+
+/// The file in the stage directory that keeps the last build's step times
+/// (the progress estimate).
+pub const TIMINGS_FILE: &str = "timings.json";
 
 fn build_stages(
     opts: &BuildOptions,
     spec: &Spec,
     lock: &Lock,
     started: Instant,
+    progress: &Progress,
     join_agent: &mut dyn FnMut() -> Result<PathBuf>,
 ) -> Result<BuildReport> {
     let epoch = spec.image.source_date_epoch;
-    let mut steps = Steps::default();
+    let mut steps = Steps::new(progress);
     let mut stages = Vec::new();
 
     // The four input stages depend only on the lock and the spec, not on
@@ -281,11 +309,15 @@ fn build_stages(
     // core and some waiting on the disk), and each writes only its own
     // keyed outputs, so their bytes are those of a run one after the other.
     let (tools, base, sandbox, app, tailscale_src) = std::thread::scope(|s| {
-        let tools = s.spawn(|| timed(|| tools_stage(opts, lock, epoch)));
-        let base = s.spawn(|| timed(|| base_stage(opts, spec, lock)));
-        let sandbox = s.spawn(|| timed(|| sandbox_stage(opts, spec, lock)));
-        let tailscale = s.spawn(|| timed(|| tailscale_source_stage(opts, lock, epoch)));
-        let app = timed(|| app_stage(opts, spec, lock));
+        let tools = s.spawn(|| timed(progress, "tools", || tools_stage(opts, lock, epoch)));
+        let base = s.spawn(|| timed(progress, "base", || base_stage(opts, spec, lock)));
+        let sandbox = s.spawn(|| timed(progress, "sandbox", || sandbox_stage(opts, spec, lock)));
+        let tailscale = s.spawn(|| {
+            timed(progress, "tailscale", || {
+                tailscale_source_stage(opts, lock, epoch)
+            })
+        });
+        let app = timed(progress, "app", || app_stage(opts, spec, lock));
         (join(tools), join(base), join(sandbox), app, join(tailscale))
     });
     let tools = steps.record("tools", tools)?;
@@ -1100,7 +1132,9 @@ mod tests {
 
     #[test]
     fn step_summary_is_one_line_of_name_seconds() {
-        let mut steps = Steps::default();
+        let dir = tempfile::tempdir().unwrap();
+        let progress = Progress::start(&dir.path().join(TIMINGS_FILE));
+        let mut steps = Steps::new(&progress);
         steps.time("tools", || Ok(())).unwrap();
         assert!(
             steps

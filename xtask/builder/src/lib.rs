@@ -18,6 +18,7 @@ pub mod host;
 pub mod http;
 pub mod locking;
 pub mod npm;
+pub mod progress;
 pub mod rootfs;
 pub mod sources;
 pub mod store;
