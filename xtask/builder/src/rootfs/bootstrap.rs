@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use disk::tools::{ToolError, command_line, run_streaming};
 
 /// One bootstrap: the packages beyond minbase and the hooks.
 #[derive(Debug, Clone)]
@@ -52,27 +53,19 @@ pub fn run(b: &Bootstrap<'_>, target: &Path) -> Result<()> {
         target.display()
     );
     let started = Instant::now();
-    let out = duct::cmd("mmdebstrap", &argv)
+    // mmdebstrap's own lines pass through as they come (`  [label] …`);
+    // on failure the error ends with its last lines.
+    let expr = duct::cmd("mmdebstrap", &argv)
         .env("SOURCE_DATE_EPOCH", b.epoch.to_string())
         .env("LC_ALL", "C.UTF-8")
         .env("TZ", "UTC")
-        .env_remove("TMPDIR")
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .context("starting mmdebstrap (run `cargo xtask doctor`)")?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stdout);
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        anyhow::bail!(
-            "{}: mmdebstrap failed ({}):\n{}",
-            b.label,
-            out.status,
-            tail.join("\n")
-        );
-    }
+        .env_remove("TMPDIR");
+    run_streaming(&expr, &command_line("mmdebstrap", &argv), b.label).map_err(|e| match e {
+        ToolError::Spawn { .. } => {
+            anyhow::anyhow!("{}: {e} (run `cargo xtask doctor`)", b.label)
+        }
+        ToolError::Failed { .. } => anyhow::anyhow!("{}: {e}", b.label),
+    })?;
     eprintln!("{}: done in {:.0?}", b.label, started.elapsed());
     Ok(())
 }
