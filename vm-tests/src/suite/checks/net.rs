@@ -59,10 +59,11 @@ pub fn net_2(ctx: &mut Ctx<'_>) -> Result<Outcome> {
     // Run in the guest, not on the host.
     for (family, dump) in [("IPv4", "iptables-save"), ("IPv6", "ip6tables-save")] {
         let save = ctx.machine.succeed(dump)?;
-        ts_chain |= ruleset::parse(&save)
+        let tables = ruleset::parse(&save);
+        ts_chain |= tables
             .get("filter")
             .is_some_and(|t| t.contains_key("ts-input"));
-        let paths = ruleset::inbound_paths(&save, TAILSCALE_UDP);
+        let paths = ruleset::inbound_paths(&tables, TAILSCALE_UDP);
         let tailnet = paths.iter().any(|p| p.kind == PathKind::Tailnet);
         ok &= tailnet;
         lines.push(format!(
